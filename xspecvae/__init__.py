@@ -1,5 +1,6 @@
 """xspecvae: physically motivated variational autoencoders for X-ray source catalogues."""
 
+from xspecvae.instrument import Grouping, Response, builtin_pn_response
 from xspecvae.ogip import (
     OGIPError,
     background_ratio,
@@ -22,4 +23,7 @@ __all__ = [
     "read_ogip",
     "check_match",
     "background_ratio",
+    "Response",
+    "Grouping",
+    "builtin_pn_response",
 ]
