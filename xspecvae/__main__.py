@@ -1,0 +1,5 @@
+import sys
+
+from xspecvae.cli import main
+
+sys.exit(main())

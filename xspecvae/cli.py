@@ -1,0 +1,220 @@
+"""The ``xspecvae`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from xspecvae import __version__
+from xspecvae.ogip import (
+    Arf,
+    OGIPError,
+    Pha,
+    Rmf,
+    background_ratio,
+    check_match,
+    read_arf,
+    read_ogip,
+    read_pha,
+    read_rmf,
+)
+
+#: The 4XMM energy bands (keV), used for count summaries.
+BANDS_4XMM = ((0.2, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 4.5), (4.5, 12.0))
+
+DESCRIPTION = """\
+xspecvae: a physically motivated variational autoencoder for X-ray source catalogues.
+
+subcommands:
+  inspect   read OGIP files (spectra, backgrounds, ARFs, RMFs; .FTZ/.gz too), check that
+            each spectrum fits its background, ARF and RMF, and report every file;
+            with no files, describe the built-in EPIC pn-like response and fold a
+            reference power law through it
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="xspecvae", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"xspecvae {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    inspect = commands.add_parser(
+        "inspect",
+        help="read and check OGIP files, or describe the built-in response",
+        description="Read each file, check it against the files its header names, and print "
+        "one line per file (or JSON). A bad file is reported and the others go on; the "
+        "exit status is 1 if any file failed.",
+    )
+    inspect.add_argument("files", nargs="*", type=Path, help="PHA, ARF or RMF files")
+    inspect.add_argument("--json", action="store_true", help="print a JSON report")
+    args = parser.parse_args(argv)
+    if args.command == "inspect":
+        return _inspect(args.files, args.json)
+    parser.print_help()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# inspect
+
+
+def _inspect(files: list[Path], as_json: bool) -> int:
+    if not files:
+        report = _describe_builtin()
+        print(json.dumps(report, indent=2) if as_json else _builtin_text(report))
+        return 0
+    reports = [_inspect_file(path) for path in files]
+    if as_json:
+        print(json.dumps(reports, indent=2))
+    else:
+        for report in reports:
+            print(_file_line(report))
+        counts = {s: sum(r["status"] == s for r in reports) for s in ("ok", "incomplete", "error")}
+        print(f"{len(reports)} files: {counts['ok']} ok, {counts['incomplete']} incomplete "
+              f"(a named file is missing), {counts['error']} unusable")
+    return int(any(r["status"] == "error" for r in reports))
+
+
+def _inspect_file(path: Path) -> dict:
+    report = {"path": str(path), "status": "ok", "type": None, "summary": {}, "problems": []}
+    try:
+        item = read_ogip(path)
+    except OGIPError as exc:
+        report.update(status="error", problems=[exc.problem])
+        return report
+    if isinstance(item, list):
+        report.update(type="PHA-II", summary={"spectra": len(item)})
+        for spectrum in item:
+            _check_spectrum(spectrum, report)
+    elif isinstance(item, Pha):
+        report.update(type="PHA", summary=_pha_summary(item))
+        _check_spectrum(item, report)
+    elif isinstance(item, Arf):
+        report.update(type="ARF", summary={
+            "energies": item.energy_lo.size,
+            "range_keV": [float(item.energy_lo[0]), float(item.energy_hi[-1])],
+            "max_area_cm2": float(item.specresp.max()),
+        })
+    elif isinstance(item, Rmf):
+        report.update(type="RSP" if item.includes_arf else "RMF", summary={
+            "energies": item.n_energy,
+            "channels": item.n_channel,
+            "first_channel": item.first_channel,
+            "nonzero": int(np.count_nonzero(item.matrix)),
+        })
+    return report
+
+
+def _pha_summary(pha: Pha) -> dict:
+    return {
+        "kind": pha.kind,
+        "channels": pha.n_channel,
+        "counts": float(pha.counts.sum()),
+        "exposure_s": pha.exposure,
+        "instrument": pha.instrument,
+        "obs_id": pha.obs_id,
+        "object": pha.object,
+    }
+
+
+def _check_spectrum(pha: Pha, report: dict) -> None:
+    """Read the files the spectrum names and check that they fit; record what does not."""
+    where = "" if pha.row is None else f"row {pha.row}: "
+    found = {}
+    for key in ("respfile", "ancrfile", "backfile"):
+        name = getattr(pha, key)
+        if name is None:
+            continue
+        path = pha.locate(key)
+        if path is None:
+            report["problems"].append(f"{where}{key.upper()} {name} not found")
+            if report["status"] == "ok":
+                report["status"] = "incomplete"
+        else:
+            found[key] = path
+    try:
+        rmf = _cached_rmf(found["respfile"]) if "respfile" in found else None
+        arf = read_arf(found["ancrfile"]) if "ancrfile" in found else None
+        check_match(pha, rmf, arf)
+        if "backfile" in found:
+            alpha = background_ratio(pha, read_pha(found["backfile"]))
+            report["summary"]["alpha"] = float(np.median(alpha[pha.quality == 0]))
+    except OGIPError as exc:
+        report["status"] = "error"
+        report["problems"].append(f"{where}{exc}")
+
+
+@lru_cache(maxsize=8)
+def _cached_rmf(path: Path) -> Rmf:
+    return read_rmf(path)
+
+
+def _file_line(report: dict) -> str:
+    label = {"ok": "OK  ", "incomplete": "PART", "error": "FAIL"}[report["status"]]
+    parts = [label, report["type"] or "?", report["path"]]
+    parts += [f"{k}={_short(v)}" for k, v in report["summary"].items()]
+    line = "  ".join(parts)
+    return line + "".join(f"\n      - {p}" for p in report["problems"])
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _describe_builtin() -> dict:
+    from xspecvae.instrument import Grouping, builtin_pn_response
+    from xspecvae.physics import powerlaw
+
+    response = builtin_pn_response()
+    grouping = Grouping.from_resolution(response)
+    analysis = response.regroup(grouping)
+    centres = response.energy_centres
+    fwhm = response.fwhm()
+    index, norm, exposure = 1.7, 1e-3, 1e4
+    flux = powerlaw(analysis.energy_edges, index, norm)
+    counts = np.asarray(analysis.fold(flux, exposure))
+    centre = 0.5 * (analysis.channel_lo + analysis.channel_hi)
+    bands = {f"{lo}-{hi}": float(counts[(centre >= lo) & (centre < hi)].sum()) for lo, hi in BANDS_4XMM}
+    return {
+        "response": repr(response),
+        "effective_area_cm2": {f"{e} keV": float(np.interp(e, centres, response.arf))
+                               for e in (0.5, 1.0, 6.0, 10.0)},
+        "fwhm_eV": {f"{e} keV": 1e3 * float(np.interp(e, centres, fwhm)) for e in (1.0, 6.4)},
+        "analysis_grid": {"bins": grouping.n_groups, "range_keV": [0.2, 12.0],
+                          "energies": analysis.n_energy},
+        "reference_source": {"photon_index": index, "norm_at_1keV": norm, "exposure_s": exposure,
+                             "counts_per_4xmm_band": bands},
+    }
+
+
+def _builtin_text(report: dict) -> str:
+    area = ", ".join(f"{k}: {v:.0f}" for k, v in report["effective_area_cm2"].items())
+    fwhm = ", ".join(f"{k}: {v:.0f}" for k, v in report["fwhm_eV"].items())
+    grid = report["analysis_grid"]
+    source = report["reference_source"]
+    bands = "\n".join(f"    {band:>8} keV  {n:10.1f}"
+                      for band, n in source["counts_per_4xmm_band"].items())
+    return (
+        "Built-in EPIC pn-like response (an approximation: analytic effective area, Gaussian\n"
+        "redistribution; use real RMFs and ARFs for science)\n"
+        f"  {report['response']}\n"
+        f"  effective area (cm^2)  {area}\n"
+        f"  resolution FWHM (eV)   {fwhm}\n"
+        f"  analysis grid          {grid['bins']} bins over 0.2-12 keV no narrower than the FWHM,"
+        f" {grid['energies']} model energies\n"
+        f"Expected counts of a power law (index {source['photon_index']}, "
+        f"{source['norm_at_1keV']:g} photons/cm^2/s/keV at 1 keV) in {source['exposure_s']:.0f} s:\n"
+        f"{bands}\n"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
