@@ -1,5 +1,8 @@
 """OGIP readers on small synthetic files: every convention, every error."""
 
+import contextlib
+import re
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -9,6 +12,14 @@ import xspecvae as xv
 from xspecvae.ogip import locate
 
 N_CHAN = 30
+
+
+@contextlib.contextmanager
+def problem(pattern):
+    """Expect an OGIPError whose problem (the text after the path) matches ``pattern``."""
+    with pytest.raises(xv.OGIPError) as err:
+        yield err
+    assert re.search(pattern, err.value.problem), err.value.problem
 
 
 def banded_matrix(n_energy=40, n_channel=N_CHAN, seed=0):
@@ -95,7 +106,7 @@ def test_net_spectrum_may_be_negative(tmp_path):
     pha = xv.read_pha(write_pha(tmp_path / "n.pha", counts, keywords=keywords,
                                 columns={"STAT_ERR": np.ones(N_CHAN)}))
     assert pha.kind == "NET" and pha.counts.min() < 0
-    with pytest.raises(xv.OGIPError, match="negative counts"):
+    with problem("negative counts"):
         xv.read_pha(write_pha(tmp_path / "t.pha", counts))
 
 
@@ -110,9 +121,9 @@ def test_type_ii_rows(tmp_path):
     rows = xv.read_pha_rows(path)
     assert [r.exposure for r in rows] == [10.0, 20.0, 30.0]
     np.testing.assert_array_equal(np.stack([r.counts for r in rows]), counts)
-    with pytest.raises(xv.OGIPError, match="choose a row"):
+    with problem("choose a row"):
         xv.read_pha(path)
-    with pytest.raises(xv.OGIPError, match="out of range"):
+    with problem("out of range"):
         xv.read_pha(path, row=3)
     assert isinstance(xv.read_ogip(path), list)
 
@@ -170,7 +181,7 @@ def test_rmf_scalar_columns_and_compression(tmp_path):
 
 def test_rmf_tlmin_disagreeing_with_ebounds(tmp_path, rmf_parts):
     path = write_rmf(tmp_path / "r.rmf", *rmf_parts, first_channel=0, tlmin=1)
-    with pytest.raises(xv.OGIPError, match="TLMIN of F_CHAN is 1 but EBOUNDS channels start at 0"):
+    with problem("TLMIN of F_CHAN is 1 but EBOUNDS channels start at 0"):
         xv.read_rmf(path)
 
 
@@ -191,14 +202,14 @@ def test_arf_and_matching(tmp_path, rmf_parts):
     pha = xv.read_pha(write_pha(tmp_path / "s.pha", counts_vector()))
     xv.check_match(pha, rmf, arf)
     other = xv.read_arf(write_arf(tmp_path / "o.arf", edges * 1.01, np.ones(40)))
-    with pytest.raises(xv.OGIPError, match="ARF energy grid") as err:
+    with problem("ARF energy grid") as err:
         xv.check_match(pha, rmf, other)
     assert str(tmp_path / "o.arf") in str(err.value) and "r.rmf" in str(err.value)
     short = xv.read_pha(write_pha(tmp_path / "short.pha", counts_vector(N_CHAN - 1)))
-    with pytest.raises(xv.OGIPError, match="29 channels but RMF"):
+    with problem("29 channels but RMF"):
         xv.check_match(short, rmf)
     shifted = xv.read_pha(write_pha(tmp_path / "one.pha", counts_vector(), first_channel=1))
-    with pytest.raises(xv.OGIPError, match="channels start at 1"):
+    with problem("channels start at 1"):
         xv.check_match(shifted, rmf)
 
 
@@ -216,13 +227,13 @@ def test_background_ratio(tmp_path):
 
 
 def test_missing_and_not_fits(tmp_path):
-    with pytest.raises(xv.OGIPError, match="file not found"):
+    with problem("file not found"):
         xv.read_pha(tmp_path / "absent.pha")
     text = tmp_path / "notes.txt"
     text.write_text("SIMPLE? no, just words\n" * 100)
-    with pytest.raises(xv.OGIPError, match="not a readable FITS file"):
+    with problem("not a readable FITS file"):
         xv.read_rmf(text)
-    with pytest.raises(xv.OGIPError, match="not a regular file"):
+    with problem("not a regular file"):
         xv.read_arf(tmp_path)
 
 
@@ -230,29 +241,29 @@ def test_truncated(tmp_path):
     path = write_pha(tmp_path / "s.pha", np.arange(2000))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 4000])
-    with pytest.raises(xv.OGIPError, match="truncated"):
+    with problem("truncated"):
         xv.read_pha(path)
     gz = gzipped(write_pha(tmp_path / "t.pha", np.arange(2000)))
     gz.write_bytes(gz.read_bytes()[:-30])
-    with pytest.raises(xv.OGIPError, match="truncated"):
+    with problem("truncated"):
         xv.read_pha(gz)
 
 
 def test_missing_extension_and_column(tmp_path, rmf_parts):
     path = write_arf(tmp_path / "a.arf", np.linspace(1, 2, 5), np.ones(4))
-    with pytest.raises(xv.OGIPError, match="no SPECTRUM extension"):
+    with problem("no SPECTRUM extension"):
         xv.read_pha(path)
-    with pytest.raises(xv.OGIPError, match="no MATRIX or SPECRESP MATRIX extension"):
+    with problem("no MATRIX or SPECRESP MATRIX extension"):
         xv.read_rmf(path)
     rmf = write_rmf(tmp_path / "r.rmf", *rmf_parts)
     with fits.open(rmf) as hdul:
         del hdul[2]
         hdul.writeto(tmp_path / "noebounds.rmf")
-    with pytest.raises(xv.OGIPError, match="no EBOUNDS extension"):
+    with problem("no EBOUNDS extension"):
         xv.read_rmf(tmp_path / "noebounds.rmf")
-    with pytest.raises(xv.OGIPError, match="missing column COUNTS or RATE"):
+    with problem("missing column COUNTS or RATE"):
         xv.read_pha(write_pha(tmp_path / "s.pha", counts_vector(), drop=("COUNTS",)))
-    with pytest.raises(xv.OGIPError, match="missing column CHANNEL"):
+    with problem("missing column CHANNEL"):
         xv.read_pha(write_pha(tmp_path / "c.pha", counts_vector(), drop=("CHANNEL",)))
 
 
@@ -268,7 +279,7 @@ def test_missing_extension_and_column(tmp_path, rmf_parts):
 ])
 def test_bad_keywords(tmp_path, keywords, columns, message):
     path = write_pha(tmp_path / "s.pha", counts_vector(), keywords=keywords, columns=columns)
-    with pytest.raises(xv.OGIPError, match=message) as err:
+    with problem(message) as err:
         xv.read_pha(path)
     assert err.value.path == str(path) and str(err.value).startswith(str(path))
 
@@ -278,7 +289,7 @@ def test_bad_counts(tmp_path, bad):
     counts = counts_vector().astype(float)
     counts[5] = bad
     message = "negative counts" if bad == -1.0 else "non-finite counts"
-    with pytest.raises(xv.OGIPError, match=message):
+    with problem(message):
         xv.read_pha(write_pha(tmp_path / "s.pha", counts))
 
 
@@ -291,9 +302,9 @@ def test_bad_rmf_groups(tmp_path, rmf_parts):
         hdul["EBOUNDS"].header["DETCHANS"] = 31
         hdul["MATRIX"].header["DETCHANS"] = 31
         hdul.writeto(tmp_path / "detchans.rmf")
-    with pytest.raises(xv.OGIPError, match="reach outside channels 0..29"):
+    with problem("reach outside channels 0..29"):
         xv.read_rmf(tmp_path / "beyond.rmf")
-    with pytest.raises(xv.OGIPError, match="DETCHANS=31 but EBOUNDS has 30"):
+    with problem("DETCHANS=31 but EBOUNDS has 30"):
         xv.read_rmf(tmp_path / "detchans.rmf")
 
 
@@ -303,5 +314,5 @@ def test_read_ogip_dispatch(tmp_path, rmf_parts):
     assert isinstance(xv.read_ogip(write_pha(tmp_path / "s.pha", [1, 2])), xv.ogip.Pha)
     table = fits.BinTableHDU.from_columns([fits.Column(name="X", format="E", array=[1.0])])
     fits.HDUList([fits.PrimaryHDU(), table]).writeto(tmp_path / "t.fits")
-    with pytest.raises(xv.OGIPError, match="not an OGIP spectral file"):
+    with problem("not an OGIP spectral file"):
         xv.read_ogip(tmp_path / "t.fits")

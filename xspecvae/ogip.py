@@ -8,8 +8,11 @@ Conventions follow OGIP memos CAL/GEN/92-002 (responses) and OGIP/92-007 (spectr
 from __future__ import annotations
 
 import contextlib
+import gzip
+import io
 import os
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,24 +170,33 @@ def locate(directory: str | os.PathLike, name: str) -> Path | None:
 def _opened(path: str | os.PathLike):
     """Open a FITS file fully (all headers), turning every failure into OGIPError."""
     path = Path(path)
-    if not path.exists():
-        raise OGIPError(path, "file not found")
-    if not path.is_file():
-        raise OGIPError(path, "not a regular file")
+    try:
+        if not path.exists():
+            raise OGIPError(path, "file not found")
+        if not path.is_file():
+            raise OGIPError(path, "not a regular file")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise OGIPError(path, f"cannot read the file ({exc.strerror or exc})") from None
+    if raw[:2] == b"\x1f\x8b":  # decompress here: astropy hides truncation of gzip streams
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise OGIPError(path, f"truncated or corrupt compressed file ({exc})") from None
+    if raw[:9] == b"SIMPLE  =" and len(raw) % 2880:
+        raise OGIPError(path, f"truncated FITS file ({len(raw)} bytes, not a multiple of 2880)")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
+            hdul = fits.open(io.BytesIO(raw), memmap=False, lazy_load_hdus=False)
         for w in caught:
             if "truncated" in str(w.message).lower():
                 hdul.close()
                 raise OGIPError(path, "truncated FITS file")
     except OGIPError:
         raise
-    except EOFError:
-        raise OGIPError(path, "truncated compressed file") from None
     except Exception as exc:  # astropy raises many types on damaged files
-        raise OGIPError(path, _unreadable(path, exc)) from None
+        raise OGIPError(path, f"not a readable FITS file ({type(exc).__name__}: {exc})") from None
     try:
         with hdul, warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -193,16 +205,6 @@ def _opened(path: str | os.PathLike):
         raise
     except Exception as exc:
         raise OGIPError(path, f"damaged FITS content ({type(exc).__name__}: {exc})") from None
-
-
-def _unreadable(path: Path, exc: Exception) -> str:
-    """Why astropy could not open the file, telling truncation apart where the size shows it."""
-    with open(path, "rb") as f:
-        plain_fits = f.read(9) == b"SIMPLE  ="
-    size = path.stat().st_size
-    if plain_fits and size % 2880:
-        return f"truncated FITS file ({size} bytes, not a multiple of 2880)"
-    return f"not a readable FITS file ({type(exc).__name__}: {exc})"
 
 
 def _find_hdu(hdul, path, names: tuple[str, ...], hduclas: tuple[str, str] | None = None):
@@ -300,7 +302,10 @@ def _spectrum_table(hdul, path):
     if data is None:
         raise OGIPError(path, f"missing column COUNTS or RATE in extension {hdu.name}")
     typed = "TYPE:II" in _text(hdu.header.get("HDUCLAS4")).upper()
-    return hdu, (len(data) if typed or np.ndim(data) == 2 else None)
+    n_rows = len(data) if typed or np.ndim(data) == 2 else None
+    if n_rows == 0:
+        raise OGIPError(path, "type II file with no spectra (empty SPECTRUM table)")
+    return hdu, n_rows
 
 
 def _pha_from_hdu(path: Path, primary, hdu, row: int | None) -> Pha:
@@ -336,6 +341,8 @@ def _pha_from_hdu(path: Path, primary, hdu, row: int | None) -> Pha:
     if not np.isfinite(exposure) or exposure <= 0:
         raise OGIPError(path, f"EXPOSURE must be positive, got {exposure}")
     counts = data * exposure if is_rate else data
+    if not np.all(np.isfinite(counts)):
+        raise OGIPError(path, "RATE * EXPOSURE is not finite")
 
     quality = _per_channel(path, "QUALITY", value("QUALITY", 0), n, int)
     good = quality == 0
@@ -475,9 +482,18 @@ def read_rmf(path: str | os.PathLike) -> Rmf:
         e_max = np.asarray(_column(ebounds, path, "E_MAX"), dtype=float)
         if channel.size == 0 or np.any(np.diff(channel) != 1):
             raise OGIPError(path, "EBOUNDS CHANNEL is not a contiguous increasing sequence")
-        detchans = hdu.header.get("DETCHANS")
-        if detchans is not None and int(detchans) != channel.size:
-            raise OGIPError(path, f"DETCHANS={detchans} but EBOUNDS has {channel.size} channels")
+        for table in (hdu, ebounds):
+            detchans = table.header.get("DETCHANS")
+            if detchans is None:
+                continue
+            try:
+                agrees = int(detchans) == detchans and int(detchans) == channel.size
+            except (TypeError, ValueError):
+                raise OGIPError(path, f"DETCHANS in {table.name} is not an integer: "
+                                f"{detchans!r}") from None
+            if not agrees:
+                raise OGIPError(path, f"DETCHANS={detchans} but EBOUNDS has {channel.size} "
+                                f"channels (DETCHANS of {table.name})")
 
         lo = np.asarray(_column(hdu, path, "ENERG_LO"), dtype=float)
         hi = np.asarray(_column(hdu, path, "ENERG_HI"), dtype=float)
@@ -560,7 +576,11 @@ def _dense_matrix(hdu, path, offset: int, n_channel: int) -> np.ndarray:
     rows = np.repeat(np.repeat(np.arange(n_energy), n_grp), n_chan)
     cols = np.repeat(first, n_chan) + _ramp(n_chan)
     dense = np.bincount(rows * n_channel + cols, weights=values, minlength=n_energy * n_channel)
-    return dense.reshape(n_energy, n_channel).astype(np.float32)
+    with np.errstate(over="ignore"):
+        dense = dense.reshape(n_energy, n_channel).astype(np.float32)
+    if not np.all(np.isfinite(dense)):
+        raise OGIPError(path, "MATRIX elements beyond the float32 range")
+    return dense
 
 
 # ---------------------------------------------------------------------------------------------
