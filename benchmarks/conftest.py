@@ -1,0 +1,38 @@
+"""Benchmarks: each records spectra per second; a table (ours against the reference, side by
+side, from the same run) is printed at the end for benchmarks/RESULTS.md."""
+
+import platform
+
+import jax
+import pytest
+
+_ROWS = []
+
+
+@pytest.fixture
+def record():
+    """``record(benchmark, group, impl, batch)`` after ``benchmark(...)`` has run."""
+
+    def add(benchmark, group, impl, batch):
+        mean = benchmark.stats.stats.mean
+        benchmark.extra_info["spectra_per_s"] = batch / mean
+        _ROWS.append((group, impl, batch, mean))
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _ROWS:
+        return
+    write = terminalreporter.write_line
+    device = jax.devices()[0]
+    write("")
+    write(f"Throughput ({platform.processor() or platform.machine()}, jax {jax.__version__} on "
+          f"{device.platform}:{device.device_kind})")
+    write("| case | batch | implementation | mean time | spectra/s | ratio to reference |")
+    write("| --- | ---: | --- | ---: | ---: | ---: |")
+    reference = {(g, b): m for g, i, b, m in _ROWS if i.startswith("numpy")}
+    for group, impl, batch, mean in _ROWS:
+        ref = reference.get((group, batch))
+        ratio = f"{ref / mean:.1f}x" if ref else ""
+        write(f"| {group} | {batch} | {impl} | {mean * 1e3:.3f} ms | {batch / mean:,.0f} | {ratio} |")
