@@ -676,21 +676,6 @@ PHA_DAMAGES = {
 }
 
 
-PHA_CASES = [(damage, reader.__name__) for damage in sorted(PHA_DAMAGES)
-             for reader in READERS["spectrum"]]
-
-
-@settings(max_examples=len(PHA_CASES), **STRUCTURE)
-@given(case=st.sampled_from(PHA_CASES))
-def test_pha_structural_damage_is_named(originals, tmp_path, case):
-    """Each reader of spectra raises OGIPError naming what is wrong (one example per damage
-    and reader: hypothesis tries every case, and reports distinct failures separately)."""
-    damage, reader = case
-    apply, words = PHA_DAMAGES[damage]
-    path = damaged_copy(originals, "spectrum.fits", apply, tmp_path)
-    expect_error(getattr(xv, reader), path, "spectrum", words)
-
-
 def _swap_rows(column, i, j):
     def apply(hdul):
         values = hdul[1].data[column]
@@ -712,19 +697,6 @@ ARF_DAMAGES = {
     "negative energy": (set_cell(1, "ENERG_LO", 0, -0.5), ["energ"]),
     "empty table": (keep_rows(1, 0), ["empty", "energ", "rows"]),
 }
-ARF_CASES = [(damage, name, reader.__name__) for damage in sorted(ARF_DAMAGES)
-             for name in ("arf.fits", "pn.arf") for reader in READERS["arf"]]
-
-
-@settings(max_examples=len(ARF_CASES), **STRUCTURE)
-@given(case=st.sampled_from(ARF_CASES))
-def test_arf_structural_damage_is_named(originals, tmp_path, case):
-    damage, name, reader = case
-    apply, words = ARF_DAMAGES[damage]
-    path = damaged_copy(originals, name, apply, tmp_path)
-    expect_error(getattr(xv, reader), path, "arf", words)
-
-
 def _row_with_groups(data, at_least=1):
     """A row in the middle of the table with at least ``at_least`` channel groups."""
     n_grp = np.asarray(data["N_GRP"])
@@ -801,18 +773,22 @@ RMF_DAMAGES = {
 _BOTH = {"F_CHAN beyond the last channel", "F_CHAN below the first channel",
          "N_CHAN longer than the MATRIX row", "N_GRP beyond the F_CHAN groups",
          "negative N_CHAN", "NaN in MATRIX", "no F_CHAN column"}
-RMF_CASES = [(damage, name, reader.__name__) for i, damage in enumerate(sorted(RMF_DAMAGES))
-             for name in RMFS if damage in _BOTH or name == RMFS[i % 2]
-             for reader in READERS["rmf"]]
+STRUCTURAL = (
+    [("spectrum", damage, "spectrum.fits") for damage in sorted(PHA_DAMAGES)]
+    + [("arf", damage, name) for damage in sorted(ARF_DAMAGES) for name in ("arf.fits", "pn.arf")]
+    + [("rmf", damage, name) for i, damage in enumerate(sorted(RMF_DAMAGES)) for name in RMFS
+       if damage in _BOTH or name == RMFS[i % 2]]
+)
+DAMAGES = {"spectrum": PHA_DAMAGES, "arf": ARF_DAMAGES, "rmf": RMF_DAMAGES}
 
 
-@settings(max_examples=len(RMF_CASES), **STRUCTURE)
-@given(case=st.sampled_from(RMF_CASES))
-def test_rmf_structural_damage_is_named(originals, tmp_path, case):
-    damage, name, reader = case
-    apply, words = RMF_DAMAGES[damage]
+@pytest.mark.parametrize("kind,damage,name", STRUCTURAL)
+def test_structural_damage_is_named(originals, tmp_path, kind, damage, name):
+    """Every reader of the file's kind raises OGIPError naming what is wrong."""
+    apply, words = DAMAGES[kind][damage]
     path = damaged_copy(originals, name, apply, tmp_path)
-    expect_error(getattr(xv, reader), path, "rmf", words)
+    for reader in READERS[kind]:
+        expect_error(reader, path, kind, words)
 
 
 @settings(max_examples=12, **STRUCTURE)
