@@ -168,7 +168,8 @@ def locate(directory: str | os.PathLike, name: str) -> Path | None:
 
 @contextlib.contextmanager
 def _opened(path: str | os.PathLike):
-    """Open a FITS file fully (all headers), turning every failure into OGIPError."""
+    """Read the file into memory (gzip decompressed here, so truncation shows), open every
+    HDU, and turn every failure into OGIPError."""
     path = Path(path)
     try:
         if not path.exists():
