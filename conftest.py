@@ -5,8 +5,11 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(os.environ.get("XSPECVAE_DATA", Path(__file__).resolve().parent.parent / "shared"
-                           / "data" / "xmm"))
+DATA = Path(
+    os.environ.get(
+        "XSPECVAE_DATA", Path(__file__).resolve().parent.parent / "shared" / "data" / "xmm"
+    )
+)
 
 
 @pytest.fixture(scope="session")

@@ -27,12 +27,16 @@ def pytest_terminal_summary(terminalreporter):
     write = terminalreporter.write_line
     device = jax.devices()[0]
     write("")
-    write(f"Throughput ({platform.processor() or platform.machine()}, jax {jax.__version__} on "
-          f"{device.platform}:{device.device_kind})")
+    write(
+        f"Throughput ({platform.processor() or platform.machine()}, jax {jax.__version__} on "
+        f"{device.platform}:{device.device_kind})"
+    )
     write("| case | batch | implementation | mean time | spectra/s | ratio to reference |")
     write("| --- | ---: | --- | ---: | ---: | ---: |")
     reference = {(g, b): m for g, i, b, m in _ROWS if i.startswith("numpy")}
     for group, impl, batch, mean in _ROWS:
         ref = reference.get((group, batch))
         ratio = f"{ref / mean:.1f}x" if ref else ""
-        write(f"| {group} | {batch} | {impl} | {mean * 1e3:.3f} ms | {batch / mean:,.0f} | {ratio} |")
+        write(
+            f"| {group} | {batch} | {impl} | {mean * 1e3:.3f} ms | {batch / mean:,.0f} | {ratio} |"
+        )

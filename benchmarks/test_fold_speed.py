@@ -20,8 +20,11 @@ def responses(xmm):
     arf = xv.read_arf(xmm / "pps_0760940101/P0760940101PNS003SRCARF0001.FTZ")
     full = xv.Response.from_ogip(rmf, arf)
     analysis = full.regroup(xv.Grouping.from_resolution(full, 0.2, 12.0))
-    return {"full 2067x4096": full, f"analysis {analysis.n_energy}x{analysis.n_channel}": analysis,
-            "full, dense storage": xv.Response.from_ogip(rmf, arf, storage="dense")}
+    return {
+        "full 2067x4096": full,
+        f"analysis {analysis.n_energy}x{analysis.n_channel}": analysis,
+        "full, dense storage": xv.Response.from_ogip(rmf, arf, storage="dense"),
+    }
 
 
 def flux_for(response, batch):
@@ -39,8 +42,12 @@ def test_fold_xspecvae(benchmark, record, responses, case, batch):
     benchmark(lambda: response.fold(flux, 1e4).block_until_ready())
     dense = case == "full, dense storage"
     group = "full 2067x4096" if dense else name
-    record(benchmark, group, "xspecvae (dense storage)" if dense else
-           f"xspecvae ({response.storage})", batch)
+    record(
+        benchmark,
+        group,
+        "xspecvae (dense storage)" if dense else f"xspecvae ({response.storage})",
+        batch,
+    )
 
 
 @pytest.mark.parametrize("batch", BATCHES)
@@ -55,6 +62,7 @@ def test_fold_numpy_reference(benchmark, record, responses, case, batch):
 
 
 def test_read_rmf(benchmark, xmm):
-    benchmark.pedantic(xv.read_rmf, args=(xmm / "responses/epn_e3_ef20_sdY6_v19.0.rmf",),
-                       rounds=5, iterations=1)
+    benchmark.pedantic(
+        xv.read_rmf, args=(xmm / "responses/epn_e3_ef20_sdY6_v19.0.rmf",), rounds=5, iterations=1
+    )
     assert benchmark.stats.stats.mean < 1.0

@@ -9,8 +9,9 @@ from xspecvae.cli import main
 
 
 def test_help_lists_the_subcommands():
-    out = subprocess.run([sys.executable, "-m", "xspecvae", "--help"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "xspecvae", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert "inspect" in out and "built-in" in out
 
 
@@ -30,14 +31,24 @@ def test_inspect_batch_reports_every_file(xmm, tmp_path, capsys):
     shutil.copy(ulx / "MOS1.arf", ulx / "PN.arf")  # an ARF on the wrong energy grid
     corrupt = tmp_path / "corrupt.pha"
     corrupt.write_bytes((xmm / "ngc7793_ulx4/PN_spectrum_grp20.fits").read_bytes()[:5000])
-    files = [xmm / "ngc7793_ulx4/PN_spectrum_grp20.fits",
-             xmm / "pps_0760940101/P0760940101PNS003SRSPEC0001.FTZ",
-             ulx / "PN_spectrum_grp20.fits", corrupt, tmp_path / "absent.pha",
-             xmm / "responses/epn_ff20_dY9.rmf"]
+    files = [
+        xmm / "ngc7793_ulx4/PN_spectrum_grp20.fits",
+        xmm / "pps_0760940101/P0760940101PNS003SRSPEC0001.FTZ",
+        ulx / "PN_spectrum_grp20.fits",
+        corrupt,
+        tmp_path / "absent.pha",
+        xmm / "responses/epn_ff20_dY9.rmf",
+    ]
     assert main(["inspect", "--json", *map(str, files)]) == 1
     reports = {r["path"]: r for r in json.loads(capsys.readouterr().out)}
     assert [reports[str(f)]["status"] for f in files] == [
-        "ok", "incomplete", "error", "error", "error", "ok"]
+        "ok",
+        "incomplete",
+        "error",
+        "error",
+        "error",
+        "ok",
+    ]
     assert reports[str(files[0])]["summary"]["alpha"] == 2010100 / 6866200
     assert reports[str(files[1])]["problems"] == ["RESPFILE epn_e3_ef20_sdY9.rmf not found"]
     assert "ARF energy grid" in reports[str(files[2])]["problems"][0]

@@ -46,8 +46,9 @@ def test_auto_storage_tiles_only_large_sparse_matrices():
     assert random_response(n_channel=600).storage == "tiled"
     assert random_response(n_channel=200).storage == "dense"  # small grids: one matrix is faster
     full = random_response(n_channel=600)
-    full_dense = xv.Response(full.energy_edges, full.channel_lo, full.channel_hi,
-                             np.ones_like(full.matrix), full.arf)
+    full_dense = xv.Response(
+        full.energy_edges, full.channel_lo, full.channel_hi, np.ones_like(full.matrix), full.arf
+    )
     assert full_dense.storage == "dense"  # nothing to skip
 
 
@@ -116,8 +117,9 @@ def test_regroup_equals_grouping_the_folded_counts():
     # energies are cut to the rows that reach the kept bins; the dropped rows reach none
     first = np.searchsorted(response.energy_edges, analysis.energy_edges[0])
     kept = slice(first, first + analysis.n_energy)
-    np.testing.assert_allclose(analysis.energy_edges,
-                               response.energy_edges[first : first + analysis.n_energy + 1])
+    np.testing.assert_allclose(
+        analysis.energy_edges, response.energy_edges[first : first + analysis.n_energy + 1]
+    )
     outside = np.ones(response.n_energy, bool)
     outside[kept] = False
     assert outside.any() and not g.apply(response.matrix)[outside].any()
@@ -154,8 +156,9 @@ def test_builtin_response_physics():
     line[i] = 1.0
     counts = np.asarray(response.fold(line))
     centre = 0.5 * (response.channel_lo + response.channel_hi)
-    assert np.sum(counts * centre) / counts.sum() == pytest.approx(response.energy_centres[i],
-                                                                   abs=0.003)
+    assert np.sum(counts * centre) / counts.sum() == pytest.approx(
+        response.energy_centres[i], abs=0.003
+    )
     area = builtin_pn_area([0.2, 1.0, 2.1, 2.4, 6.0, 10.0])
     assert np.all(np.diff(area[[0, 1]]) > 0) and area[3] < 0.8 * area[2]  # rise; Au M edge
 

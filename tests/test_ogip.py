@@ -51,12 +51,27 @@ def counts_vector(n=N_CHAN):
 
 
 def test_counts_spectrum_keywords(tmp_path):
-    path = write_pha(tmp_path / "src.pha", counts_vector(), keywords={
-        "EXPOSURE": 2500.0, "BACKSCAL": 0.25, "AREASCAL": 0.9, "HDUCLAS2": "TOTAL",
-        "RESPFILE": "resp.rmf", "ANCRFILE": "NONE", "BACKFILE": "bkg.pha",
-        "SRC_RA": 10.5, "SRC_DEC": -20.25, "RA_OBJ": 1.0, "DEC_OBJ": 2.0,
-        "QUALITY": 0, "GROUPING": 0, "FILTER": "Thin1",
-    }, primary={"OBJECT": "NGC 1", "DATE-OBS": "2015-06-02T10:34:37", "OBS_ID": "0760940101"})
+    path = write_pha(
+        tmp_path / "src.pha",
+        counts_vector(),
+        keywords={
+            "EXPOSURE": 2500.0,
+            "BACKSCAL": 0.25,
+            "AREASCAL": 0.9,
+            "HDUCLAS2": "TOTAL",
+            "RESPFILE": "resp.rmf",
+            "ANCRFILE": "NONE",
+            "BACKFILE": "bkg.pha",
+            "SRC_RA": 10.5,
+            "SRC_DEC": -20.25,
+            "RA_OBJ": 1.0,
+            "DEC_OBJ": 2.0,
+            "QUALITY": 0,
+            "GROUPING": 0,
+            "FILTER": "Thin1",
+        },
+        primary={"OBJECT": "NGC 1", "DATE-OBS": "2015-06-02T10:34:37", "OBS_ID": "0760940101"},
+    )
     pha = xv.read_pha(path)
     np.testing.assert_array_equal(pha.counts, counts_vector())
     assert not pha.is_rate and pha.exposure == 2500.0
@@ -86,10 +101,19 @@ def test_columns_instead_of_keywords(tmp_path):
     backscal[:3] = 0.0  # allowed where quality is bad
     areascal = np.linspace(0.5, 1.0, N_CHAN)
     stat_err = np.full(N_CHAN, 2.0)
-    path = write_pha(tmp_path / "c.pha", counts_vector(), columns={
-        "QUALITY": quality, "GROUPING": grouping, "BACKSCAL": backscal, "AREASCAL": areascal,
-        "STAT_ERR": stat_err}, keywords={"BACKSCAL": None, "AREASCAL": None, "POISSERR": False,
-                                         "MJD-OBS": 55000.5}, first_channel=1)
+    path = write_pha(
+        tmp_path / "c.pha",
+        counts_vector(),
+        columns={
+            "QUALITY": quality,
+            "GROUPING": grouping,
+            "BACKSCAL": backscal,
+            "AREASCAL": areascal,
+            "STAT_ERR": stat_err,
+        },
+        keywords={"BACKSCAL": None, "AREASCAL": None, "POISSERR": False, "MJD-OBS": 55000.5},
+        first_channel=1,
+    )
     pha = xv.read_pha(path)
     np.testing.assert_array_equal(pha.quality, quality)
     np.testing.assert_array_equal(pha.grouping, grouping)
@@ -103,8 +127,11 @@ def test_columns_instead_of_keywords(tmp_path):
 def test_net_spectrum_may_be_negative(tmp_path):
     counts = counts_vector() - 3
     keywords = {"HDUCLAS2": "NET", "POISSERR": False}
-    pha = xv.read_pha(write_pha(tmp_path / "n.pha", counts, keywords=keywords,
-                                columns={"STAT_ERR": np.ones(N_CHAN)}))
+    pha = xv.read_pha(
+        write_pha(
+            tmp_path / "n.pha", counts, keywords=keywords, columns={"STAT_ERR": np.ones(N_CHAN)}
+        )
+    )
     assert pha.kind == "NET" and pha.counts.min() < 0
     with problem("negative counts"):
         xv.read_pha(write_pha(tmp_path / "t.pha", counts))
@@ -112,8 +139,9 @@ def test_net_spectrum_may_be_negative(tmp_path):
 
 def test_type_ii_rows(tmp_path):
     counts = np.arange(3 * N_CHAN).reshape(3, N_CHAN)
-    path = write_pha2(tmp_path / "p2.pha", counts, exposure=[10.0, 20.0, 30.0],
-                      backscal=[1.0, 2.0, 3.0])
+    path = write_pha2(
+        tmp_path / "p2.pha", counts, exposure=[10.0, 20.0, 30.0], backscal=[1.0, 2.0, 3.0]
+    )
     second = xv.read_pha(path, row=1)
     np.testing.assert_array_equal(second.counts, counts[1])
     assert second.exposure == 20.0 and second.backscal == 2.0 and second.row == 1
@@ -128,13 +156,16 @@ def test_type_ii_rows(tmp_path):
     assert isinstance(xv.read_ogip(path), list)
 
 
-@pytest.mark.parametrize("named,on_disk", [
-    ("bkg.pha", "bkg.pha"),
-    ("bkg.pha", "bkg.pha.gz"),
-    ("BKG.FTZ", "bkg.ftz"),
-    ("P01BGSPEC0001.FTZ", "P01BGSPEC0001"),
-    ("/elsewhere/on/another/disk/bkg.pha", "bkg.pha"),
-])
+@pytest.mark.parametrize(
+    "named,on_disk",
+    [
+        ("bkg.pha", "bkg.pha"),
+        ("bkg.pha", "bkg.pha.gz"),
+        ("BKG.FTZ", "bkg.ftz"),
+        ("P01BGSPEC0001.FTZ", "P01BGSPEC0001"),
+        ("/elsewhere/on/another/disk/bkg.pha", "bkg.pha"),
+    ],
+)
 def test_named_files_are_found_beside_the_spectrum(tmp_path, named, on_disk):
     (tmp_path / on_disk).write_bytes(b"x")
     pha = xv.read_pha(write_pha(tmp_path / "s.pha", counts_vector(), keywords={"BACKFILE": named}))
@@ -142,7 +173,9 @@ def test_named_files_are_found_beside_the_spectrum(tmp_path, named, on_disk):
 
 
 def test_missing_named_file_is_none(tmp_path):
-    pha = xv.read_pha(write_pha(tmp_path / "s.pha", counts_vector(), keywords={"BACKFILE": "b.pha"}))
+    pha = xv.read_pha(
+        write_pha(tmp_path / "s.pha", counts_vector(), keywords={"BACKFILE": "b.pha"})
+    )
     assert pha.locate("backfile") is None and pha.locate("respfile") is None
     assert locate(tmp_path / "no-such-dir", "b.pha") is None
 
@@ -160,8 +193,15 @@ def test_compressed_spectrum(tmp_path):
 @pytest.mark.parametrize("first_channel,tlmin", [(0, "auto"), (1, "auto"), (0, None), (1, None)])
 def test_rmf_matrix_round_trip(tmp_path, rmf_parts, layout, first_channel, tlmin):
     matrix, edges, channel_edges = rmf_parts
-    path = write_rmf(tmp_path / "r.rmf", matrix, edges, channel_edges, layout=layout,
-                     first_channel=first_channel, tlmin=tlmin)
+    path = write_rmf(
+        tmp_path / "r.rmf",
+        matrix,
+        edges,
+        channel_edges,
+        layout=layout,
+        first_channel=first_channel,
+        tlmin=tlmin,
+    )
     rmf = xv.read_rmf(path)
     np.testing.assert_array_equal(rmf.matrix, matrix)  # no shift: offsets from the file
     assert rmf.first_channel == first_channel and not rmf.includes_arf
@@ -174,8 +214,16 @@ def test_rmf_scalar_columns_and_compression(tmp_path):
     matrix = np.zeros((10, 12), np.float32)
     for i in range(10):
         matrix[i, i : i + 3] = [0.25, 0.5, 0.25]
-    path = gzipped(write_rmf(tmp_path / "s.rmf", matrix, edges, np.linspace(0.9, 2.1, 13),
-                             layout="scalar", first_channel=1))
+    path = gzipped(
+        write_rmf(
+            tmp_path / "s.rmf",
+            matrix,
+            edges,
+            np.linspace(0.9, 2.1, 13),
+            layout="scalar",
+            first_channel=1,
+        )
+    )
     np.testing.assert_array_equal(xv.read_rmf(path).matrix, matrix)
 
 
@@ -188,8 +236,14 @@ def test_rmf_tlmin_disagreeing_with_ebounds(tmp_path, rmf_parts):
 def test_rsp_is_recognised(tmp_path, rmf_parts):
     matrix, edges, channel_edges = rmf_parts
     full = write_rmf(tmp_path / "full.rsp", matrix, edges, channel_edges, hduclas3="FULL")
-    area = write_rmf(tmp_path / "area.rsp", matrix * 500, edges, channel_edges,
-                     extname="SPECRESP MATRIX", hduclas3="DETECTOR")
+    area = write_rmf(
+        tmp_path / "area.rsp",
+        matrix * 500,
+        edges,
+        channel_edges,
+        extname="SPECRESP MATRIX",
+        hduclas3="DETECTOR",
+    )
     assert xv.read_rmf(full).includes_arf and xv.read_rmf(area).includes_arf
     assert isinstance(xv.read_ogip(area), xv.ogip.Rmf)
 
@@ -214,11 +268,22 @@ def test_arf_and_matching(tmp_path, rmf_parts):
 
 
 def test_background_ratio(tmp_path):
-    src = xv.read_pha(write_pha(tmp_path / "s.pha", counts_vector(),
-                                keywords={"BACKSCAL": 2.0, "EXPOSURE": 100.0, "AREASCAL": 1.0}))
+    src = xv.read_pha(
+        write_pha(
+            tmp_path / "s.pha",
+            counts_vector(),
+            keywords={"BACKSCAL": 2.0, "EXPOSURE": 100.0, "AREASCAL": 1.0},
+        )
+    )
     scal = np.full(N_CHAN, 8.0)
-    bkg = xv.read_pha(write_pha(tmp_path / "b.pha", counts_vector(), columns={"BACKSCAL": scal},
-                                keywords={"BACKSCAL": None, "EXPOSURE": 50.0, "AREASCAL": 0.5}))
+    bkg = xv.read_pha(
+        write_pha(
+            tmp_path / "b.pha",
+            counts_vector(),
+            columns={"BACKSCAL": scal},
+            keywords={"BACKSCAL": None, "EXPOSURE": 50.0, "AREASCAL": 0.5},
+        )
+    )
     np.testing.assert_allclose(xv.background_ratio(src, bkg), 2.0 * 100 / (8.0 * 50 * 0.5))
 
 
@@ -267,16 +332,19 @@ def test_missing_extension_and_column(tmp_path, rmf_parts):
         xv.read_pha(write_pha(tmp_path / "c.pha", counts_vector(), drop=("CHANNEL",)))
 
 
-@pytest.mark.parametrize("keywords,columns,message", [
-    ({"EXPOSURE": 0.0}, {}, "EXPOSURE must be positive"),
-    ({"EXPOSURE": -5.0}, {}, "EXPOSURE must be positive"),
-    ({"EXPOSURE": "long"}, {}, "EXPOSURE is not a number"),
-    ({"EXPOSURE": None}, {}, "EXPOSURE is not a number"),
-    ({"BACKSCAL": 0.0}, {}, "BACKSCAL must be positive"),
-    ({"BACKSCAL": -1.0}, {}, "BACKSCAL must be positive"),
-    ({"AREASCAL": 0.0}, {}, "AREASCAL must be positive"),
-    ({"BACKSCAL": None}, {"BACKSCAL": np.zeros(N_CHAN)}, "BACKSCAL column must be positive"),
-])
+@pytest.mark.parametrize(
+    "keywords,columns,message",
+    [
+        ({"EXPOSURE": 0.0}, {}, "EXPOSURE must be positive"),
+        ({"EXPOSURE": -5.0}, {}, "EXPOSURE must be positive"),
+        ({"EXPOSURE": "long"}, {}, "EXPOSURE is not a number"),
+        ({"EXPOSURE": None}, {}, "EXPOSURE is not a number"),
+        ({"BACKSCAL": 0.0}, {}, "BACKSCAL must be positive"),
+        ({"BACKSCAL": -1.0}, {}, "BACKSCAL must be positive"),
+        ({"AREASCAL": 0.0}, {}, "AREASCAL must be positive"),
+        ({"BACKSCAL": None}, {"BACKSCAL": np.zeros(N_CHAN)}, "BACKSCAL column must be positive"),
+    ],
+)
 def test_bad_keywords(tmp_path, keywords, columns, message):
     path = write_pha(tmp_path / "s.pha", counts_vector(), keywords=keywords, columns=columns)
     with problem(message) as err:

@@ -64,16 +64,26 @@ READERS = {
     "rmf": (xv.read_rmf, xv.read_ogip),
 }
 ALL_READERS = ["read_pha", "read_pha_rows", "read_arf", "read_rmf", "read_ogip"]
-SMALL = ["spectrum.FTZ", "spectrum.fits", "background.FTZ", "background.fits", "arf.FTZ",
-         "arf.fits", "pn.arf"]
+SMALL = [
+    "spectrum.FTZ",
+    "spectrum.fits",
+    "background.FTZ",
+    "background.fits",
+    "arf.FTZ",
+    "arf.fits",
+    "pn.arf",
+]
 RMFS = ["dY9.rmf", "pn.rmf"]
 
 TIME_LIMIT = {"spectrum": 5.0, "arf": 5.0, "rmf": 20.0}  # normal reads take < 0.5 s
 # Byte-level fuzzing: no shrink phase (a hanging read costs the whole time limit per try, and
 # the falsifying example is printed either way).
 HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
-FUZZ = {"deadline": None, "suppress_health_check": HEALTH,
-        "phases": [Phase.explicit, Phase.reuse, Phase.generate]}
+FUZZ = {
+    "deadline": None,
+    "suppress_health_check": HEALTH,
+    "phases": [Phase.explicit, Phase.reuse, Phase.generate],
+}
 STRUCTURE = {"deadline": None, "suppress_health_check": HEALTH}
 TRUNCATION_WORDS = ("truncat", "corrupt", "incomplete", "missing END", "END card", "damaged")
 
@@ -140,8 +150,9 @@ def time_limit(seconds: float):
 
     def alarm(signum, frame):
         if armed[0]:
-            raise ReaderHung(f"the read did not finish within {seconds:g} s (hang or "
-                             "runaway memory use)")
+            raise ReaderHung(
+                f"the read did not finish within {seconds:g} s (hang or runaway memory use)"
+            )
 
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)
@@ -172,7 +183,7 @@ def problem_of(exc: OGIPError, path) -> str:
     assert exc.path == str(path), (exc.path, str(path))
     message = str(exc)
     assert message.startswith(str(path) + ": "), message
-    problem = message[len(str(path)) + 2:]
+    problem = message[len(str(path)) + 2 :]
     assert problem.strip(), message
     return problem
 
@@ -255,13 +266,19 @@ def same_reading(a, b) -> bool:
     if isinstance(a, OGIPError) or isinstance(b, OGIPError):
         return isinstance(a, OGIPError) and isinstance(b, OGIPError)
     if isinstance(a, list) or isinstance(b, list):
-        return (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
-                and all(same_reading(x, y) for x, y in zip(a, b, strict=True)))
+        return (
+            isinstance(a, list)
+            and isinstance(b, list)
+            and len(a) == len(b)
+            and all(same_reading(x, y) for x, y in zip(a, b, strict=True))
+        )
     if type(a) is not type(b):
         return False
-    fields = {Pha: ("channel", "counts", "exposure", "backscal", "areascal", "quality"),
-              Arf: ("energy_lo", "energy_hi", "specresp"),
-              Rmf: ("energy_lo", "energy_hi", "channel", "matrix")}[type(a)]
+    fields = {
+        Pha: ("channel", "counts", "exposure", "backscal", "areascal", "quality"),
+        Arf: ("energy_lo", "energy_hi", "specresp"),
+        Rmf: ("energy_lo", "energy_hi", "channel", "matrix"),
+    }[type(a)]
     return all(np.array_equal(getattr(a, f), getattr(b, f), equal_nan=True) for f in fields)
 
 
@@ -277,11 +294,32 @@ def write(folder: Path, name: str, data: bytes) -> Path:
 
 new_bytes = st.one_of(
     st.binary(min_size=1, max_size=8),
-    st.sampled_from([b"0", b"9", b"-", b" ", b"'", b"E", b"=", b"\x00", b"\xff", b"\x7f\xc0",
-                     b"\x80\x00\x00\x00", b"\xff\xff\xff\xff", b"NaN", b"END", b"1E999"]),
+    st.sampled_from(
+        [
+            b"0",
+            b"9",
+            b"-",
+            b" ",
+            b"'",
+            b"E",
+            b"=",
+            b"\x00",
+            b"\xff",
+            b"\x7f\xc0",
+            b"\x80\x00\x00\x00",
+            b"\xff\xff\xff\xff",
+            b"NaN",
+            b"END",
+            b"1E999",
+        ]
+    ),
 )
-overwrite = st.tuples(st.integers(0, 20), st.sampled_from(["header", "value", "data"]),
-                      st.integers(0, 10**7), new_bytes)
+overwrite = st.tuples(
+    st.integers(0, 20),
+    st.sampled_from(["header", "value", "data"]),
+    st.integers(0, 10**7),
+    new_bytes,
+)
 
 
 def apply_overwrites(data: bytes, spans, damage) -> bytes:
@@ -290,14 +328,16 @@ def apply_overwrites(data: bytes, spans, damage) -> bytes:
         start, data_start, end = spans[hdu % len(spans)]
         if area == "value":  # in the value field (columns 11-30) of a card before END
             header = data[start:data_start]
-            n_cards = next(i for i in range(len(header) // 80)
-                           if header[80 * i:80 * i + 8] == b"END     ")
+            n_cards = next(
+                i for i in range(len(header) // 80) if header[80 * i : 80 * i + 8] == b"END     "
+            )
             offset = start + 80 * ((position // 20) % max(n_cards, 1)) + 10 + position % 20
         else:
-            lo, hi = ((start, data_start) if area == "header" or data_start == end
-                      else (data_start, end))
+            lo, hi = (
+                (start, data_start) if area == "header" or data_start == end else (data_start, end)
+            )
             offset = lo + position % max(hi - lo, 1)
-        out[offset:offset + len(new)] = new[: max(len(out) - offset, 0)]
+        out[offset : offset + len(new)] = new[: max(len(out) - offset, 0)]
     return bytes(out[: len(data)])
 
 
@@ -323,8 +363,11 @@ where = st.tuples(st.integers(0, 20), st.sampled_from(["header", "data"]), st.in
 
 
 @settings(max_examples=70, **FUZZ)
-@given(name=st.sampled_from(["spectrum.fits", "background.fits", "arf.fits", "pn.arf"]),
-       cut=where, reader_index=st.integers(0, 2))
+@given(
+    name=st.sampled_from(["spectrum.fits", "background.fits", "arf.fits", "pn.arf"]),
+    cut=where,
+    reader_index=st.integers(0, 2),
+)
 @example(name="spectrum.fits", cut=(2, "header", 100), reader_index=0)  # in the REGION header
 @example(name="spectrum.fits", cut=(1, "data", 20000), reader_index=0)  # in the spectrum data
 def test_truncated_plain_fits_raises(originals, references, tmp_path, name, cut, reader_index):
@@ -342,19 +385,21 @@ def test_truncated_plain_fits_raises(originals, references, tmp_path, name, cut,
         # message: "no SPECTRUM extension" is then right) or the complete data
         if not isinstance(outcome, OGIPError):
             expected = references[name]
-            assert same_reading(outcome if not isinstance(outcome, list) else outcome[0],
-                                expected)
+            assert same_reading(outcome if not isinstance(outcome, list) else outcome[0], expected)
         return
     assert isinstance(outcome, OGIPError), (
         f"{reader.__name__} read a file truncated at byte {offset} of {len(data)} "
-        f"(HDUs at {[s for s, _, _ in spans]})")
+        f"(HDUs at {[s for s, _, _ in spans]})"
+    )
     check_truncation_named(problem_of(outcome, path), offset, len(data))
 
 
 @settings(max_examples=60, **FUZZ)
-@given(name=st.sampled_from(["spectrum.FTZ", "background.FTZ", "arf.FTZ"]),
-       fraction=st.one_of(st.floats(0, 1, exclude_max=True), st.integers(1, 40)),
-       reader_index=st.integers(0, 2))
+@given(
+    name=st.sampled_from(["spectrum.FTZ", "background.FTZ", "arf.FTZ"]),
+    fraction=st.one_of(st.floats(0, 1, exclude_max=True), st.integers(1, 40)),
+    reader_index=st.integers(0, 2),
+)
 @example(name="spectrum.FTZ", fraction=0.5, reader_index=0)  # inside the SPECTRUM data
 @example(name="spectrum.FTZ", fraction=0.95, reader_index=0)  # in the GTI extensions
 @example(name="arf.FTZ", fraction=4, reader_index=0)  # the gzip trailer (CRC, size) cut
@@ -369,7 +414,8 @@ def test_truncated_gzip_raises(originals, tmp_path, name, fraction, reader_index
     reader = readers[reader_index % len(readers)]
     outcome = attempt(reader, path, KIND[name])
     assert isinstance(outcome, OGIPError), (
-        f"{reader.__name__} read {name} truncated at byte {offset} of {len(data)}")
+        f"{reader.__name__} read {name} truncated at byte {offset} of {len(data)}"
+    )
     check_truncation_named(problem_of(outcome, path), offset, len(data))
 
 
@@ -391,8 +437,11 @@ def test_truncated_rmf_raises(originals, tmp_path, name, cut):
 
 
 @settings(max_examples=120, **FUZZ)
-@given(name=st.sampled_from(["spectrum.fits", "background.fits", "arf.fits", "pn.arf"]),
-       damage=st.lists(overwrite, min_size=1, max_size=6), reader_index=st.integers(0, 2))
+@given(
+    name=st.sampled_from(["spectrum.fits", "background.fits", "arf.fits", "pn.arf"]),
+    damage=st.lists(overwrite, min_size=1, max_size=6),
+    reader_index=st.integers(0, 2),
+)
 def test_overwritten_bytes_plain(originals, tmp_path, name, damage, reader_index):
     """A few bytes overwritten anywhere (headers or data): OGIPError or a valid object."""
     data = originals[name]
@@ -402,11 +451,18 @@ def test_overwritten_bytes_plain(originals, tmp_path, name, damage, reader_index
 
 
 @settings(max_examples=100, **FUZZ)
-@given(name=st.sampled_from(["spectrum.FTZ", "background.FTZ", "arf.FTZ"]),
-       damage=st.lists(st.tuples(st.one_of(st.integers(0, 40), st.floats(0, 1, exclude_max=True),
-                                           st.integers(-8, -1)), new_bytes),
-                       min_size=1, max_size=4),
-       reader_index=st.integers(0, 2))
+@given(
+    name=st.sampled_from(["spectrum.FTZ", "background.FTZ", "arf.FTZ"]),
+    damage=st.lists(
+        st.tuples(
+            st.one_of(st.integers(0, 40), st.floats(0, 1, exclude_max=True), st.integers(-8, -1)),
+            new_bytes,
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    reader_index=st.integers(0, 2),
+)
 # one byte of the deflate data: the stream still decodes (to garbage from the spectrum data on,
 # the CRC fails at its end), and the REGION header becomes an astropy _CorruptedHDU
 @example(name="background.FTZ", damage=[(9940, b"\x91")], reader_index=0)
@@ -416,8 +472,8 @@ def test_overwritten_bytes_gzip(originals, references, tmp_path, name, damage, r
     of a gzip stream catch any change of the content), never another exception or a hang."""
     out = bytearray(originals[name])
     for where_, new in damage:
-        offset = (int(where_ * len(out)) if isinstance(where_, float) else where_ % len(out))
-        out[offset:offset + len(new)] = new
+        offset = int(where_ * len(out)) if isinstance(where_, float) else where_ % len(out)
+        out[offset : offset + len(new)] = new
     path = write(tmp_path, name, bytes(out[: len(originals[name])]))
     readers = READERS[KIND[name]]
     outcome = attempt(readers[reader_index % len(readers)], path, KIND[name])
@@ -435,16 +491,21 @@ def test_overwritten_bytes_rmf(originals, tmp_path, name, damage):
 
 
 @settings(max_examples=50, **FUZZ)
-@given(name=st.sampled_from(["spectrum.fits", "background.fits", "arf.fits"]),
-       damage=st.lists(overwrite, min_size=1, max_size=4),
-       cut=st.one_of(st.none(), where), reader_index=st.integers(0, 2))
+@given(
+    name=st.sampled_from(["spectrum.fits", "background.fits", "arf.fits"]),
+    damage=st.lists(overwrite, min_size=1, max_size=4),
+    cut=st.one_of(st.none(), where),
+    reader_index=st.integers(0, 2),
+)
 # the closing quote of XTENSION = 'BINTABLE' in the REGION header blanked
 @example(name="background.fits", damage=[(2, "header", 19, b" ")], cut=None, reader_index=0)
 # a clean cut between the REGION and the first GTI extension
-@example(name="spectrum.fits", damage=[(0, "header", 2000, b" ")], cut=(3, "header", 0),
-         reader_index=0)
-def test_compression_does_not_change_the_outcome(originals, tmp_path, name, damage, cut,
-                                                 reader_index):
+@example(
+    name="spectrum.fits", damage=[(0, "header", 2000, b" ")], cut=(3, "header", 0), reader_index=0
+)
+def test_compression_does_not_change_the_outcome(
+    originals, tmp_path, name, damage, cut, reader_index
+):
     """The same damaged FITS content, read plain and gzip-compressed: the same outcome (both
     OGIPError, or equal objects)."""
     data = originals[name]
@@ -459,7 +520,8 @@ def test_compression_does_not_change_the_outcome(originals, tmp_path, name, dama
     from_plain = attempt(reader, plain, KIND[name])
     from_packed = attempt(reader, packed, KIND[name])
     assert same_reading(from_plain, from_packed), (
-        f"{reader.__name__}: plain -> {from_plain!r:.200}, gzip -> {from_packed!r:.200}")
+        f"{reader.__name__}: plain -> {from_plain!r:.200}, gzip -> {from_packed!r:.200}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,23 +540,30 @@ def _rebuild(hdul, ext, columns):
             values = hdu.data[c.name]
             variable = re.match(r"\d*([PQ])([A-Z])", str(c.format))
             if variable:
-                c = fits.Column(name=c.name, format=f"{variable[1]}{variable[2]}()", unit=c.unit,
-                                array=[np.array(v) for v in values])
+                c = fits.Column(
+                    name=c.name,
+                    format=f"{variable[1]}{variable[2]}()",
+                    unit=c.unit,
+                    array=[np.array(v) for v in values],
+                )
             else:
                 c = fits.Column(name=c.name, format=c.format, unit=c.unit, array=np.array(values))
         plain.append(c)
-    hdul[ext] = fits.BinTableHDU.from_columns(fits.ColDefs(plain), header=hdu.header.copy(),
-                                              name=hdu.name)
+    hdul[ext] = fits.BinTableHDU.from_columns(
+        fits.ColDefs(plain), header=hdu.header.copy(), name=hdu.name
+    )
 
 
 def drop_column(ext, column):
     def apply(hdul):
         _rebuild(hdul, ext, [c for c in hdul[ext].columns if c.name != column])
+
     return apply
 
 
 def replace_column(ext, column, fmt, values):
     """Column ``column`` rewritten with format ``fmt`` and ``values(old array)``."""
+
     def apply(hdul):
         cols = []
         for c in hdul[ext].columns:
@@ -503,12 +572,14 @@ def replace_column(ext, column, fmt, values):
                 c = fits.Column(name=column, format=fmt, unit=c.unit, array=values(old))
             cols.append(c)
         _rebuild(hdul, ext, cols)
+
     return apply
 
 
 def delete_hdu(ext):
     def apply(hdul):
         del hdul[ext]
+
     return apply
 
 
@@ -518,6 +589,7 @@ def rename_hdu(ext, new, drop=()):
         for key in drop:
             hdu.header.pop(key, None)
         hdu.name = new
+
     return apply
 
 
@@ -527,14 +599,17 @@ def set_keyword(ext, key, value):
             hdul[ext].header.pop(key, None)
         else:
             hdul[ext].header[key] = value
+
     return apply
 
 
 def raw_keyword(ext, key, text):
     """Set a card's value to text astropy will not write itself (NaN, an empty value)."""
+
     def apply(hdul):
         hdul[ext].header[key] = 12345.0  # a placeholder replaced in the bytes
         return ("card", f"{key:<8}= {'12345.0':>20}".encode(), f"{key:<8}= {text:>20}".encode())
+
     return apply
 
 
@@ -542,12 +617,14 @@ def set_cell(ext, column, row, value, group=0):
     """One value of a column (element ``group`` of a vector or variable-length cell) set, by
     patching the bytes. ``row``, ``value`` and ``group`` may be functions of the table data
     (and row)."""
+
     def apply(hdul):
         data = hdul[ext].data
         r = row(data) if callable(row) else row
         v = value(data, r) if callable(value) else value
         g = group(data, r) if callable(group) else group
         return ("cells", [(ext, column, r, g, v)])
+
     return apply
 
 
@@ -558,6 +635,7 @@ def keep_rows(ext, n, keywords=None):
         for key, value in (keywords or {}).items():
             table.header[key] = value
         hdul[ext] = table
+
     return apply
 
 
@@ -584,8 +662,9 @@ def patch_cells(data: bytes, edits) -> bytes:
             if variable:
                 descriptor = ">i4" if variable[2] == "P" else ">i8"
                 at = start + row * width + field
-                count, offset = np.frombuffer(bytes(out[at:at + 2 * np.dtype(descriptor).itemsize]),
-                                              dtype=descriptor)
+                count, offset = np.frombuffer(
+                    bytes(out[at : at + 2 * np.dtype(descriptor).itemsize]), dtype=descriptor
+                )
                 element = np.dtype(_ELEMENT[variable[3]])
                 assert 0 <= index < count, (column, row, index, count)
                 at = start + header.get("THEAP", width * n_rows) + offset + index * element.itemsize
@@ -594,14 +673,13 @@ def patch_cells(data: bytes, edits) -> bytes:
                 element = np.dtype(_ELEMENT[fixed[2]])
                 assert 0 <= index < int(fixed[1] or 1), (column, index)
                 at = start + row * width + field + index * element.itemsize
-            out[at:at + element.itemsize] = np.array(value).astype(element).tobytes()
+            out[at : at + element.itemsize] = np.array(value).astype(element).tobytes()
     return bytes(out)
 
 
 def _field_offset(header, k: int) -> int:
     """Byte offset of column ``k`` (1-based) within a row."""
-    size = {"L": 1, "B": 1, "I": 2, "J": 4, "K": 8, "E": 4, "D": 8, "A": 1, "C": 8, "M": 16,
-            "X": 0}
+    size = {"L": 1, "B": 1, "I": 2, "J": 4, "K": 8, "E": 4, "D": 8, "A": 1, "C": 8, "M": 16, "X": 0}
     offset = 0
     for i in range(1, k):
         tform = header[f"TFORM{i}"].strip()
@@ -663,16 +741,29 @@ PHA_DAMAGES = {
     "AREASCAL negative": (set_keyword(1, "AREASCAL", -1.0), ["AREASCAL"]),
     "BACKSCAL column zero on good channels": (_backscal_column_of_zeros, ["BACKSCAL"]),
     "negative counts": (set_cell(1, "COUNTS", MID, -5), ["negative", "counts"]),
-    "NaN counts": (replace_column(1, "COUNTS", "E", lambda c: np.where(
-        np.arange(c.size) == MID, np.nan, c).astype(np.float32)), ["counts", "finite", "NaN"]),
-    "infinite counts": (replace_column(1, "COUNTS", "D", lambda c: np.where(
-        np.arange(c.size) == MID, np.inf, c)), ["counts", "finite", "inf"]),
+    "NaN counts": (
+        replace_column(
+            1,
+            "COUNTS",
+            "E",
+            lambda c: np.where(np.arange(c.size) == MID, np.nan, c).astype(np.float32),
+        ),
+        ["counts", "finite", "NaN"],
+    ),
+    "infinite counts": (
+        replace_column(1, "COUNTS", "D", lambda c: np.where(np.arange(c.size) == MID, np.inf, c)),
+        ["counts", "finite", "inf"],
+    ),
     "CHANNEL repeated": (set_cell(1, "CHANNEL", MID, MID - 1), ["CHANNEL"]),
-    "QUALITY as text": (replace_column(1, "QUALITY", "4A", lambda q: np.array(
-        ["good"] * q.size)), ["QUALITY"]),
+    "QUALITY as text": (
+        replace_column(1, "QUALITY", "4A", lambda q: np.array(["good"] * q.size)),
+        ["QUALITY"],
+    ),
     "empty SPECTRUM table": (keep_rows(1, 0), ["empty", "channel", "spectrum", "rows"]),
-    "empty TYPE:II SPECTRUM table": (keep_rows(1, 0, {"HDUCLAS4": "TYPE:II"}),
-                                     ["empty", "spectra", "spectrum", "rows"]),
+    "empty TYPE:II SPECTRUM table": (
+        keep_rows(1, 0, {"HDUCLAS4": "TYPE:II"}),
+        ["empty", "spectra", "spectrum", "rows"],
+    ),
 }
 
 
@@ -680,6 +771,7 @@ def _swap_rows(column, i, j):
     def apply(hdul):
         values = hdul[1].data[column]
         return ("cells", [(1, column, i, 0, values[j]), (1, column, j, 0, values[i])])
+
     return apply
 
 
@@ -697,6 +789,8 @@ ARF_DAMAGES = {
     "negative energy": (set_cell(1, "ENERG_LO", 0, -0.5), ["energ"]),
     "empty table": (keep_rows(1, 0), ["empty", "energ", "rows"]),
 }
+
+
 def _row_with_groups(data, at_least=1):
     """A row in the middle of the table with at least ``at_least`` channel groups."""
     n_grp = np.asarray(data["N_GRP"])
@@ -725,7 +819,7 @@ def _n_chan_beyond_matrix(hdul):
         f_chan = np.atleast_1d(data["F_CHAN"][row])
         n_chan = np.atleast_1d(data["N_CHAN"][row])
         stored = np.atleast_1d(data["MATRIX"][row]).size
-        if f_chan[g] + n_chan[g] + 5 <= 4096 and n_chan[g] > 0 and stored == n_chan[:g + 1].sum():
+        if f_chan[g] + n_chan[g] + 5 <= 4096 and n_chan[g] > 0 and stored == n_chan[: g + 1].sum():
             return ("cells", [(1, "N_CHAN", int(row), g, n_chan[g] + 5)])
     raise AssertionError("no row to lengthen")
 
@@ -751,18 +845,19 @@ RMF_DAMAGES = {
     "no EBOUNDS extension": (delete_hdu(2), ["EBOUNDS"]),
     "EBOUNDS renamed": (rename_hdu(2, "CHANNELS"), ["EBOUNDS"]),
     "F_CHAN beyond the last channel": (
-        set_cell(1, "F_CHAN", _row_with_groups, 5000, group=0), ["F_CHAN"]),
+        set_cell(1, "F_CHAN", _row_with_groups, 5000, group=0),
+        ["F_CHAN"],
+    ),
     "F_CHAN below the first channel": (
-        set_cell(1, "F_CHAN", _row_with_groups, -1, group=0), ["F_CHAN"]),
+        set_cell(1, "F_CHAN", _row_with_groups, -1, group=0),
+        ["F_CHAN"],
+    ),
     "N_CHAN longer than the MATRIX row": (_n_chan_beyond_matrix, ["N_CHAN", "MATRIX"]),
     "N_GRP beyond the F_CHAN groups": (_n_grp_beyond_groups, ["N_GRP", "F_CHAN"]),
     "negative N_GRP": (set_cell(1, "N_GRP", _row_with_groups, -1), ["N_GRP"]),
-    "negative N_CHAN": (set_cell(1, "N_CHAN", _row_with_groups, -3, group=_last_group),
-                        ["N_CHAN"]),
-    "MATRIX DETCHANS disagreeing with EBOUNDS": (set_keyword(1, "DETCHANS", 4000),
-                                                 ["DETCHANS"]),
-    "EBOUNDS DETCHANS disagreeing with its rows": (set_keyword(2, "DETCHANS", 4000),
-                                                   ["DETCHANS"]),
+    "negative N_CHAN": (set_cell(1, "N_CHAN", _row_with_groups, -3, group=_last_group), ["N_CHAN"]),
+    "MATRIX DETCHANS disagreeing with EBOUNDS": (set_keyword(1, "DETCHANS", 4000), ["DETCHANS"]),
+    "EBOUNDS DETCHANS disagreeing with its rows": (set_keyword(2, "DETCHANS", 4000), ["DETCHANS"]),
     "DETCHANS a string": (set_keyword(1, "DETCHANS", "all"), ["DETCHANS"]),
     "TLMIN of F_CHAN disagreeing with EBOUNDS": (set_keyword(1, "TLMIN4", 1), ["TLMIN"]),
     "EBOUNDS CHANNEL repeated": (set_cell(2, "CHANNEL", MID, MID - 1), ["CHANNEL"]),
@@ -770,14 +865,24 @@ RMF_DAMAGES = {
     "ENERG_LO out of order": (_swap_rows("ENERG_LO", 600, 601), ["energ"]),
     "empty MATRIX table": (keep_rows(1, 0), ["empty", "energ", "rows"]),
 }
-_BOTH = {"F_CHAN beyond the last channel", "F_CHAN below the first channel",
-         "N_CHAN longer than the MATRIX row", "N_GRP beyond the F_CHAN groups",
-         "negative N_CHAN", "NaN in MATRIX", "no F_CHAN column"}
+_BOTH = {
+    "F_CHAN beyond the last channel",
+    "F_CHAN below the first channel",
+    "N_CHAN longer than the MATRIX row",
+    "N_GRP beyond the F_CHAN groups",
+    "negative N_CHAN",
+    "NaN in MATRIX",
+    "no F_CHAN column",
+}
 STRUCTURAL = (
     [("spectrum", damage, "spectrum.fits") for damage in sorted(PHA_DAMAGES)]
     + [("arf", damage, name) for damage in sorted(ARF_DAMAGES) for name in ("arf.fits", "pn.arf")]
-    + [("rmf", damage, name) for i, damage in enumerate(sorted(RMF_DAMAGES)) for name in RMFS
-       if damage in _BOTH or name == RMFS[i % 2]]
+    + [
+        ("rmf", damage, name)
+        for i, damage in enumerate(sorted(RMF_DAMAGES))
+        for name in RMFS
+        if damage in _BOTH or name == RMFS[i % 2]
+    ]
 )
 DAMAGES = {"spectrum": PHA_DAMAGES, "arf": ARF_DAMAGES, "rmf": RMF_DAMAGES}
 
@@ -792,11 +897,16 @@ def test_structural_damage_is_named(originals, tmp_path, kind, damage, name):
 
 
 @settings(max_examples=12, **STRUCTURE)
-@given(name=st.sampled_from(RMFS), row=st.integers(0, 10**6),
-       kind=st.sampled_from(["F_CHAN", "N_CHAN", "N_GRP"]), value=st.integers(-2**15, 2**15 - 1))
+@given(
+    name=st.sampled_from(RMFS),
+    row=st.integers(0, 10**6),
+    kind=st.sampled_from(["F_CHAN", "N_CHAN", "N_GRP"]),
+    value=st.integers(-(2**15), 2**15 - 1),
+)
 def test_rmf_group_values_at_any_row(originals, tmp_path, name, row, kind, value):
     """Any F_CHAN/N_CHAN/N_GRP value in any row: OGIPError or a valid matrix; a value that
     reaches outside the channels or beyond the stored groups/elements must be an error."""
+
     def apply(hdul):
         data = hdul[1].data
         r = row % len(data)
@@ -809,13 +919,18 @@ def test_rmf_group_values_at_any_row(originals, tmp_path, name, row, kind, value
         data = hdul[1].data
         r = row % len(data)
         n_grp = int(data["N_GRP"][r])
-        f_chan = np.atleast_1d(data["F_CHAN"][r])[:max(n_grp, 0)].astype(int)
-        n_chan = np.atleast_1d(data["N_CHAN"][r])[:max(n_grp, 0)].astype(int)
+        f_chan = np.atleast_1d(data["F_CHAN"][r])[: max(n_grp, 0)].astype(int)
+        n_chan = np.atleast_1d(data["N_CHAN"][r])[: max(n_grp, 0)].astype(int)
         groups_stored = np.atleast_1d(data["F_CHAN"][r]).size
         elements = np.atleast_1d(data["MATRIX"][r]).size
-    invalid = (n_grp < 0 or n_grp > groups_stored or np.any(n_chan < 0)
-               or np.any(f_chan < 0) or np.any(f_chan + n_chan > 4096)
-               or n_chan.sum() > elements)
+    invalid = (
+        n_grp < 0
+        or n_grp > groups_stored
+        or np.any(n_chan < 0)
+        or np.any(f_chan < 0)
+        or np.any(f_chan + n_chan > 4096)
+        or n_chan.sum() > elements
+    )
     outcome = attempt(xv.read_rmf, path, "rmf")
     if invalid:
         assert isinstance(outcome, OGIPError), f"row {r}: {kind} = {value} was accepted"
@@ -824,11 +939,14 @@ def test_rmf_group_values_at_any_row(originals, tmp_path, name, row, kind, value
 # A damage may also leave legal but extreme values: the readers must then still keep their
 # promises (or refuse the file).
 
+
 @settings(max_examples=40, **STRUCTURE)
-@given(exposure=st.floats(min_value=0, exclude_min=True, allow_infinity=False),
-       scale=st.floats(min_value=0, exclude_min=True, allow_infinity=False),
-       backscal=st.floats(min_value=0, exclude_min=True, allow_infinity=False),
-       as_rate=st.booleans())
+@given(
+    exposure=st.floats(min_value=0, exclude_min=True, allow_infinity=False),
+    scale=st.floats(min_value=0, exclude_min=True, allow_infinity=False),
+    backscal=st.floats(min_value=0, exclude_min=True, allow_infinity=False),
+    as_rate=st.booleans(),
+)
 @example(exposure=1e300, scale=1e10, backscal=1.0, as_rate=True)
 def test_extreme_spectrum_values(originals, tmp_path, exposure, scale, backscal, as_rate):
     """EXPOSURE, BACKSCAL and the counts (or a RATE column) scaled to any finite positive
@@ -841,8 +959,9 @@ def test_extreme_spectrum_values(originals, tmp_path, exposure, scale, backscal,
         cols = []
         for c in hdul[1].columns:
             if c.name == "COUNTS":
-                c = fits.Column(name=column, format="D",
-                                array=hdul[1].data["COUNTS"].astype(float) * scale)
+                c = fits.Column(
+                    name=column, format="D", array=hdul[1].data["COUNTS"].astype(float) * scale
+                )
             cols.append(c)
         _rebuild(hdul, 1, cols)
 
@@ -864,14 +983,17 @@ def test_extreme_spectrum_values(originals, tmp_path, exposure, scale, backscal,
 def test_extreme_matrix_values(originals, tmp_path, value):
     """A float64 MATRIX column (legal: format PD) with one element of any finite value >= 1:
     OGIPError, or a finite matrix holding that value."""
+
     def apply(hdul):
         data = hdul[1].data
         rows = [np.asarray(r, dtype=np.float64) for r in data["MATRIX"]]
         row = _row_with_groups(data)
         rows[row] = rows[row].copy()
         rows[row][0] = value
-        cols = [fits.Column(name="MATRIX", format="PD()", array=rows) if c.name == "MATRIX"
-                else c for c in hdul[1].columns]
+        cols = [
+            fits.Column(name="MATRIX", format="PD()", array=rows) if c.name == "MATRIX" else c
+            for c in hdul[1].columns
+        ]
         _rebuild(hdul, 1, cols)
 
     path = damaged_copy(originals, "dY9.rmf", apply, tmp_path)
@@ -904,8 +1026,11 @@ junk = st.one_of(
 
 
 @settings(max_examples=150, **FUZZ)
-@given(content=junk, reader=st.sampled_from(ALL_READERS),
-       suffix=st.sampled_from([".pha", ".FTZ", ".gz", ".rmf", ""]))
+@given(
+    content=junk,
+    reader=st.sampled_from(ALL_READERS),
+    suffix=st.sampled_from([".pha", ".FTZ", ".gz", ".rmf", ""]),
+)
 def test_non_fits_content_raises(tmp_path, content, reader, suffix):
     """Arbitrary bytes, text, bytes behind a FITS, gzip, bzip2 or zip signature: OGIPError."""
     path = write(tmp_path, "junk" + suffix, content)
@@ -913,8 +1038,11 @@ def test_non_fits_content_raises(tmp_path, content, reader, suffix):
 
 
 @settings(max_examples=150, **FUZZ)
-@given(name=st.sampled_from(SMALL + RMFS), junk_bytes=st.binary(min_size=1, max_size=4000),
-       keep=st.floats(0, 1))
+@given(
+    name=st.sampled_from(SMALL + RMFS),
+    junk_bytes=st.binary(min_size=1, max_size=4000),
+    keep=st.floats(0, 1),
+)
 def test_real_start_then_junk_raises_or_reads(originals, tmp_path, name, junk_bytes, keep):
     """The start of a real file followed by junk (a file overwritten in the middle)."""
     data = originals[name]
@@ -958,7 +1086,8 @@ PATHS = {
     "a text file": lambda folder: write(folder, "notes.txt", b"XMM-Newton pn spectrum\n" * 300),
     "a name too long for the file system": lambda folder: folder / ("s" * 300 + ".pha"),
     "a path too long for the file system": lambda folder: folder.joinpath(
-        *["d" * 200] * 30, "spectrum.pha"),
+        *["d" * 200] * 30, "spectrum.pha"
+    ),
     "a file used as a folder": _under_a_file,
     "a broken symbolic link": _broken_link,
 }

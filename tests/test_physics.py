@@ -9,7 +9,9 @@ from xspecvae.physics import powerlaw
 
 
 def integrate(density, edges):
-    return np.array([quad(density, lo, hi, epsrel=1e-12)[0] for lo, hi in zip(edges[:-1], edges[1:])])
+    return np.array(
+        [quad(density, lo, hi, epsrel=1e-12)[0] for lo, hi in zip(edges[:-1], edges[1:])]
+    )
 
 
 @pytest.mark.parametrize("index", [-1.0, 0.0, 1.0, 1.0 + 1e-9, 1.9, 3.5])

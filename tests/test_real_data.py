@@ -10,8 +10,12 @@ from astropy.io import fits
 import xspecvae as xv
 from xspecvae.instrument import builtin_pn_area
 
-RMFS = ["responses/epn_e3_ef20_sdY6_v19.0.rmf", "responses/pn_sas16.rmf",
-        "responses/epn_ff20_dY9.rmf", "ngc7793_ulx4/PN.rmf"]
+RMFS = [
+    "responses/epn_e3_ef20_sdY6_v19.0.rmf",
+    "responses/pn_sas16.rmf",
+    "responses/epn_ff20_dY9.rmf",
+    "ngc7793_ulx4/PN.rmf",
+]
 SDY6 = "responses/epn_e3_ef20_sdY6_v19.0.rmf"
 
 
@@ -57,9 +61,14 @@ def test_every_pn_product_of_the_observation_reads(xmm, sdy6):
         assert bkg.kind == "TOTAL" and bkg.n_channel == 4096
         xv.check_match(src, sdy6, arf)  # channels and the ARF energy grid fit the canned RMF
         alpha = xv.background_ratio(src, bkg)
-        expected = (fits.getval(path, "BACKSCAL", 1) * fits.getval(path, "EXPOSURE", 1)
-                    / (fits.getval(src.locate("backfile"), "BACKSCAL", 1)
-                       * fits.getval(src.locate("backfile"), "EXPOSURE", 1)))
+        expected = (
+            fits.getval(path, "BACKSCAL", 1)
+            * fits.getval(path, "EXPOSURE", 1)
+            / (
+                fits.getval(src.locate("backfile"), "BACKSCAL", 1)
+                * fits.getval(src.locate("backfile"), "EXPOSURE", 1)
+            )
+        )
         np.testing.assert_allclose(alpha, expected, rtol=1e-12)
     for kind in ("BGSPEC", "SRCARF"):
         assert len(sorted(folder.glob(f"P0760940101PNS003{kind}*.FTZ"))) == 112
@@ -151,7 +160,8 @@ def test_ngc7793_ulx4_backscale_ratio(xmm):
     header_src = fits.getheader(folder / "PN_spectrum_grp20.fits", "SPECTRUM")
     header_bkg = fits.getheader(folder / "PNbackground_spectrum.fits", "SPECTRUM")
     expected = (header_src["BACKSCAL"] * header_src["EXPOSURE"] * header_src["AREASCAL"]) / (
-        header_bkg["BACKSCAL"] * header_bkg["EXPOSURE"] * header_bkg["AREASCAL"])
+        header_bkg["BACKSCAL"] * header_bkg["EXPOSURE"] * header_bkg["AREASCAL"]
+    )
     np.testing.assert_allclose(xv.background_ratio(src, bkg), expected, rtol=1e-12)
     assert expected == pytest.approx(2010100 / 6866200)
     rmf = xv.read_rmf(src.locate("respfile"))

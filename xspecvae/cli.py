@@ -76,8 +76,10 @@ def _inspect(files: list[Path], as_json: bool) -> int:
         for report in reports:
             print(_file_line(report))
         counts = {s: sum(r["status"] == s for r in reports) for s in ("ok", "incomplete", "error")}
-        print(f"{len(reports)} files: {counts['ok']} ok, {counts['incomplete']} incomplete "
-              f"(a named file is missing), {counts['error']} unusable")
+        print(
+            f"{len(reports)} files: {counts['ok']} ok, {counts['incomplete']} incomplete "
+            f"(a named file is missing), {counts['error']} unusable"
+        )
     return int(any(r["status"] == "error" for r in reports))
 
 
@@ -96,18 +98,24 @@ def _inspect_file(path: Path) -> dict:
         report.update(type="PHA", summary=_pha_summary(item))
         _check_spectrum(item, report)
     elif isinstance(item, Arf):
-        report.update(type="ARF", summary={
-            "energies": item.energy_lo.size,
-            "range_keV": [float(item.energy_lo[0]), float(item.energy_hi[-1])],
-            "max_area_cm2": float(item.specresp.max()),
-        })
+        report.update(
+            type="ARF",
+            summary={
+                "energies": item.energy_lo.size,
+                "range_keV": [float(item.energy_lo[0]), float(item.energy_hi[-1])],
+                "max_area_cm2": float(item.specresp.max()),
+            },
+        )
     elif isinstance(item, Rmf):
-        report.update(type="RSP" if item.includes_arf else "RMF", summary={
-            "energies": item.n_energy,
-            "channels": item.n_channel,
-            "first_channel": item.first_channel,
-            "nonzero": int(np.count_nonzero(item.matrix)),
-        })
+        report.update(
+            type="RSP" if item.includes_arf else "RMF",
+            summary={
+                "energies": item.n_energy,
+                "channels": item.n_channel,
+                "first_channel": item.first_channel,
+                "nonzero": int(np.count_nonzero(item.matrix)),
+            },
+        )
     return report
 
 
@@ -182,16 +190,26 @@ def _describe_builtin() -> dict:
     flux = powerlaw(analysis.energy_edges, index, norm)
     counts = np.asarray(analysis.fold(flux, exposure))
     centre = 0.5 * (analysis.channel_lo + analysis.channel_hi)
-    bands = {f"{lo}-{hi}": float(counts[(centre >= lo) & (centre < hi)].sum()) for lo, hi in BANDS_4XMM}
+    bands = {
+        f"{lo}-{hi}": float(counts[(centre >= lo) & (centre < hi)].sum()) for lo, hi in BANDS_4XMM
+    }
     return {
         "response": repr(response),
-        "effective_area_cm2": {f"{e} keV": float(np.interp(e, centres, response.arf))
-                               for e in (0.5, 1.0, 6.0, 10.0)},
+        "effective_area_cm2": {
+            f"{e} keV": float(np.interp(e, centres, response.arf)) for e in (0.5, 1.0, 6.0, 10.0)
+        },
         "fwhm_eV": {f"{e} keV": 1e3 * float(np.interp(e, centres, fwhm)) for e in (1.0, 6.4)},
-        "analysis_grid": {"bins": grouping.n_groups, "range_keV": [0.2, 12.0],
-                          "energies": analysis.n_energy},
-        "reference_source": {"photon_index": index, "norm_at_1keV": norm, "exposure_s": exposure,
-                             "counts_per_4xmm_band": bands},
+        "analysis_grid": {
+            "bins": grouping.n_groups,
+            "range_keV": [0.2, 12.0],
+            "energies": analysis.n_energy,
+        },
+        "reference_source": {
+            "photon_index": index,
+            "norm_at_1keV": norm,
+            "exposure_s": exposure,
+            "counts_per_4xmm_band": bands,
+        },
     }
 
 
@@ -200,8 +218,9 @@ def _builtin_text(report: dict) -> str:
     fwhm = ", ".join(f"{k}: {v:.0f}" for k, v in report["fwhm_eV"].items())
     grid = report["analysis_grid"]
     source = report["reference_source"]
-    bands = "\n".join(f"    {band:>8} keV  {n:10.1f}"
-                      for band, n in source["counts_per_4xmm_band"].items())
+    bands = "\n".join(
+        f"    {band:>8} keV  {n:10.1f}" for band, n in source["counts_per_4xmm_band"].items()
+    )
     return (
         "Built-in EPIC pn-like response (an approximation: analytic effective area, Gaussian\n"
         "redistribution; use real RMFs and ARFs for science)\n"
@@ -211,7 +230,8 @@ def _builtin_text(report: dict) -> str:
         f"  analysis grid          {grid['bins']} bins over 0.2-12 keV no narrower than the FWHM,"
         f" {grid['energies']} model energies\n"
         f"Expected counts of a power law (index {source['photon_index']}, "
-        f"{source['norm_at_1keV']:g} photons/cm^2/s/keV at 1 keV) in {source['exposure_s']:.0f} s:\n"
+        f"{source['norm_at_1keV']:g} photons/cm^2/s/keV at 1 keV) "
+        f"in {source['exposure_s']:.0f} s:\n"
         f"{bands}\n"
     )
 

@@ -178,12 +178,16 @@ class Response:
         if arf is not None:
             check_energy_match(arf, rmf)
             if rmf.includes_arf:
-                warnings.warn(f"{rmf.path} already includes an effective area; "
-                              f"multiplying by the ARF {arf.path} too", stacklevel=2)
+                warnings.warn(
+                    f"{rmf.path} already includes an effective area; "
+                    f"multiplying by the ARF {arf.path} too",
+                    stacklevel=2,
+                )
         edges = np.append(rmf.energy_lo, rmf.energy_hi[-1])
         area = None if arf is None else arf.specresp
-        return cls(edges, rmf.e_min, rmf.e_max, rmf.matrix, area, storage=storage,
-                   name=rmf.path.name)
+        return cls(
+            edges, rmf.e_min, rmf.e_max, rmf.matrix, area, storage=storage, name=rmf.path.name
+        )
 
     @property
     def n_energy(self) -> int:
@@ -202,9 +206,11 @@ class Response:
         return "dense" if len(self.layout) == 1 else "tiled"
 
     def __repr__(self) -> str:
-        return (f"Response({self.name!r}, {self.n_energy} energies "
-                f"{self.energy_edges[0]:.3g}-{self.energy_edges[-1]:.3g} keV, "
-                f"{self.n_channel} channels, {self.storage})")
+        return (
+            f"Response({self.name!r}, {self.n_energy} energies "
+            f"{self.energy_edges[0]:.3g}-{self.energy_edges[-1]:.3g} keV, "
+            f"{self.n_channel} channels, {self.storage})"
+        )
 
     def fold(self, photon_flux, exposure=1.0, arf=None) -> jax.Array:
         """Expected counts per channel (..., n_channel) from photons/cm^2/s per energy bin
@@ -219,8 +225,9 @@ class Response:
         cut to the span of rows that reach a kept bin. Folding through it equals folding
         through this response and grouping the counts."""
         if grouping.n_channel != self.n_channel:
-            raise ValueError(f"grouping is for {grouping.n_channel} channels, "
-                             f"response has {self.n_channel}")
+            raise ValueError(
+                f"grouping is for {grouping.n_channel} channels, response has {self.n_channel}"
+            )
         matrix = grouping.apply(self.matrix.astype(np.float64))
         reached = np.flatnonzero(matrix.any(axis=1))
         if reached.size == 0:
@@ -250,8 +257,10 @@ class Response:
         key = jnp.dtype(dtype)
         if key not in self._device:
             with jax.ensure_compile_time_eval():
-                tiles = tuple(jnp.asarray(self.matrix[e0:e1, c0:c1], dtype=key)
-                              for e0, e1, c0, c1 in self.layout)
+                tiles = tuple(
+                    jnp.asarray(self.matrix[e0:e1, c0:c1], dtype=key)
+                    for e0, e1, c0, c1 in self.layout
+                )
                 self._device[key] = tiles, jnp.asarray(self.arf, dtype=key)
         return self._device[key]
 
@@ -282,7 +291,9 @@ def _fold(layout, flux, exposure, arf, tiles):
     parts = []
     for (e0, e1, c0, c1), tile in zip(layout, tiles):
         if e1 > e0:
-            parts.append(jnp.matmul(weighted[..., e0:e1], tile, precision=jax.lax.Precision.HIGHEST))
+            parts.append(
+                jnp.matmul(weighted[..., e0:e1], tile, precision=jax.lax.Precision.HIGHEST)
+            )
         else:
             parts.append(jnp.zeros(weighted.shape[:-1] + (c1 - c0,), weighted.dtype))
     counts = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
@@ -296,8 +307,18 @@ def _fold(layout, flux, exposure, arf, tiles):
 #: ARF of NGC 7793 ULX-4 (medium filter, near on-axis): scale (cm^2), high-energy cut-off
 #: (keV) and slope, absorption depths below/above the C K, O K and Si K edges with their
 #: energy slope, and the fractional drops at the Au M5 and M4 edges.
-_PN_AREA = dict(scale=1261.7, cutoff=8.647, slope=7.118, tau=0.0895, tau_c=0.0782,
-                tau_o=0.0111, tau_si=0.2409, tau_index=1.858, au_m5=0.2376, au_m4=0.1678)
+_PN_AREA = dict(
+    scale=1261.7,
+    cutoff=8.647,
+    slope=7.118,
+    tau=0.0895,
+    tau_c=0.0782,
+    tau_o=0.0111,
+    tau_si=0.2409,
+    tau_index=1.858,
+    au_m5=0.2376,
+    au_m4=0.1678,
+)
 
 
 def builtin_pn_area(energy) -> np.ndarray:
@@ -306,8 +327,11 @@ def builtin_pn_area(energy) -> np.ndarray:
     within about 10% of a real on-axis pn ARF from 0.5 to 10 keV, 20% near the edges."""
     e = np.asarray(energy, dtype=float)
     p = _PN_AREA
-    depth = p["tau"] + p["tau_c"] * (e >= 0.284) + p["tau_o"] * (e >= 0.532) + p["tau_si"] * (
-        e >= 1.839
+    depth = (
+        p["tau"]
+        + p["tau_c"] * (e >= 0.284)
+        + p["tau_o"] * (e >= 0.532)
+        + p["tau_si"] * (e >= 1.839)
     )
     window = np.exp(-depth * e ** -p["tau_index"])
     gold = (1 - p["au_m5"] * (e >= 2.206)) * (1 - p["au_m4"] * (e >= 2.291))
@@ -334,5 +358,12 @@ def builtin_pn_response(n_energy: int = 1200, *, storage: str = "auto") -> Respo
     z_lo = (channel_lo[None, :reached] - centre[:, None]) / sigma[:, None]
     matrix[:, :reached] = ndtr(z_hi) - ndtr(z_lo)
     matrix[matrix < 1e-6 * matrix.max(axis=1, keepdims=True)] = 0.0  # like LO_THRES in RMFs
-    return Response(edges, channel_lo, channel_hi, matrix, builtin_pn_area(centre),
-                    storage=storage, name="builtin-pn")
+    return Response(
+        edges,
+        channel_lo,
+        channel_hi,
+        matrix,
+        builtin_pn_area(centre),
+        storage=storage,
+        name="builtin-pn",
+    )

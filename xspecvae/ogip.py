@@ -290,9 +290,13 @@ def read_pha_rows(path: str | os.PathLike) -> list[Pha]:
     """Read every spectrum of a PHA file: one for type I, all rows for type II."""
     path = Path(path)
     with _opened(path) as hdul:
-        hdu, n_rows = _spectrum_table(hdul, path)
-        rows = [None] if n_rows is None else range(n_rows)
-        return [_pha_from_hdu(path, hdul[0].header, hdu, r) for r in rows]
+        return _pha_rows_from(hdul, path)
+
+
+def _pha_rows_from(hdul, path: Path) -> list[Pha]:
+    hdu, n_rows = _spectrum_table(hdul, path)
+    rows = [None] if n_rows is None else range(n_rows)
+    return [_pha_from_hdu(path, hdul[0].header, hdu, r) for r in rows]
 
 
 def _spectrum_table(hdul, path):
@@ -447,21 +451,25 @@ def read_arf(path: str | os.PathLike) -> Arf:
     """Read an ARF (SPECRESP extension)."""
     path = Path(path)
     with _opened(path) as hdul:
-        hdu = _find_hdu(hdul, path, ("SPECRESP",), ("HDUCLAS2", "SPECRESP"))
-        lo = np.asarray(_column(hdu, path, "ENERG_LO"), dtype=float)
-        hi = np.asarray(_column(hdu, path, "ENERG_HI"), dtype=float)
-        area = np.asarray(_column(hdu, path, "SPECRESP"), dtype=float)
-        _check_energy_grid(path, lo, hi, "ARF")
-        if not np.all(np.isfinite(area)) or np.any(area < 0):
-            raise OGIPError(path, "SPECRESP must be finite and non-negative")
-        return Arf(
-            path=path,
-            energy_lo=lo,
-            energy_hi=hi,
-            specresp=area,
-            telescope=_text(hdu.header.get("TELESCOP")),
-            instrument=_text(hdu.header.get("INSTRUME")),
-        )
+        return _arf_from(hdul, path)
+
+
+def _arf_from(hdul, path: Path) -> Arf:
+    hdu = _find_hdu(hdul, path, ("SPECRESP",), ("HDUCLAS2", "SPECRESP"))
+    lo = np.asarray(_column(hdu, path, "ENERG_LO"), dtype=float)
+    hi = np.asarray(_column(hdu, path, "ENERG_HI"), dtype=float)
+    area = np.asarray(_column(hdu, path, "SPECRESP"), dtype=float)
+    _check_energy_grid(path, lo, hi, "ARF")
+    if not np.all(np.isfinite(area)) or np.any(area < 0):
+        raise OGIPError(path, "SPECRESP must be finite and non-negative")
+    return Arf(
+        path=path,
+        energy_lo=lo,
+        energy_hi=hi,
+        specresp=area,
+        telescope=_text(hdu.header.get("TELESCOP")),
+        instrument=_text(hdu.header.get("INSTRUME")),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,54 +484,60 @@ def read_rmf(path: str | os.PathLike) -> Rmf:
     """
     path = Path(path)
     with _opened(path) as hdul:
-        hdu = _find_hdu(hdul, path, ("MATRIX", "SPECRESP MATRIX"), ("HDUCLAS2", "RSP_MATRIX"))
-        ebounds = _find_hdu(hdul, path, ("EBOUNDS",))
-        channel = np.asarray(_column(ebounds, path, "CHANNEL"), dtype=np.int64)
-        e_min = np.asarray(_column(ebounds, path, "E_MIN"), dtype=float)
-        e_max = np.asarray(_column(ebounds, path, "E_MAX"), dtype=float)
-        if channel.size == 0 or np.any(np.diff(channel) != 1):
-            raise OGIPError(path, "EBOUNDS CHANNEL is not a contiguous increasing sequence")
-        for table in (hdu, ebounds):
-            detchans = table.header.get("DETCHANS")
-            if detchans is None:
-                continue
-            try:
-                agrees = int(detchans) == detchans and int(detchans) == channel.size
-            except (TypeError, ValueError):
-                raise OGIPError(path, f"DETCHANS in {table.name} is not an integer: "
-                                f"{detchans!r}") from None
-            if not agrees:
-                raise OGIPError(path, f"DETCHANS={detchans} but EBOUNDS has {channel.size} "
-                                f"channels (DETCHANS of {table.name})")
+        return _rmf_from(hdul, path)
 
-        lo = np.asarray(_column(hdu, path, "ENERG_LO"), dtype=float)
-        hi = np.asarray(_column(hdu, path, "ENERG_HI"), dtype=float)
-        _check_energy_grid(path, lo, hi, "RMF")
-        offset = int(channel[0])
-        tlmin = _tlmin(hdu, "F_CHAN") if "F_CHAN" in hdu.columns.names else None
-        if tlmin is not None and tlmin != offset:
+
+def _rmf_from(hdul, path: Path) -> Rmf:
+    hdu = _find_hdu(hdul, path, ("MATRIX", "SPECRESP MATRIX"), ("HDUCLAS2", "RSP_MATRIX"))
+    ebounds = _find_hdu(hdul, path, ("EBOUNDS",))
+    channel = np.asarray(_column(ebounds, path, "CHANNEL"), dtype=np.int64)
+    e_min = np.asarray(_column(ebounds, path, "E_MIN"), dtype=float)
+    e_max = np.asarray(_column(ebounds, path, "E_MAX"), dtype=float)
+    if channel.size == 0 or np.any(np.diff(channel) != 1):
+        raise OGIPError(path, "EBOUNDS CHANNEL is not a contiguous increasing sequence")
+    for table in (hdu, ebounds):
+        detchans = table.header.get("DETCHANS")
+        if detchans is None:
+            continue
+        try:
+            agrees = int(detchans) == detchans and int(detchans) == channel.size
+        except (TypeError, ValueError):
             raise OGIPError(
-                path, f"TLMIN of F_CHAN is {tlmin} but EBOUNDS channels start at {offset}"
+                path, f"DETCHANS in {table.name} is not an integer: {detchans!r}"
+            ) from None
+        if not agrees:
+            raise OGIPError(
+                path,
+                f"DETCHANS={detchans} but EBOUNDS has {channel.size} "
+                f"channels (DETCHANS of {table.name})",
             )
-        matrix = _dense_matrix(hdu, path, offset, channel.size)
-        header = hdu.header
-        includes_arf = _text(header.get("HDUCLAS3")).upper() == "FULL" or bool(
-            matrix.sum(axis=1).max() > 1.5
-        )
-        return Rmf(
-            path=path,
-            energy_lo=lo,
-            energy_hi=hi,
-            channel=channel,
-            e_min=e_min,
-            e_max=e_max,
-            matrix=matrix,
-            first_channel=offset,
-            includes_arf=includes_arf,
-            telescope=_text(header.get("TELESCOP")),
-            instrument=_text(header.get("INSTRUME")),
-            filter=_text(header.get("FILTER")),
-        )
+
+    lo = np.asarray(_column(hdu, path, "ENERG_LO"), dtype=float)
+    hi = np.asarray(_column(hdu, path, "ENERG_HI"), dtype=float)
+    _check_energy_grid(path, lo, hi, "RMF")
+    offset = int(channel[0])
+    tlmin = _tlmin(hdu, "F_CHAN") if "F_CHAN" in hdu.columns.names else None
+    if tlmin is not None and tlmin != offset:
+        raise OGIPError(path, f"TLMIN of F_CHAN is {tlmin} but EBOUNDS channels start at {offset}")
+    matrix = _dense_matrix(hdu, path, offset, channel.size)
+    header = hdu.header
+    includes_arf = _text(header.get("HDUCLAS3")).upper() == "FULL" or bool(
+        matrix.sum(axis=1).max() > 1.5
+    )
+    return Rmf(
+        path=path,
+        energy_lo=lo,
+        energy_hi=hi,
+        channel=channel,
+        e_min=e_min,
+        e_max=e_max,
+        matrix=matrix,
+        first_channel=offset,
+        includes_arf=includes_arf,
+        telescope=_text(header.get("TELESCOP")),
+        instrument=_text(header.get("INSTRUME")),
+        filter=_text(header.get("FILTER")),
+    )
 
 
 def _ragged(column, n_rows: int, width_of_row: np.ndarray, path, name: str) -> np.ndarray:
@@ -568,8 +582,9 @@ def _dense_matrix(hdu, path, offset: int, n_channel: int) -> np.ndarray:
             path,
             f"F_CHAN/N_CHAN reach outside channels {offset}..{offset + n_channel - 1}",
         )
-    per_row = np.bincount(np.repeat(np.arange(n_energy), n_grp), weights=n_chan,
-                          minlength=n_energy).astype(np.int64)
+    per_row = np.bincount(
+        np.repeat(np.arange(n_energy), n_grp), weights=n_chan, minlength=n_energy
+    ).astype(np.int64)
     values = _ragged(_column(hdu, path, "MATRIX"), n_energy, per_row, path, "MATRIX")
     values = values.astype(np.float64)
     if not np.all(np.isfinite(values)):  # small negative elements occur in real pn RMFs
@@ -595,13 +610,13 @@ def read_ogip(path: str | os.PathLike) -> Pha | list[Pha] | Arf | Rmf:
     with _opened(path) as hdul:
         names = {h.name.upper() for h in hdul[1:]}
         classes = {_text(h.header.get("HDUCLAS1")).upper() for h in hdul[1:]}
-    if names & {"MATRIX", "SPECRESP MATRIX"}:
-        return read_rmf(path)
-    if "SPECRESP" in names:
-        return read_arf(path)
-    if "SPECTRUM" in names or "SPECTRUM" in classes:
-        spectra = read_pha_rows(path)
-        return spectra[0] if spectra[0].row is None else spectra
+        if names & {"MATRIX", "SPECRESP MATRIX"}:
+            return _rmf_from(hdul, path)
+        if "SPECRESP" in names:
+            return _arf_from(hdul, path)
+        if "SPECTRUM" in names or "SPECTRUM" in classes:
+            spectra = _pha_rows_from(hdul, path)
+            return spectra[0] if spectra[0].row is None else spectra
     raise OGIPError(path, "no SPECTRUM, SPECRESP or MATRIX extension: not an OGIP spectral file")
 
 
