@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from xspecvae import __version__
+from xspecvae.instrument import Grouping, builtin_pn_response
 from xspecvae.ogip import (
     Arf,
     OGIPError,
@@ -23,30 +24,25 @@ from xspecvae.ogip import (
     read_pha,
     read_rmf,
 )
+from xspecvae.physics import powerlaw
 
 #: The 4XMM energy bands (keV), used for count summaries.
 BANDS_4XMM = ((0.2, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 4.5), (4.5, 12.0))
 
-DESCRIPTION = """\
-xspecvae: a physically motivated variational autoencoder for X-ray source catalogues.
-
-subcommands:
-  inspect   read OGIP files (spectra, backgrounds, ARFs, RMFs; .FTZ/.gz too), check that
-            each spectrum fits its background, ARF and RMF, and report every file;
-            with no files, describe the built-in EPIC pn-like response and fold a
-            reference power law through it
-"""
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="xspecvae", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+        prog="xspecvae",
+        description="A physically motivated variational autoencoder for X-ray source "
+        "catalogues. Run 'xspecvae COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"xspecvae {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     inspect = commands.add_parser(
         "inspect",
-        help="read and check OGIP files, or describe the built-in response",
+        help="read OGIP files (spectra, backgrounds, ARFs, RMFs; .FTZ/.gz too), check each "
+        "spectrum against its background, ARF and RMF, and report every file; with no files, "
+        "describe the built-in EPIC pn-like response and fold a reference power law through it",
         description="Read each file, check it against the files its header names, and print "
         "one line per file (or JSON). A bad file is reported and the others go on; the "
         "exit status is 1 if any file failed.",
@@ -178,9 +174,6 @@ def _short(value) -> str:
 
 
 def _describe_builtin() -> dict:
-    from xspecvae.instrument import Grouping, builtin_pn_response
-    from xspecvae.physics import powerlaw
-
     response = builtin_pn_response()
     grouping = Grouping.from_resolution(response)
     analysis = response.regroup(grouping)
