@@ -493,20 +493,15 @@ class Pack:
 
     def read(self, index=None) -> dict[str, np.ndarray]:
         """Per-source arrays for rows ``index`` (a slice, or integer indices in any order;
-        all rows when None), with ``row`` giving the row numbers."""
+        all rows when None), with ``row`` giving the row numbers. Each HDF5 chunk holding a
+        wanted row is read once."""
         rows = np.arange(self.n)[slice(None) if index is None else index]
         if self._loaded is not None:
             batch = {k: v[rows] for k, v in self._loaded.items()}
+        elif isinstance(index, slice) or index is None:
+            batch = {k: self.group[k][: self.n][index or slice(None)] for k in _PER_SOURCE}
         else:
-            order = np.argsort(rows, kind="stable")
-            wanted = rows[order]
-            span = slice(int(wanted[0]), int(wanted[-1]) + 1) if wanted.size else slice(0, 0)
-            batch = {}
-            for name in _PER_SOURCE:
-                block = self.group[name][span]  # one contiguous read, then pick
-                picked = np.empty_like(block[: len(rows)])
-                picked[order] = block[wanted - span.start]
-                batch[name] = picked
+            batch = {k: _rows_of(self.group[k], rows) for k in _PER_SOURCE}
         batch["row"] = rows
         return batch
 
@@ -525,33 +520,48 @@ class Pack:
         drop_last: bool = True,
     ) -> Iterator[dict[str, np.ndarray]]:
         """One epoch of shuffled minibatches. Loaded packs are shuffled fully; otherwise
-        chunks are visited in random order, ``window`` chunks at a time, and rows shuffled
-        within that window (only ``window * CHUNK_ROWS`` rows in memory)."""
+        chunks of rows are visited in random order, ``window`` chunks at a time, and rows
+        shuffled within the window and what the previous one left over (at most
+        ``window * CHUNK_ROWS + batch_size`` rows in memory)."""
         if batch_size < 1:
             raise ValueError("batch_size must be positive")
         if self._loaded is not None:
-            order = rng.permutation(self.n)
-            stop = self.n - self.n % batch_size if drop_last else self.n
-            for start in range(0, stop, batch_size):
-                yield self.read(order[start : start + batch_size])
-            return
-        chunks = rng.permutation(-(-self.n // CHUNK_ROWS))
-        pending: list[np.ndarray] = []
-        for first in range(0, len(chunks), window):
-            rows = np.concatenate(
-                [
-                    np.arange(c * CHUNK_ROWS, min((c + 1) * CHUNK_ROWS, self.n))
-                    for c in chunks[first : first + window]
-                ]
-                + pending
+            windows = [(self.load(), rng.permutation(self.n))]
+        else:
+            chunks = rng.permutation(-(-self.n // CHUNK_ROWS))
+            windows = (
+                self._window(chunks[first : first + window], rng)
+                for first in range(0, len(chunks), window)
             )
-            rows = rng.permutation(rows)
-            whole = len(rows) - len(rows) % batch_size
+        left: dict[str, np.ndarray] | None = None
+        for data, order in windows:
+            if left is not None:  # rows left over from the previous window come first
+                data = {k: np.concatenate([left[k], data[k][order]]) for k in data}
+                order = np.arange(len(data["row"]))
+            whole = len(order) - len(order) % batch_size
             for start in range(0, whole, batch_size):
-                yield self.read(rows[start : start + batch_size])
-            pending = [rows[whole:]]
-        if not drop_last and pending and len(pending[0]):
-            yield self.read(pending[0])
+                yield {k: v[order[start : start + batch_size]] for k, v in data.items()}
+            left = {k: v[order[whole:]] for k, v in data.items()}
+        if not drop_last and left is not None and len(left["row"]):
+            yield left
+
+    def _window(self, chunks: np.ndarray, rng: np.random.Generator):
+        """The rows of ``chunks`` (each read whole) and a random order of them."""
+        blocks = [slice(c * CHUNK_ROWS, min((c + 1) * CHUNK_ROWS, self.n)) for c in chunks]
+        data = {k: np.concatenate([self.group[k][b] for b in blocks]) for k in _PER_SOURCE}
+        data["row"] = np.concatenate([np.arange(b.start, b.stop) for b in blocks])
+        return data, rng.permutation(len(data["row"]))
+
+
+def _rows_of(dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
+    """``dataset[rows]`` for rows in any order, reading each touched chunk once."""
+    out = np.empty((len(rows), *dataset.shape[1:]), dataset.dtype)
+    chunk = rows // CHUNK_ROWS
+    for c in np.unique(chunk):
+        block = dataset[c * CHUNK_ROWS : (c + 1) * CHUNK_ROWS]
+        here = chunk == c
+        out[here] = block[rows[here] - c * CHUNK_ROWS]
+    return out
 
 
 def append_pack(path, other) -> None:
