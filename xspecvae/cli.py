@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
@@ -49,10 +50,164 @@ def main(argv: list[str] | None = None) -> int:
     )
     inspect.add_argument("files", nargs="*", type=Path, help="PHA, ARF or RMF files")
     inspect.add_argument("--json", action="store_true", help="print a JSON report")
+    _pack_parser(commands)
+    _simulate_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "inspect":
         return _inspect(args.files, args.json)
+    if args.command == "pack":
+        return _pack(args)
+    if args.command == "simulate":
+        return _simulate(args)
     parser.print_help()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# pack
+
+
+def _pack_parser(commands) -> None:
+    pack = commands.add_parser(
+        "pack",
+        help="build a catalogue pack (HDF5) from directories of pipeline products "
+        "(SRSPEC/BGSPEC/SRCARF, .FTZ) and a directory of RMFs",
+        description="Read every spectrum found in INPUTS with the background, ARF and RMF its "
+        "header names, put it on the instrument's analysis grid and append it to the pack. "
+        "Bad or incomplete inputs are rejected with a reason and the rest goes on; a report "
+        "(PACK.report.csv and .json) accounts for every input file. An interrupted run is "
+        "resumed from PACK.partial.",
+    )
+    pack.add_argument("inputs", nargs="+", type=Path, help="product files or directories")
+    pack.add_argument("-o", "--output", type=Path, required=True, help="the pack to write")
+    pack.add_argument(
+        "--rmf-dir", type=Path, action="append", default=[], help="where RMFs are (repeatable)"
+    )
+    pack.add_argument(
+        "--rmf-substitute",
+        action="append",
+        default=[],
+        metavar="PATTERN=FILE",
+        help="use FILE for spectra whose RESPFILE matches the glob PATTERN when that RMF is "
+        "absent (e.g. 'epn_e3_ef20_sdY?.rmf=epn_e3_ef20_sdY6_v19.0.rmf'); recorded in the pack",
+    )
+    pack.add_argument("--emin", type=float, default=0.2, help="analysis band start (keV)")
+    pack.add_argument("--emax", type=float, default=12.0, help="analysis band end (keV)")
+    pack.add_argument(
+        "--match-radius",
+        type=float,
+        default=5.0,
+        help="arcsec within which positions are one source",
+    )
+    pack.add_argument("--jobs", type=int, default=None, help="reader processes (all cores)")
+    pack.add_argument("--restart", action="store_true", help="ignore an interrupted run")
+    pack.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _pack(args) -> int:
+    from xspecvae.products import ingest
+
+    substitutes = {}
+    for item in args.rmf_substitute:
+        pattern, sep, file = item.partition("=")
+        if not sep or not pattern or not file:
+            print(
+                f"xspecvae pack: --rmf-substitute wants PATTERN=FILE, got {item!r}", file=sys.stderr
+            )
+            return 2
+        substitutes[pattern] = file
+    result = ingest(
+        args.inputs,
+        args.output,
+        rmf_dirs=args.rmf_dir,
+        substitutes=substitutes,
+        emin=args.emin,
+        emax=args.emax,
+        match_radius=args.match_radius,
+        jobs=args.jobs,
+        resume=not args.restart,
+        progress=not args.quiet,
+    )
+    status = Counter(r["status"] for r in result.report)
+    print(
+        f"{len(result.report)} input files: "
+        + ", ".join(f"{n} {s}" for s, n in sorted(status.items()))
+    )
+    for section, n in sorted(result.packed.items()):
+        print(f"  {section}: {n} spectra packed")
+    reasons = Counter(r["reason"] for r in result.rejected)
+    for reason, n in reasons.most_common(5):
+        print(f"  rejected x{n}: {reason}")
+    print(f"report: {result.report_csv}")
+    if result.pack is None:
+        print("nothing packed: no pack written", file=sys.stderr)
+        return 1
+    print(f"pack: {result.pack}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# simulate
+
+
+def _simulate_parser(commands) -> None:
+    simulate = commands.add_parser(
+        "simulate",
+        help="simulate a labelled population of catalogue sources into a pack; with no "
+        "arguments, make the built-in demo catalogue on the built-in response",
+        description="Draw AGN, stars, X-ray binaries, CVs, ULXs, supersoft sources, clusters "
+        "and TDEs with catalogue-like counts, fold them through per-source ARFs and real or "
+        "built-in RMFs, add background and Poisson noise, and write a pack with the true "
+        "labels and parameters. Resumes an interrupted run.",
+    )
+    simulate.add_argument("-o", "--output", type=Path, default=Path("xspecvae-demo.h5"))
+    simulate.add_argument("-n", type=int, default=None, help="number of spectra (demo size)")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--rmf", type=Path, action="append", default=[], help="real RMF(s)")
+    simulate.add_argument("--arf", type=Path, help="a real ARF to vignette per source")
+    simulate.add_argument("--background", type=Path, help="a background spectrum (e.g. FWC)")
+    simulate.add_argument("--absorption", type=Path, help="cross-section table (FITS)")
+    simulate.add_argument(
+        "--min-counts", type=float, default=200, help="minimum total counts (5XMM: 200)"
+    )
+    simulate.add_argument(
+        "--repeat-fraction", type=float, default=0.1, help="share of sources seen several times"
+    )
+    simulate.add_argument(
+        "--ogip", type=Path, help="also write the spectra as OGIP files in this folder"
+    )
+    simulate.add_argument("--restart", action="store_true", help="ignore an interrupted run")
+    simulate.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _simulate(args) -> int:
+    from xspecvae.catalog import Pack
+    from xspecvae.simulator import DEMO_SIZE, simulate_pack, write_ogip
+
+    path = simulate_pack(
+        args.output,
+        DEMO_SIZE if args.n is None else args.n,
+        seed=args.seed,
+        rmfs=args.rmf,
+        arf=args.arf,
+        background=args.background,
+        absorption=args.absorption,
+        min_counts=args.min_counts,
+        repeat_fraction=args.repeat_fraction,
+        resume=not args.restart,
+        progress=not args.quiet,
+    )
+    with Pack(path) as pack:
+        labels = Counter(pack.meta["label"])
+        print(
+            f"pack: {path} ({pack.n} spectra, {len(set(pack.meta['source_id']))} sources, "
+            f"{pack.grid.n_channel} channels {pack.grid.channel_lo[0]:.2f}-"
+            f"{pack.grid.channel_hi[-1]:.2f} keV, {pack.grid.n_energy} model energies)"
+        )
+        print("  " + ", ".join(f"{k} {v}" for k, v in labels.most_common()))
+    if args.ogip is not None:
+        written = write_ogip(path, args.ogip)
+        print(f"OGIP files: {len(written)} in {args.ogip}")
     return 0
 
 

@@ -1,0 +1,318 @@
+"""Ingestion of pipeline products into a pack (real XMM PPS files, and damaged copies)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from xspecvae import products
+from xspecvae.catalog import Pack
+from xspecvae.cli import main
+from xspecvae.products import find_rmf, ingest
+
+SUBSTITUTE = {"epn_e3_ef20_sdY?.rmf": "epn_e3_ef20_sdY6_v19.0.rmf"}
+
+
+@pytest.fixture(scope="module")
+def pps(xmm):
+    return xmm / "pps_0760940101"
+
+
+@pytest.fixture(scope="module")
+def strict(pps, xmm, tmp_path_factory):
+    """The observation packed with the RMFs at hand only (jobs=1)."""
+    out = tmp_path_factory.mktemp("strict") / "pack.h5"
+    return ingest([pps], out, rmf_dirs=[xmm / "responses"], jobs=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def substituted(pps, xmm, tmp_path_factory):
+    """The observation packed with sdY6 standing in for the absent pn RMFs (2 processes)."""
+    out = tmp_path_factory.mktemp("substituted") / "pack.h5"
+    return ingest(
+        [pps], out, rmf_dirs=[xmm / "responses"], substitutes=SUBSTITUTE, jobs=2, progress=False
+    )
+
+
+def by_name(result) -> dict[str, dict]:
+    return {Path(r["file"]).name: r for r in result.report}
+
+
+def test_every_input_file_is_accounted_for(strict, pps):
+    names = sorted(p.name for p in pps.iterdir())
+    report = by_name(strict)
+    assert sorted(report) == names
+    assert {r["status"] for r in strict.report} <= {
+        "packed",
+        "rejected",
+        "used",
+        "unused",
+        "ignored",
+    }
+    assert report["LICENSE-EUPL-1.2.txt"]["status"] == "ignored"
+    on_disk = json.loads(strict.report_json.read_text())
+    assert on_disk["inputs"] == len(names) and len(on_disk["files"]) == len(names)
+    with open(strict.report_csv) as f:
+        assert len(list(csv.DictReader(f))) == len(names)
+
+
+def test_without_substitutes_only_spectra_with_their_rmf_are_packed(strict, pps):
+    report = by_name(strict)
+    expected = set()
+    for path in pps.glob("*PNS003SRSPEC*.FTZ"):
+        if fits.getheader(path, "SPECTRUM")["RESPFILE"] == "epn_e3_ef20_sdY6.rmf":
+            expected.add(path.name)
+    assert len(expected) == 19 and strict.packed == {"pn": 19}
+    for name, row in report.items():
+        if "SRSPEC" not in name:
+            continue
+        if name in expected:
+            assert row["status"] == "packed", row
+        elif "PNS003" in name or "M1S001" in name or "M2S002" in name:
+            assert row["status"] == "rejected"
+            wanted = fits.getheader(pps / name, "SPECTRUM")["RESPFILE"]
+            assert f"RMF {wanted} (RESPFILE) not found" in row["reason"]
+            assert "--rmf-substitute" in row["reason"]
+        else:  # RGS fluxed NET spectra
+            assert row["status"] == "rejected" and "NET spectrum" in row["reason"]
+    # the background and ARF of a packed spectrum are used; those of a rejected one are not
+    packed = next(iter(sorted(expected)))
+    assert report[packed.replace("SRSPEC", "BGSPEC")]["status"] == "used"
+    rejected = next(n for n, r in report.items() if r["status"] == "rejected" and "PNS" in n)
+    assert report[rejected.replace("SRSPEC", "SRCARF")]["status"] == "unused"
+    assert "was rejected" in report[rejected.replace("SRSPEC", "SRCARF")]["reason"]
+
+
+def test_substitutes_pack_every_pn_spectrum_and_are_recorded(substituted, pps, xmm):
+    assert substituted.packed == {"pn": 112}
+    with Pack(substituted.pack) as pack:
+        assert pack.rmf_names == ["epn_e3_ef20_sdY6_v19.0.rmf"]
+        swapped = pack.provenance["rmf_substituted"]
+        assert set(swapped) == {f"epn_e3_ef20_sdY{k}.rmf" for k in (1, 2, 3, 4, 5, 7, 8, 9)}
+        assert all(v.endswith("epn_e3_ef20_sdY6_v19.0.rmf") for v in swapped.values())
+        requested = set(pack.meta["rmf_requested"])
+        assert len(requested) == 9  # what each spectrum asked for is kept
+        # one observation: every position is its own source
+        assert len(set(pack.meta["source_id"])) == 112
+
+
+def test_pack_contents_match_the_files(substituted, xmm):
+    """Counts, background, alpha, exposure, ARF and RMF against the FITS files, read with
+    astropy and summed bin by bin here."""
+    with Pack(substituted.pack) as pack:
+        data = pack.read()
+        grid = pack.grid
+        bins = list(zip(grid.grouping.start, grid.grouping.stop))
+        for row in range(0, pack.n, 7):
+            src = fits.open(pack.meta["file"][row])
+            bkg = fits.open(pack.meta["background_file"][row])
+            arf = fits.open(pack.meta["arf_file"][row])
+            counts = src["SPECTRUM"].data["COUNTS"].astype(float)
+            back = bkg["SPECTRUM"].data["COUNTS"].astype(float)
+            quality = src["SPECTRUM"].data["QUALITY"]
+            np.testing.assert_array_equal(data["counts"][row], [counts[a:b].sum() for a, b in bins])
+            np.testing.assert_array_equal(
+                data["background"][row], [back[a:b].sum() for a, b in bins]
+            )
+            np.testing.assert_array_equal(
+                data["good"][row], [not quality[a:b].any() for a, b in bins]
+            )
+            head_s, head_b = src["SPECTRUM"].header, bkg["SPECTRUM"].header
+            alpha = (head_s["BACKSCAL"] * head_s["EXPOSURE"]) / (
+                head_b["BACKSCAL"] * head_b["EXPOSURE"]
+            )
+            np.testing.assert_allclose(data["alpha"][row], alpha, rtol=1e-6)
+            assert data["exposure"][row] == pytest.approx(head_s["EXPOSURE"], rel=1e-12)
+            first, last = grid.rows
+            np.testing.assert_array_equal(
+                data["arf"][row], arf["SPECRESP"].data["SPECRESP"][first:last]
+            )
+            assert data["rmf_index"][row] == 0
+            assert pack.meta["obs_id"][row] == src[0].header["OBS_ID"]
+            assert pack.meta["ra"][row] == pytest.approx(head_s["SRC_RA"])
+        # the stored RMF, against a dense matrix built here from the MATRIX extension
+        rmf = fits.open(xmm / "responses" / "epn_e3_ef20_sdY6_v19.0.rmf")["MATRIX"].data
+        dense = np.zeros((len(rmf), grid.grouping.n_channel))
+        offset = grid.first_channel
+        for i, (f_chan, n_chan, values) in enumerate(
+            zip(rmf["F_CHAN"], rmf["N_CHAN"], rmf["MATRIX"])
+        ):
+            at = 0
+            for f, n in zip(np.atleast_1d(f_chan), np.atleast_1d(n_chan)):
+                dense[i, f - offset : f - offset + n] = values[at : at + n]
+                at += n
+        grouped = np.stack([dense[:, a:b].sum(axis=1) for a, b in bins], axis=1)
+        np.testing.assert_allclose(pack.rmf[0], grouped[first:last], rtol=1e-5, atol=1e-9)
+
+
+def test_find_rmf_tolerates_versions_case_and_compression(tmp_path):
+    for name in ("epn_e3_ef20_sdY6_v19.0.rmf", "epn_e3_ef20_sdY6_v20.1.rmf", "M1_E13_IM.RMF.gz"):
+        (tmp_path / name).write_bytes(b"")
+    assert find_rmf("epn_e3_ef20_sdY6.rmf", [tmp_path]).name == "epn_e3_ef20_sdY6_v20.1.rmf"
+    assert find_rmf("m1_e13_im.rmf", [tmp_path]).name == "M1_E13_IM.RMF.gz"
+    assert find_rmf("epn_e3_ef20_sdY6_v19.0.rmf", [tmp_path]).name == "epn_e3_ef20_sdY6_v19.0.rmf"
+    assert find_rmf("epn_e3_ef20_sdY5.rmf", [tmp_path]) is None
+    assert find_rmf("epn_e3_ef20_sdY6.rmf", [tmp_path / "absent"]) is None
+
+
+def copy_sources(pps: Path, target: Path, sources: list[str]) -> Path:
+    target.mkdir(exist_ok=True)
+    for src in sources:
+        for kind in ("SRSPEC", "BGSPEC", "SRCARF"):
+            name = f"P0760940101PNS003{kind}{src}.FTZ"
+            shutil.copy(pps / name, target / name)
+    return target
+
+
+def rewrite(path: Path, change) -> None:
+    """Apply ``change(hdul)`` to a gzipped FITS file in place."""
+    with fits.open(path) as hdul:
+        hdul = fits.HDUList([h.copy() for h in hdul])
+    change(hdul)
+    raw = path.with_suffix(".tmp")
+    hdul.writeto(raw, overwrite=True)
+    path.write_bytes(gzip.compress(raw.read_bytes()))
+    raw.unlink()
+
+
+def test_damaged_inputs_are_reported_and_the_rest_is_packed(pps, xmm, tmp_path):
+    ids = ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
+    folder = copy_sources(pps, tmp_path / "products", ids)
+    name = lambda kind, src: folder / f"P0760940101PNS003{kind}{src}.FTZ"  # noqa: E731
+    # 0001 intact; 0002 truncated spectrum; 0003 background not FITS inside its gzip;
+    # 0004 ARF deleted; 0005 zero exposure; 0006 channels cut short; 0007 ARF of another grid
+    data = name("SRSPEC", "0002").read_bytes()
+    name("SRSPEC", "0002").write_bytes(gzip.compress(gzip.decompress(data)[:5000]))
+    name("BGSPEC", "0003").write_bytes(gzip.compress(b"garbage" * 1000))
+    name("SRCARF", "0004").unlink()
+    rewrite(name("SRSPEC", "0005"), lambda h: h["SPECTRUM"].header.update(EXPOSURE=0.0))
+
+    def cut(hdul):
+        hdul["SPECTRUM"] = fits.BinTableHDU(hdul["SPECTRUM"].data[:4000], hdul["SPECTRUM"].header)
+
+    rewrite(name("SRSPEC", "0006"), cut)
+
+    def shorter_arf(hdul):
+        hdul["SPECRESP"] = fits.BinTableHDU(
+            hdul["SPECRESP"].data[::2].copy(), hdul["SPECRESP"].header
+        )
+
+    rewrite(name("SRCARF", "0007"), shorter_arf)
+    (folder / "notes.txt").write_text("observer's notes")
+
+    result = ingest(
+        [folder],
+        tmp_path / "p.h5",
+        rmf_dirs=[xmm / "responses"],
+        substitutes=SUBSTITUTE,
+        jobs=1,
+        progress=False,
+    )
+    report = by_name(result)
+    assert len(report) == 7 * 3 - 1 + 1
+    status = {src: report[f"P0760940101PNS003SRSPEC{src}.FTZ"] for src in ids}
+    assert status["0001"]["status"] == "packed"
+    assert "truncated" in status["0002"]["reason"] or "FITS" in status["0002"]["reason"]
+    assert status["0003"]["status"] == "rejected" and "BGSPEC0003" in status["0003"]["reason"]
+    assert report["P0760940101PNS003BGSPEC0003.FTZ"]["status"] == "rejected"
+    assert "SRCARF0004" in status["0004"]["reason"] and "not found" in status["0004"]["reason"]
+    assert "EXPOSURE must be positive" in status["0005"]["reason"]
+    assert "has 4000" in status["0006"]["reason"]
+    assert report["P0760940101PNS003BGSPEC0006.FTZ"]["status"] == "unused"  # it is not at fault
+    assert "ARF" in status["0007"]["reason"] and "energy grid" in status["0007"]["reason"]
+    assert report["notes.txt"]["status"] == "ignored"
+    assert result.packed == {"pn": 1}
+    for src in ids[1:]:
+        assert status[src]["status"] == "rejected", (src, status[src])
+    with Pack(result.pack) as pack:
+        assert list(pack.meta["file"]) == [str(name("SRSPEC", "0001").resolve())]
+
+
+def test_an_interrupted_ingestion_resumes(pps, xmm, tmp_path, monkeypatch):
+    folder = copy_sources(pps, tmp_path / "products", ["0001", "0002", "0003", "0005", "0006"])
+    kwargs = dict(rmf_dirs=[xmm / "responses"], substitutes=SUBSTITUTE, jobs=1, progress=False)
+    clean = ingest([folder], tmp_path / "clean.h5", **kwargs)
+
+    monkeypatch.setattr(products, "APPEND_EVERY", 2)
+    real_append, calls = products._append, []
+
+    def dying_append(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_append(*args)
+
+    monkeypatch.setattr(products, "_append", dying_append)
+    with pytest.raises(KeyboardInterrupt):
+        ingest([folder], tmp_path / "p.h5", **kwargs)
+    assert not (tmp_path / "p.h5").exists() and (tmp_path / "p.h5.partial").exists()
+    monkeypatch.setattr(products, "_append", real_append)
+    read = []
+    monkeypatch.setattr(products, "_read_source", lambda p: read.append(p) or real_read(p))
+    resumed = ingest([folder], tmp_path / "p.h5", **kwargs)
+    assert len(read) == 3  # the two rows committed before the kill are not read again
+    assert resumed.packed == clean.packed == {"pn": 5}
+    with Pack(resumed.pack) as a, Pack(clean.pack) as b:
+        np.testing.assert_array_equal(np.sort(a.meta["file"]), np.sort(b.meta["file"]))
+        order_a, order_b = np.argsort(a.meta["file"]), np.argsort(b.meta["file"])
+        for key in ("counts", "background", "alpha", "arf", "exposure"):
+            np.testing.assert_array_equal(a.read()[key][order_a], b.read()[key][order_b])
+    assert sum(r["status"] == "packed" for r in resumed.report) == 5
+
+
+real_read = products._read_source
+
+
+def test_cli_pack(pps, xmm, tmp_path, capsys):
+    folder = copy_sources(pps, tmp_path / "products", ["0001", "0002"])
+    out = tmp_path / "p.h5"
+    args = [
+        str(folder),
+        "-o",
+        str(out),
+        "--rmf-dir",
+        str(xmm / "responses"),
+        "--jobs",
+        "1",
+        "--quiet",
+    ]
+    assert main(["pack", *args]) == 1  # neither has its RMF: nothing packed
+    assert "nothing packed" in capsys.readouterr().err and not out.exists()
+    assert main(["pack", *args, "--rmf-substitute", "epn_e3_ef20_sdY?.rmf"]) == 2
+    code = main(["pack", *args, "--rmf-substitute", "epn_*.rmf=epn_e3_ef20_sdY6_v19.0.rmf"])
+    text = capsys.readouterr().out
+    assert code == 0 and "pn: 2 spectra packed" in text and out.exists()
+    assert "6 input files" in text and "2 packed" in text and "4 used" in text
+
+
+def test_round_trip_simulate_ogip_pack(tmp_path):
+    """simulate -> OGIP files -> pack gives the simulated arrays back."""
+    from xspecvae.simulator import simulate_pack, write_ogip
+
+    simulated = simulate_pack(tmp_path / "sim.h5", 24, seed=3, chunk=24, progress=False)
+    write_ogip(simulated, tmp_path / "ogip")
+    result = ingest([tmp_path / "ogip"], tmp_path / "back.h5", jobs=1, progress=False)
+    assert result.packed == {"pn": 24} and not result.rejected
+    with Pack(simulated) as a, Pack(result.pack) as b:
+        assert b.grid.same_as(a.grid) and b.rmf_names == a.rmf_names
+        np.testing.assert_allclose(b.rmf, a.rmf, rtol=1e-6, atol=1e-12)
+        order = np.argsort(a.meta["obs_id"]), np.argsort(b.meta["obs_id"])
+        np.testing.assert_array_equal(a.meta["obs_id"][order[0]], b.meta["obs_id"][order[1]])
+        data_a, data_b = a.read(), b.read()
+        for key in ("counts", "background", "good", "rmf_index"):
+            np.testing.assert_array_equal(data_a[key][order[0]], data_b[key][order[1]])
+        for key in ("alpha", "exposure", "arf"):
+            np.testing.assert_allclose(data_a[key][order[0]], data_b[key][order[1]], rtol=1e-6)
+        for key in ("ra", "dec", "mjd"):
+            np.testing.assert_allclose(a.meta[key][order[0]], b.meta[key][order[1]], rtol=1e-12)
+        # repeat observations of one simulated source are matched back by position
+        same = a.meta["source_id"][order[0]][:, None] == a.meta["source_id"][order[0]][None, :]
+        again = b.meta["source_id"][order[1]][:, None] == b.meta["source_id"][order[1]][None, :]
+        np.testing.assert_array_equal(same, again)

@@ -1,0 +1,527 @@
+"""Pipeline products into a pack: find spectra, their backgrounds, ARFs and RMFs, and account
+for every input file.
+
+Source spectra are the PPS ``SRSPEC`` files (``P<obsid><inst><expo>SRSPEC<src>.FTZ``) and any
+other OGIP spectrum that no spectrum names as its background. Each is read with the files its
+header names (BACKFILE, ANCRFILE: looked up beside it; RESPFILE: see :func:`find_rmf`), put on
+the instrument's analysis grid and appended to the pack, or rejected with the reason. The
+report next to the pack lists every input file as ``packed``, ``rejected``, ``used`` (a
+background or ARF of a packed spectrum), ``unused`` or ``ignored`` (not a FITS file).
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import json
+import multiprocessing
+import os
+import re
+import tempfile
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from xspecvae.catalog import Grid, PackWriter, match_positions
+from xspecvae.instrument import Response
+from xspecvae.ogip import (
+    Arf,
+    OGIPError,
+    Pha,
+    background_ratio,
+    check_energy_match,
+    check_match,
+    read_arf,
+    read_ogip,
+    read_pha,
+    read_rmf,
+)
+
+__all__ = ["ingest", "find_rmf", "Ingestion"]
+
+#: PPS product names: observation, instrument, exposure, product type, source number.
+PPS_NAME = re.compile(
+    r"^P(?P<obs_id>\d{10})(?P<inst>[A-Z0-9]{2})(?P<expo>[SU]\d{3})"
+    r"(?P<kind>[A-Z]{6})(?P<src>[0-9A-F]{4})\.",
+    re.IGNORECASE,
+)
+_AUXILIARY = {"BGSPEC": "background", "SRCARF": "arf"}
+_SECTIONS = {"EPN": "pn", "EMOS1": "mos1", "EMOS2": "mos2", "RGS1": "rgs1", "RGS2": "rgs2"}
+_VERSION = re.compile(r"_v\d+(\.\d+)*$", re.IGNORECASE)
+_SUFFIXES = (".gz", ".ftz", ".z", ".rmf", ".rsp")
+#: Rows gathered before each append to the pack.
+APPEND_EVERY = 256
+
+
+@dataclass
+class Ingestion:
+    """Outcome of :func:`ingest`: the pack (None if nothing was packed), the report rows (one
+    per input file) and where the report was written."""
+
+    pack: Path | None
+    report: list[dict]
+    report_csv: Path
+    report_json: Path
+    packed: Counter = field(default_factory=Counter)
+
+    @property
+    def rejected(self) -> list[dict]:
+        return [r for r in self.report if r["status"] == "rejected"]
+
+
+def ingest(
+    inputs,
+    pack,
+    *,
+    rmf_dirs=(),
+    substitutes: dict[str, str] | None = None,
+    emin: float = 0.2,
+    emax: float = 12.0,
+    match_radius: float = 5.0,
+    jobs: int | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> Ingestion:
+    """Pack the spectra found in ``inputs`` (files or directories, searched recursively).
+
+    ``rmf_dirs`` are searched for the RMFs that spectra name (after the spectrum's own
+    folder); ``substitutes`` maps glob patterns of RMF names to files used when the named RMF
+    is absent (recorded in the pack). Analysis bins span ``emin``-``emax`` keV, one FWHM wide,
+    from each instrument's first RMF. Sources within ``match_radius`` arcsec share a
+    ``source_id``. ``jobs`` worker processes read the files (all cores by default).
+    """
+    pack = Path(pack)
+    files = _files(inputs)
+    roles = _roles(files)
+    rmfs = _RmfCache([Path(d) for d in rmf_dirs], substitutes or {})
+    provenance = dict(
+        command="xspecvae pack",
+        inputs=[str(p) for p in inputs],
+        rmf_dirs=[str(d) for d in rmf_dirs],
+        rmf_substitutes=substitutes or {},
+        emin=emin,
+        emax=emax,
+        match_radius_arcsec=match_radius,
+    )
+    report: dict[Path, dict] = {p: _row(p, roles[p][0]) for p in files}
+    for path, (role, reason) in roles.items():
+        if role == "ignored":
+            report[path].update(status="ignored", reason=reason)
+    writer = PackWriter(pack, provenance=provenance, resume=resume)
+    done = {}
+    for section in writer.file["instruments"]:
+        for row, name in enumerate(writer.committed(section)):
+            done[Path(name)] = (section, row)
+    sources = [p for p in files if roles[p][0] == "source"]
+    todo = [p for p in sources if p.resolve() not in done]
+    packed: Counter = Counter()
+    buffers: dict[str, list[dict]] = {}
+    try:
+        for record in _map(_read_source, todo, jobs, progress):
+            path = record["path"]
+            try:
+                if record["problem"]:
+                    raise OGIPError(*record["problem"])
+                section, arrays = _onto_grid(record, rmfs, writer, emin, emax)
+            except ValueError as err:  # OGIPError, or a grid that cannot be made
+                if not isinstance(err, OGIPError):
+                    err = OGIPError(path, str(err))
+                report[path].update(status="rejected", reason=_reason(err, path))
+                bad = record.get("bad_file")
+                if bad in report:
+                    report[bad].update(status="rejected", reason=_reason(err, bad))
+                for aux in (record.get("background_file"), record.get("arf_file")):
+                    if aux and Path(aux) in report and report[Path(aux)]["status"] == "":
+                        report[Path(aux)].update(
+                            status="unused", reason=f"its spectrum {path.name} was rejected"
+                        )
+                continue
+            buffers.setdefault(section, []).append(arrays)
+            if len(buffers[section]) >= APPEND_EVERY:
+                _append(writer, section, buffers.pop(section))
+        for section, rows in buffers.items():
+            _append(writer, section, rows)
+        sections = list(writer.file["instruments"])
+        n_rows = {s: int(writer.file["instruments"][s].attrs["n"]) for s in sections}
+        if sum(n_rows.values()):
+            _assign_source_ids(writer, sections, match_radius)
+            provenance["rmf_substituted"] = rmfs.substituted
+            writer.file.attrs["provenance"] = json.dumps(provenance)
+    except BaseException:
+        writer.file.close()  # keep the partial pack: the next run resumes it
+        raise
+    for section in sections:
+        meta = writer.file["instruments"][section]["meta"]
+        names = [np.asarray(meta[k].asstr()[:]) for k in ("file", "background_file", "arf_file")]
+        for row, (spectrum, background, arf) in enumerate(zip(*names)):
+            packed[section] += 1
+            report_row = report.get(Path(spectrum))
+            if report_row is not None:
+                report_row.update(status="packed", instrument=section, row=row, reason="")
+            for aux in (background, arf):
+                if aux and Path(aux) in report:
+                    report[Path(aux)].update(status="used", reason=f"by {Path(spectrum).name}")
+    for row in report.values():
+        if row["status"] == "":
+            row.update(status="unused", reason="no packed spectrum names it")
+    if sum(packed.values()):
+        writer.close()
+        result_pack = pack
+    else:
+        writer.file.close()
+        writer.partial.unlink()
+        result_pack = None
+    rows = sorted(report.values(), key=lambda r: r["file"])
+    csv_path, json_path = _write_report(pack, rows, provenance, packed)
+    return Ingestion(result_pack, rows, csv_path, json_path, packed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding files
+
+
+def _files(inputs) -> list[Path]:
+    found = []
+    for entry in inputs:
+        entry = Path(entry)
+        if entry.is_dir():
+            found += [p for p in entry.rglob("*") if p.is_file()]
+        elif entry.is_file():
+            found.append(entry)
+        else:
+            raise FileNotFoundError(f"{entry}: no such file or directory")
+    return sorted({p.resolve() for p in found})
+
+
+def _roles(files: list[Path]) -> dict[Path, tuple[str, str]]:
+    """Role of each file: source, background, arf, other or ignored (with a reason)."""
+    roles = {}
+    named_backgrounds = set()
+    for path in files:
+        match = PPS_NAME.match(path.name)
+        if match:
+            kind = match["kind"].upper()
+            role = "source" if kind == "SRSPEC" else _AUXILIARY.get(kind, "other")
+            roles[path] = (role, "")
+            continue
+        if not _is_fits(path):
+            roles[path] = ("ignored", "not a FITS file")
+            continue
+        try:
+            content = read_ogip(path)
+        except OGIPError:
+            roles[path] = ("source", "")  # unreadable: reported as a rejected spectrum
+            continue
+        if isinstance(content, list):
+            content = content[0]
+        if isinstance(content, Pha):
+            roles[path] = ("background" if content.kind == "BKG" else "source", "")
+            if content.backfile:
+                found = content.locate("backfile")
+                if found is not None:
+                    named_backgrounds.add(found.resolve())
+        else:
+            roles[path] = ("arf" if isinstance(content, Arf) else "rmf", "")
+    for path in named_backgrounds & set(roles):
+        roles[path] = ("background", "")
+    return roles
+
+
+def _is_fits(path: Path) -> bool:
+    """Whether ``path`` holds FITS (possibly gzip-compressed), from its first bytes."""
+    import gzip
+
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(path, "rb") as f:
+                head = f.read(6)
+        except (OSError, EOFError):
+            return True  # damaged gzip: let the reader say what is wrong
+    return head == b"SIMPLE"
+
+
+def find_rmf(name: str, directories) -> Path | None:
+    """The RMF a RESPFILE ``name`` refers to in ``directories``: the same base name in any
+    letter case, with or without compression suffix, or with a version suffix (``_v19.0``)
+    that the header name lacks; the highest version wins."""
+    wanted = _rmf_key(name)
+    found = []
+    for directory in directories:
+        try:
+            entries = sorted(Path(directory).iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            key = _rmf_key(entry.name)
+            if entry.is_file() and (key == wanted or _VERSION.sub("", key) == wanted):
+                version = [int(v) for v in re.findall(r"\d+", key[len(wanted) :])]
+                found.append((version, entry))
+    return max(found, key=lambda f: f[0])[1] if found else None
+
+
+def _rmf_key(name: str) -> str:
+    key = Path(name).name.lower()
+    for suffix in _SUFFIXES:  # in this order: compression first, then the RMF extension
+        if key.endswith(suffix):
+            key = key[: -len(suffix)]
+    return key
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading one source (in a worker process)
+
+
+def _read_source(path: Path) -> dict:
+    """Everything one source spectrum brings, at full channel resolution, or the problem."""
+    record = {"path": path, "problem": None, "background_file": "", "arf_file": ""}
+    try:
+        pha = read_pha(path)
+        bkg_path, arf_path = pha.locate("backfile"), pha.locate("ancrfile")
+        for key, found in (("background_file", bkg_path), ("arf_file", arf_path)):
+            record[key] = str(found.resolve()) if found else ""
+        if pha.kind == "NET" or not pha.poisserr:
+            raise OGIPError(path, f"{pha.kind} spectrum without Poisson counts: not packable")
+        if pha.backfile and bkg_path is None:
+            raise OGIPError(path, f"background {pha.backfile} (BACKFILE) not found")
+        if not pha.ancrfile:
+            raise OGIPError(path, "no ARF (ANCRFILE): the pack needs each source's ARF")
+        if arf_path is None:
+            raise OGIPError(path, f"ARF {pha.ancrfile} (ANCRFILE) not found")
+        background = alpha = np.zeros(pha.n_channel)
+        if bkg_path is not None:
+            bkg = _read_auxiliary(read_pha, bkg_path, record)
+            alpha, background = background_ratio(pha, bkg), bkg.counts
+        arf = _read_auxiliary(read_arf, arf_path, record)
+    except OGIPError as err:
+        record["problem"] = (err.path, err.problem)
+        return record
+    except Exception as err:  # a reader bug must not stop the batch: report it
+        record["problem"] = (path, f"unexpected {type(err).__name__}: {err}")
+        return record
+    record.update(pha=pha, background=background, alpha=alpha, arf=arf)
+    return record
+
+
+def _read_auxiliary(reader, path: Path, record: dict):
+    """``reader(path)``, noting ``path`` as a bad file in ``record`` if it cannot be read."""
+    try:
+        return reader(path)
+    except OGIPError:
+        record["bad_file"] = path.resolve()
+        raise
+
+
+def _map(function, items: list, jobs: int | None, progress: bool):
+    """``function`` over ``items`` in order, in ``jobs`` processes, with a progress bar."""
+    jobs = jobs or os.cpu_count() or 1
+    bar = tqdm(total=len(items), unit="spectrum", disable=not progress, desc="reading")
+    if jobs == 1 or len(items) < 2:
+        for item in items:
+            yield function(item)
+            bar.update()
+    else:
+        context = multiprocessing.get_context("spawn")  # no fork of a JAX process
+        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            pending = deque()  # a bounded window in flight: results are large
+            for item in items:
+                pending.append(pool.submit(function, item))
+                if len(pending) >= 16 * jobs:
+                    yield pending.popleft().result()
+                    bar.update()
+            while pending:
+                yield pending.popleft().result()
+                bar.update()
+    bar.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Onto the grid (main process)
+
+
+class _RmfCache:
+    """RMFs by RESPFILE name: found, read and regrouped once per pack section."""
+
+    def __init__(self, directories: list[Path], substitutes: dict[str, str]):
+        self.directories = directories
+        self.substitutes = substitutes
+        self.substituted: dict[str, str] = {}
+        self.index: dict[tuple[str, str], int] = {}  # (section, RMF file) -> index in the pack
+        self._responses: dict[str, tuple[str, Response, object] | OGIPError] = {}
+        self._read: dict[Path, tuple[str, Response, object] | OGIPError] = {}
+
+    def resolve(self, pha: Pha) -> tuple[str, Response, object]:
+        """(file name, response, Rmf) for the spectrum's RESPFILE, or OGIPError."""
+        name = pha.respfile
+        if not name:
+            raise OGIPError(pha.path, "no RMF named (RESPFILE)")
+        key = f"{pha.path.parent}\0{name}"
+        if key not in self._responses:
+            self._responses[key] = self._load(pha, name)
+        found = self._responses[key]
+        if isinstance(found, OGIPError):
+            raise OGIPError(pha.path, found.problem)
+        return found
+
+    def _load(self, pha: Pha, name: str):
+        path = find_rmf(name, [pha.path.parent, *self.directories])
+        if path is None:
+            for pattern, substitute in self.substitutes.items():
+                if fnmatch.fnmatch(Path(name).name.lower(), pattern.lower()):
+                    path = Path(substitute)
+                    if not path.is_absolute() and not path.exists():
+                        path = find_rmf(substitute, self.directories) or path
+                    self.substituted[Path(name).name] = str(path)
+                    break
+        if path is None:
+            where = ", ".join(str(d) for d in [pha.path.parent, *self.directories])
+            return OGIPError(
+                pha.path,
+                f"RMF {name} (RESPFILE) not found in {where}; name a substitute with "
+                f"--rmf-substitute PATTERN=FILE",
+            )
+        path = path.resolve()
+        if path not in self._read:
+            try:
+                rmf = read_rmf(path)
+                self._read[path] = (path.name, Response.from_ogip(rmf), rmf)
+            except OGIPError as err:
+                self._read[path] = OGIPError(pha.path, f"RMF {path}: {err.problem}")
+        return self._read[path]
+
+
+def _onto_grid(record: dict, rmfs: _RmfCache, writer: PackWriter, emin: float, emax: float):
+    """The record's arrays on its instrument's grid (creating the grid and storing the RMF
+    on first use), ready to append."""
+    pha: Pha = record["pha"]
+    name, response, rmf = rmfs.resolve(pha)
+    check_match(pha, rmf)
+    try:
+        check_energy_match(record["arf"], rmf)
+    except OGIPError as err:
+        raise OGIPError(pha.path, f"ARF {record['arf'].path.name}: {err.problem}") from None
+    section = _SECTIONS.get(pha.instrument.upper(), pha.instrument.lower() or "unknown")
+    grid = writer.grid(section)
+    if grid is None:
+        grid = Grid.from_response(
+            section, response, first_channel=rmf.first_channel, emin=emin, emax=emax
+        )
+        writer.add_grid(grid)
+    if (section, name) not in rmfs.index:
+        try:
+            rmfs.index[section, name] = writer.add_rmf(section, name, grid.regroup(response))
+        except ValueError as err:
+            raise OGIPError(pha.path, f"RMF {name}: {err}") from None
+    index = rmfs.index[section, name]
+    bad = (pha.quality != 0).astype(float)
+    lengths = grid.grouping.stop - grid.grouping.start
+    arrays = dict(
+        counts=grid.group(pha.counts),
+        background=grid.group(record["background"]),
+        alpha=grid.group(record["alpha"]) / lengths,
+        good=grid.group(bad) == 0,
+        exposure=pha.exposure,
+        arf=grid.cut(record["arf"].specresp),
+        rmf_index=index,
+        meta=dict(
+            source_id=-1,
+            obs_id=pha.obs_id,
+            mjd=pha.mjd_obs,
+            ra=pha.ra,
+            dec=pha.dec,
+            label="",
+            file=str(pha.path.resolve()),
+            background_file=record["background_file"],
+            arf_file=record["arf_file"],
+            rmf_requested=pha.respfile,
+            object=pha.object,
+        ),
+    )
+    return section, arrays
+
+
+def _append(writer: PackWriter, section: str, rows: list[dict]) -> None:
+    stacked = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k != "meta"}
+    meta = {k: np.array([r["meta"][k] for r in rows]) for k in rows[0]["meta"]}
+    writer.append(section, **stacked, meta=meta)
+
+
+def _assign_source_ids(writer: PackWriter, sections: list[str], radius: float) -> None:
+    """One source id per position (across instruments and observations)."""
+    groups = [writer.file["instruments"][s] for s in sections]
+    ra = np.concatenate([g["meta"]["ra"][: g.attrs["n"]] for g in groups])
+    dec = np.concatenate([g["meta"]["dec"][: g.attrs["n"]] for g in groups])
+    ids = match_positions(ra, dec, radius)
+    start = 0
+    for section, group in zip(sections, groups):
+        n = int(group.attrs["n"])
+        writer.set_column(section, "source_id", ids[start : start + n])
+        start += n
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def _row(path: Path, role: str) -> dict:
+    return dict(file=str(path), role=role, status="", reason="", instrument="", row="")
+
+
+def _reason(err: OGIPError, about: Path) -> str:
+    return err.problem if Path(err.path).resolve() == about else f"{err.path}: {err.problem}"
+
+
+def _write_report(pack: Path, rows: list[dict], provenance: dict, packed: Counter):
+    csv_path = pack.with_name(pack.name + ".report.csv")
+    json_path = pack.with_name(pack.name + ".report.json")
+    summary = dict(
+        pack=str(pack),
+        inputs=len(rows),
+        packed=dict(packed),
+        status=dict(Counter(r["status"] for r in rows)),
+        reasons=dict(Counter(_reason_kind(r["reason"]) for r in rows if r["status"] == "rejected")),
+        provenance=provenance,
+        files=rows,
+    )
+    _atomic_text(json_path, json.dumps(summary, indent=1))
+    with _atomic(csv_path) as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["file"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return csv_path, json_path
+
+
+def _reason_kind(reason: str) -> str:
+    """A reason without its file names and numbers, to count rejections by kind."""
+    return re.sub(
+        r"\S*[/\\]\S*|\S+\.(rmf|arf|ftz|fits|gz|pha)\b|\d+(\.\d+)?", "…", reason, flags=re.I
+    )
+
+
+class _atomic:
+    """Text file written to a temporary name in the same folder, renamed when complete."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        fd, self.temporary = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name)
+        self.file = os.fdopen(fd, "w", newline="")
+        return self.file
+
+    def __exit__(self, kind, *exc):
+        self.file.close()
+        if kind is None:
+            os.replace(self.temporary, self.path)
+        else:
+            os.unlink(self.temporary)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    with _atomic(path) as f:
+        f.write(text)
