@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import math
 import os
 import warnings
 import zlib
@@ -189,10 +190,14 @@ def _opened(path: str | os.PathLike):
             raise OGIPError(path, f"truncated or corrupt compressed file ({exc})") from None
     if raw[:9] == b"SIMPLE  =" and len(raw) % 2880:
         raise OGIPError(path, f"truncated FITS file ({len(raw)} bytes, not a multiple of 2880)")
+    if raw[:9] == b"SIMPLE  =":
+        _check_complete(path, raw)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            hdul = fits.open(io.BytesIO(raw), memmap=False, lazy_load_hdus=False)
+            # lazy: astropy parses headers only up to the HDU asked for (pipeline spectra
+            # carry a dozen GTI extensions); _check_complete has already walked them all
+            hdul = fits.open(io.BytesIO(raw), memmap=False, lazy_load_hdus=True)
         for w in caught:
             if "truncated" in str(w.message).lower():
                 hdul.close()
@@ -211,7 +216,53 @@ def _opened(path: str | os.PathLike):
         raise OGIPError(path, f"damaged FITS content ({type(exc).__name__}: {exc})") from None
 
 
+def _check_complete(path: Path, raw: bytes) -> None:
+    """Walk the HDUs of FITS bytes (header blocks to END, data sizes from BITPIX, NAXISn,
+    PCOUNT, GCOUNT) and raise OGIPError if the file stops inside one."""
+    at = 0
+    while at < len(raw):
+        header = {}
+        while True:  # 2880-byte header blocks until the END card
+            if at + 2880 > len(raw):
+                raise OGIPError(path, f"truncated FITS file (header at byte {at} never ends)")
+            block = raw[at : at + 2880]
+            at += 2880
+            cards = [block[i : i + 80] for i in range(0, 2880, 80)]
+            for card in cards:
+                key = card[:8].strip()
+                if card[8:10] == b"= " and (key[:5] == b"NAXIS" or key in _SIZE_KEYS):
+                    value = card[10:].split(b"/")[0].strip()
+                    header[key] = int(value) if value.lstrip(b"+-").isdigit() else None
+            if any(card[:8] == b"END     " for card in cards):
+                break
+        try:
+            axes = [header[b"NAXIS%d" % k] for k in range(1, header[b"NAXIS"] + 1)]
+            size = (
+                abs(header[b"BITPIX"])
+                // 8
+                * header.get(b"GCOUNT", 1)
+                * (header.get(b"PCOUNT", 0) + (math.prod(axes) if axes else 0))
+            )
+        except (KeyError, TypeError):
+            return  # sizes unreadable: let astropy say what is wrong
+        at += -(-size // 2880) * 2880
+        if at > len(raw):
+            raise OGIPError(
+                path, f"truncated FITS file ({len(raw)} bytes, its HDUs need at least {at})"
+            )
+
+
+_SIZE_KEYS = (b"BITPIX", b"PCOUNT", b"GCOUNT")
+
+
 def _find_hdu(hdul, path, names: tuple[str, ...], hduclas: tuple[str, str] | None = None):
+    for name in names:  # by name first: later HDUs (e.g. many GTIs) are never parsed
+        try:
+            hdu = hdul[name]
+        except (KeyError, IndexError):
+            continue
+        if isinstance(hdu, fits.BinTableHDU):
+            return hdu
     for hdu in hdul[1:]:
         if not isinstance(hdu, fits.BinTableHDU):
             continue
