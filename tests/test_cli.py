@@ -12,7 +12,7 @@ def test_help_lists_the_subcommands():
     out = subprocess.run(
         [sys.executable, "-m", "xspecvae", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    assert "inspect" in out and "built-in" in out
+    assert all(command in out for command in ("inspect", "pack", "simulate", "built-in"))
 
 
 def test_inspect_builtin(capsys):
@@ -58,3 +58,18 @@ def test_inspect_batch_reports_every_file(xmm, tmp_path, capsys):
     assert main(["inspect", *map(str, files)]) == 1
     text = capsys.readouterr().out
     assert text.count("FAIL") == 3 and "6 files: 2 ok, 1 incomplete" in text
+
+
+def test_simulate_defaults_then_pack_its_ogip_files(tmp_path, monkeypatch, capsys):
+    from xspecvae import simulator
+    from xspecvae.catalog import Pack
+
+    monkeypatch.setattr(simulator, "DEMO_SIZE", 40)  # the no-argument run, made small
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", "--quiet", "--ogip", "ogip"]) == 0
+    out = capsys.readouterr().out
+    assert "xspecvae-demo.h5 (40 spectra" in out and "OGIP files: " in out
+    assert main(["pack", "ogip", "-o", "back.h5", "--jobs", "1", "--quiet"]) == 0
+    with Pack(tmp_path / "xspecvae-demo.h5") as a, Pack(tmp_path / "back.h5") as b:
+        assert b.n == a.n == 40
+        assert sorted(b.meta["counts"]) == sorted(a.meta["counts"])
