@@ -1,5 +1,6 @@
 """xspecvae: physically motivated variational autoencoders for X-ray source catalogues."""
 
+from xspecvae.catalog import Pack
 from xspecvae.instrument import Grouping, Response, builtin_pn_response
 from xspecvae.ogip import (
     OGIPError,
@@ -26,4 +27,5 @@ __all__ = [
     "Response",
     "Grouping",
     "builtin_pn_response",
+    "Pack",
 ]
