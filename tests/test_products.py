@@ -316,3 +316,19 @@ def test_round_trip_simulate_ogip_pack(tmp_path):
         same = a.meta["source_id"][order[0]][:, None] == a.meta["source_id"][order[0]][None, :]
         again = b.meta["source_id"][order[1]][:, None] == b.meta["source_id"][order[1]][None, :]
         np.testing.assert_array_equal(same, again)
+
+
+def test_append_adds_only_new_spectra(pps, xmm, tmp_path):
+    kwargs = dict(rmf_dirs=[xmm / "responses"], substitutes=SUBSTITUTE, jobs=1, progress=False)
+    first = copy_sources(pps, tmp_path / "first", ["0001", "0002"])
+    second = copy_sources(pps, tmp_path / "second", ["0003"])
+    out = tmp_path / "p.h5"
+    ingest([first], out, **kwargs)
+    grown = ingest([first, second], out, append=True, **kwargs)
+    assert grown.packed == {"pn": 3}
+    with Pack(out) as pack:
+        names = sorted(Path(f).name for f in pack.meta["file"])
+        assert names == [f"P0760940101PNS003SRSPEC000{k}.FTZ" for k in (1, 2, 3)]
+        assert len(set(pack.meta["source_id"])) == 3
+    again = ingest([second], out, append=True, **kwargs)  # nothing new: nothing doubled
+    assert again.packed == {"pn": 3}

@@ -101,6 +101,9 @@ def _pack_parser(commands) -> None:
     )
     pack.add_argument("--jobs", type=int, default=None, help="reader processes (all cores)")
     pack.add_argument("--restart", action="store_true", help="ignore an interrupted run")
+    pack.add_argument(
+        "--append", action="store_true", help="add the new spectra of INPUTS to an existing PACK"
+    )
     pack.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -126,6 +129,7 @@ def _pack(args) -> int:
         match_radius=args.match_radius,
         jobs=args.jobs,
         resume=not args.restart,
+        append=args.append,
         progress=not args.quiet,
     )
     status = Counter(r["status"] for r in result.report)

@@ -17,6 +17,7 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import tempfile
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from xspecvae.catalog import Grid, PackWriter, match_positions
+from xspecvae.catalog import Grid, Pack, PackWriter, match_positions
 from xspecvae.instrument import Response
 from xspecvae.ogip import (
     Arf,
@@ -84,6 +85,7 @@ def ingest(
     match_radius: float = 5.0,
     jobs: int | None = None,
     resume: bool = True,
+    append: bool = False,
     progress: bool = True,
 ) -> Ingestion:
     """Pack the spectra found in ``inputs`` (files or directories, searched recursively).
@@ -92,7 +94,10 @@ def ingest(
     folder); ``substitutes`` maps glob patterns of RMF names to files used when the named RMF
     is absent (recorded in the pack). Analysis bins span ``emin``-``emax`` keV, one FWHM wide,
     from each instrument's first RMF. Sources within ``match_radius`` arcsec share a
-    ``source_id``. ``jobs`` worker processes read the files (all cores by default).
+    ``source_id``. ``jobs`` worker processes read the files (all cores by default). An
+    interrupted run is resumed unless ``resume`` is False; with ``append`` an existing pack
+    gains the spectra it does not hold yet (on its own grids), the new file replacing it
+    atomically.
     """
     pack = Path(pack)
     files = _files(inputs)
@@ -111,7 +116,11 @@ def ingest(
     for path, (role, reason) in roles.items():
         if role == "ignored":
             report[path].update(status="ignored", reason=reason)
-    writer = PackWriter(pack, provenance=provenance, resume=resume)
+    partial = pack.with_name(pack.name + ".partial")
+    if append and pack.exists() and not (resume and partial.exists()):
+        Pack(pack).close()  # refuse a damaged or outdated pack before building on it
+        shutil.copyfile(pack, partial)
+    writer = PackWriter(pack, provenance=provenance, resume=resume or append)
     done = {}
     for section in writer.file["instruments"]:
         for row, name in enumerate(writer.committed(section)):
