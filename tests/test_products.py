@@ -283,13 +283,15 @@ def test_cli_pack(pps, xmm, tmp_path, capsys):
         "1",
         "--quiet",
     ]
+    rmf = xmm / "responses" / "epn_e3_ef20_sdY6_v19.0.rmf"
+    (folder / rmf.name).symlink_to(rmf)  # an RMF among the inputs is reported as used
     assert main(["pack", *args]) == 1  # neither has its RMF: nothing packed
     assert "nothing packed" in capsys.readouterr().err and not out.exists()
     assert main(["pack", *args, "--rmf-substitute", "epn_e3_ef20_sdY?.rmf"]) == 2
     code = main(["pack", *args, "--rmf-substitute", "epn_*.rmf=epn_e3_ef20_sdY6_v19.0.rmf"])
     text = capsys.readouterr().out
     assert code == 0 and "pn: 2 spectra packed" in text and out.exists()
-    assert "6 input files" in text and "2 packed" in text and "4 used" in text
+    assert "7 input files" in text and "2 packed" in text and "5 used" in text
 
 
 def test_round_trip_simulate_ogip_pack(tmp_path):

@@ -174,6 +174,8 @@ def ingest(
             for aux in (background, arf):
                 if aux and Path(aux) in report:
                     report[Path(aux)].update(status="used", reason=f"by {Path(spectrum).name}")
+    for path in rmfs.stored & set(report):
+        report[path].update(status="used", reason="RMF of packed spectra")
     for row in report.values():
         if row["status"] == "":
             row.update(status="unused", reason="no packed spectrum names it")
@@ -361,6 +363,7 @@ class _RmfCache:
         self.substitutes = substitutes
         self.substituted: dict[str, str] = {}
         self.index: dict[tuple[str, str], int] = {}  # (section, RMF file) -> index in the pack
+        self.stored: set[Path] = set()  # RMF files stored in the pack
         self._responses: dict[str, tuple[str, Response, object] | OGIPError] = {}
         self._read: dict[Path, tuple[str, Response, object] | OGIPError] = {}
 
@@ -424,6 +427,7 @@ def _onto_grid(record: dict, rmfs: _RmfCache, writer: PackWriter, emin: float, e
     if (section, name) not in rmfs.index:
         try:
             rmfs.index[section, name] = writer.add_rmf(section, name, grid.regroup(response))
+            rmfs.stored.add(rmf.path.resolve())
         except ValueError as err:
             raise OGIPError(pha.path, f"RMF {name}: {err}") from None
     index = rmfs.index[section, name]
