@@ -1,0 +1,160 @@
+"""Neural networks of the VAE, as plain ``flax.linen`` modules (no FITS, no numpyro).
+
+- :class:`DeepONet`: the physically structured decoder. A branch MLP maps the shape latent ``z``
+  to ``K`` non-negative coefficients, a column ``nh`` (1e22 cm^-2) and a redshift; a trunk MLP
+  maps ``log E`` to ``K`` non-negative templates. The rest-frame emission density is
+  ``sum_k b_k t_k(log E)``, observed at ``log E + log(1 + redshift)``. Absorption and the flux
+  scale are applied by the caller.
+- :class:`MixerEncoder`: the amortized guide's network, an MLP-Mixer over patches of channels;
+  returns loc and scale of ``z`` and of ``log_norm``.
+
+Both are registered in numpyro with ``numpyro.contrib.module.flax_module``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# Offsets of the raw head outputs, so that at initialisation nh ~ softplus(-1) ~ 0.3 and
+# redshift ~ sigmoid(-2) * max_redshift ~ 0.12 * max_redshift.
+_NH_OFFSET = -1.0
+_REDSHIFT_OFFSET = -2.0
+
+
+class MLP(nn.Module):
+    """``depth`` hidden layers of ``width`` units with ``activation``, then a linear layer."""
+
+    width: int
+    depth: int
+    out: int
+    activation: Callable = nn.gelu
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for _ in range(self.depth):
+            x = self.activation(nn.Dense(self.width)(x))
+        return nn.Dense(self.out)(x)
+
+
+class DecoderOutput(NamedTuple):
+    emission: jax.Array  # (B, E) observed-frame density, photons/cm^2/s/keV, arbitrary scale
+    coefficients: jax.Array  # (B, K) >= 0
+    nh: jax.Array  # (B,) >= 0, 1e22 cm^-2
+    redshift: jax.Array  # (B,) in [0, max_redshift]
+
+
+class DeepONet(nn.Module):
+    """Additive emission ``sum_k b_k(z) t_k(log E + log(1 + zr(z)))`` plus an ``nh(z)`` head.
+
+    The trunk is evaluated once per call on a uniform grid of ``n_trunk`` points spanning
+    ``log_energy_range`` (natural log of keV); each source's spectrum on that grid is then
+    linearly interpolated at its redshifted energies (a gather: cost independent of the trunk).
+    Outside the grid the spectrum is held constant at its edge value, so the grid must cover
+    ``[log E_min, log E_max + log(1 + max_redshift)]`` of the model energy grid.
+    ``max_redshift = 0`` fixes the redshift to 0.
+    """
+
+    n_templates: int = 24
+    width: int = 128
+    depth: int = 3
+    max_redshift: float = 3.0
+    log_energy_range: tuple[float, float] = (math.log(0.05), math.log(15.0 * (1.0 + 3.0)))
+    n_trunk: int = 512
+    activation: Callable = nn.gelu
+
+    def setup(self):
+        self.branch = MLP(self.width, self.depth, self.n_templates + 2, self.activation)
+        self.trunk = MLP(self.width, self.depth, self.n_templates, self.activation)
+
+    def templates(self, log_energy: jax.Array) -> jax.Array:
+        """Rest-frame templates ``(..., K) >= 0`` at ``log_energy`` ``(...)`` (ln keV)."""
+        lo, hi = self.log_energy_range
+        x = 2.0 * (jnp.asarray(log_energy) - lo) / (hi - lo) - 1.0  # [-1, 1] on the grid
+        return nn.softplus(self.trunk(x[..., None]))
+
+    def __call__(self, z: jax.Array, log_energy: jax.Array) -> DecoderOutput:
+        """Decode ``z`` ``(B, D)`` at ``log_energy`` ``(E,)`` (ln keV of the model bins)."""
+        raw = self.branch(z)
+        k = self.n_templates
+        coefficients = nn.softplus(raw[:, :k]) / k  # O(1) emission at initialisation
+        nh = nn.softplus(raw[:, k] + _NH_OFFSET)
+        redshift = self.max_redshift * nn.sigmoid(raw[:, k + 1] + _REDSHIFT_OFFSET)
+
+        lo, hi = self.log_energy_range
+        grid = jnp.linspace(lo, hi, self.n_trunk)
+        spectra = coefficients @ self.templates(grid).T  # (B, n_trunk), rest frame
+
+        # Linear interpolation at the emitted-frame points log E + log(1 + zr).
+        shifted = log_energy[None, :] + jnp.log1p(redshift)[:, None]  # (B, E)
+        u = jnp.clip((shifted - lo) * ((self.n_trunk - 1) / (hi - lo)), 0.0, self.n_trunk - 1)
+        i0 = jnp.clip(jnp.floor(u), 0, self.n_trunk - 2).astype(jnp.int32)
+        w = u - i0
+        left = jnp.take_along_axis(spectra, i0, axis=1)
+        right = jnp.take_along_axis(spectra, i0 + 1, axis=1)
+        emission = (1.0 - w) * left + w * right
+        return DecoderOutput(emission, coefficients, nh, redshift)
+
+
+class EncoderOutput(NamedTuple):
+    z_loc: jax.Array  # (B, D)
+    z_scale: jax.Array  # (B, D) >= min_scale
+    norm_loc: jax.Array  # (B,)
+    norm_scale: jax.Array  # (B,) >= min_scale
+
+
+class MixerBlock(nn.Module):
+    """Pre-LayerNorm Mixer block on tokens ``(B, T, W)``: token mixing, then feature mixing."""
+
+    token_hidden: int
+    channel_hidden: int
+    activation: Callable = nn.gelu
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n_tokens, width = x.shape[-2:]
+        y = jnp.swapaxes(nn.LayerNorm()(x), -1, -2)  # (B, W, T): mix across tokens
+        y = nn.Dense(n_tokens)(self.activation(nn.Dense(self.token_hidden)(y)))
+        x = x + jnp.swapaxes(y, -1, -2)
+        y = nn.LayerNorm()(x)
+        y = nn.Dense(width)(self.activation(nn.Dense(self.channel_hidden)(y)))
+        return x + y
+
+
+class MixerEncoder(nn.Module):
+    """MLP-Mixer guide network: per-channel features and global features -> posterior params.
+
+    Channels are zero-padded at the end to a multiple of ``patch`` and cut into
+    ``T = ceil(C / patch)`` tokens of ``patch * F`` features. The token-mixing layers have
+    ``T`` outputs, so parameters initialised for one ``C`` serve every ``C`` with the same ``T``.
+    """
+
+    latent_dim: int = 16
+    patch: int = 4
+    width: int = 64
+    n_blocks: int = 4
+    token_hidden: int = 64
+    channel_hidden: int = 128
+    min_scale: float = 1e-3
+    activation: Callable = nn.gelu
+
+    @nn.compact
+    def __call__(self, channels: jax.Array, globals_: jax.Array) -> EncoderOutput:
+        """``channels`` ``(B, C, F)``, ``globals_`` ``(B, G)`` -> :class:`EncoderOutput`."""
+        b, c, f = channels.shape
+        pad = -c % self.patch
+        x = jnp.pad(channels, ((0, 0), (0, pad), (0, 0)))
+        x = nn.Dense(self.width)(x.reshape(b, (c + pad) // self.patch, self.patch * f))
+        for _ in range(self.n_blocks):
+            x = MixerBlock(self.token_hidden, self.channel_hidden, self.activation)(x)
+        pooled = nn.LayerNorm()(x).mean(axis=1)
+        h = jnp.concatenate([pooled, nn.Dense(self.width)(globals_)], axis=-1)
+        d = self.latent_dim
+        out = MLP(self.width, 1, 2 * d + 2, self.activation)(h)
+        scale = nn.softplus(out[:, d:]) + self.min_scale
+        return EncoderOutput(out[:, :d], scale[:, :d], out[:, 2 * d], scale[:, d + 1])
