@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     inspect.add_argument("--json", action="store_true", help="print a JSON report")
     _pack_parser(commands)
     _simulate_parser(commands)
+    _train_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "inspect":
         return _inspect(args.files, args.json)
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return _pack(args)
     if args.command == "simulate":
         return _simulate(args)
+    if args.command == "train":
+        return _train(args)
     parser.print_help()
     return 0
 
@@ -390,3 +393,71 @@ def _builtin_text(report: dict) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+
+
+def _train_parser(commands) -> None:
+    from xspecvae.train import TrainOptions
+    from xspecvae.vae import LIKELIHOODS, Config
+
+    train = commands.add_parser(
+        "train",
+        help="train the VAE on a pack (SVI); with no pack, on the demo catalogue (made first "
+        "if absent)",
+        description="Stochastic variational inference of the VAE on a pack, data parallel "
+        "over all visible devices. Writes RUN/config.json, RUN/checkpoint.pkl (atomic, every "
+        "--checkpoint-every steps and every epoch) and RUN/metrics.csv; --resume continues "
+        "an interrupted run where it stopped.",
+    )
+    train.add_argument("pack", nargs="?", type=Path, help="the pack (default: the demo)")
+    train.add_argument("-o", "--run", type=Path, default=Path("xspecvae-run"), help="run folder")
+    train.add_argument("--instrument", help="pack section (needed if it has several)")
+    train.add_argument("--resume", action="store_true", help="continue the run in RUN")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    options, config = TrainOptions(), Config()
+    for name, value in (*vars(options).items(), *vars(config).items()):
+        flag = "--" + name.replace("_", "-")
+        choices = sorted(LIKELIHOODS) if name == "likelihood" else None
+        train.add_argument(
+            flag, type=type(value), default=value, choices=choices, help=f"(default {value})"
+        )
+
+
+def _train(args) -> int:
+    from dataclasses import fields
+
+    from xspecvae.simulator import demo_pack
+    from xspecvae.train import TrainingError, TrainOptions, train
+    from xspecvae.vae import Config
+
+    pack = args.pack
+    if pack is None and not args.resume:
+        pack = Path("xspecvae-demo.h5")
+        if not pack.exists():
+            demo_pack(pack, progress=not args.quiet)
+    pick = lambda cls: cls(**{f.name: getattr(args, f.name) for f in fields(cls)})  # noqa: E731
+    try:
+        metrics = train(
+            pack,
+            args.run,
+            config=pick(Config),
+            options=pick(TrainOptions),
+            instrument=args.instrument,
+            resume=args.resume,
+            progress=not args.quiet,
+        )
+    except TrainingError as err:
+        print(f"xspecvae train: {err}", file=sys.stderr)
+        return 1
+    if not metrics:
+        print(f"run: {args.run} had already run all its epochs")
+        return 0
+    print(
+        f"run: {args.run} (epoch {metrics['epoch']}: training loss {metrics['train_loss']:.2f}, "
+        f"validation loss {metrics['validation_loss']:.2f} per spectrum, "
+        f"{metrics['spectra_per_s']:,.0f} spectra/s)"
+    )
+    return 0

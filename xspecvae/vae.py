@@ -1,6 +1,14 @@
 """The probabilistic model: likelihood, generative model and amortized guide.
 
-Notation per channel: ``n`` source-region counts, ``b`` background-region counts,
+The model of a source: shape latent ``z ~ N(0, I)`` and log photon flux ``log_norm``; the
+DeepONet turns ``z`` into an emission spectrum with a column and a redshift; the absorbed
+spectrum is folded through the source's ARF, exposure and RMF; the counts in the source and
+background regions follow :func:`wstat` (background profiled) or :func:`cstat` (background
+known). The guide is the Mixer encoder. Batches are dicts of arrays as served by
+:meth:`xspecvae.catalog.Pack.batches`.
+
+Likelihood notation per channel:
+``n`` source-region counts, ``b`` background-region counts,
 ``alpha = (BACKSCAL*EXPOSURE*AREASCAL)_src / (same)_bkg`` (XSPEC's ``t_s / t_b``), ``s >= 0``
 expected source counts (folded model, XSPEC's ``t_s m``), ``mu_b`` expected background counts
 in the *background* region (XSPEC's ``t_b f``), so that the source region expects
@@ -9,12 +17,21 @@ in the *background* region (XSPEC's ``t_b f``), so that the source region expect
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+import numpyro
 import numpyro.distributions as dist
 from jax.scipy.special import gammaln, xlogy
 from jax.typing import ArrayLike
+from numpyro.contrib.module import flax_module
 from numpyro.distributions import constraints
+
+from xspecvae.networks import DecoderOutput, DeepONet, MixerEncoder
+from xspecvae.physics import CrossSection
 
 # Likelihood
 
@@ -188,3 +205,158 @@ def wstat_value(
     likelihood ratio to the saturated model; about one per degree of freedom for a good fit."""
     value = jnp.stack(jnp.broadcast_arrays(jnp.asarray(n, float), jnp.asarray(b, float)), -1)
     return wstat(source, alpha, n, b, good).deviance(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The generative model and the guide
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes and choices of the VAE (saved with every checkpoint)."""
+
+    latent_dim: int = 16
+    n_templates: int = 24
+    decoder_width: int = 128
+    decoder_depth: int = 3
+    max_redshift: float = 3.0
+    patch: int = 4
+    encoder_width: int = 64
+    encoder_blocks: int = 4
+    likelihood: str = "wstat"  # or "cstat"
+
+    def __post_init__(self):
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {sorted(LIKELIHOODS)}")
+
+    def decoder(self, energy_edges: np.ndarray) -> DeepONet:
+        top = float(np.log(energy_edges[-1] * (1 + self.max_redshift)))
+        return DeepONet(
+            n_templates=self.n_templates,
+            width=self.decoder_width,
+            depth=self.decoder_depth,
+            max_redshift=self.max_redshift,
+            log_energy_range=(float(np.log(energy_edges[0])), top),
+        )
+
+    def encoder(self) -> MixerEncoder:
+        return MixerEncoder(
+            latent_dim=self.latent_dim,
+            patch=self.patch,
+            width=self.encoder_width,
+            n_blocks=self.encoder_blocks,
+        )
+
+
+LIKELIHOODS = {"wstat": wstat, "cstat": cstat}
+
+
+class Instrument(NamedTuple):
+    """What the model needs of a pack section, as arrays: the model energy grid, its
+    photoelectric cross-sections (1e-22 cm^2 per H atom, so ``nh`` in 1e22 cm^-2 multiplies
+    them directly), the shared RMFs, and the prior of the log photon flux."""
+
+    energy_edges: jax.Array  # (E + 1,)
+    sigma22: jax.Array  # (E,)
+    rmf: jax.Array  # (R, E, C)
+    norm_prior: jax.Array  # (2,): loc, scale of log photon flux (photons/cm^2/s)
+
+    @classmethod
+    def from_pack(cls, pack, cross_section: CrossSection | None = None) -> Instrument:
+        """From an open :class:`~xspecvae.catalog.Pack` (Morrison & McCammon by default)."""
+        edges = pack.grid.energy_edges
+        cross_section = cross_section or CrossSection.morrison_mccammon()
+        data = pack.load()
+        flux = _rough_log_flux(data["counts"], data["exposure"], data["arf"])
+        loc, scale = float(np.median(flux)), float(max(2.0, 2 * np.std(flux)))
+        return cls(
+            jnp.asarray(edges, jnp.float32),
+            jnp.asarray(cross_section.on(edges) * 1e22, jnp.float32),
+            jnp.asarray(pack.rmf, jnp.float32),
+            jnp.asarray([loc, scale], jnp.float32),
+        )
+
+
+def _rough_log_flux(counts, exposure, arf):
+    """log(counts / (exposure * mean effective area)): a photon flux to start from."""
+    counts, exposure, arf = (jnp.asarray(x) for x in (counts, exposure, arf))
+    area = jnp.maximum(arf.mean(-1), 1e-3)
+    return jnp.log(jnp.maximum(counts.sum(-1), 1.0) / (exposure * area))
+
+
+def photon_flux(decoded: DecoderOutput, log_norm: jax.Array, inst: Instrument) -> jax.Array:
+    """Photons/cm^2/s per model energy bin (B, E): the decoder's emission integrated over each
+    bin (midpoint), absorbed by its column, normalised to a unit total, times ``exp(log_norm)``:
+    ``log_norm`` is the log of the absorbed photon flux over the model grid."""
+    widths = jnp.diff(inst.energy_edges)
+    shape = decoded.emission * widths * jnp.exp(-decoded.nh[:, None] * inst.sigma22)
+    shape = shape / jnp.maximum(shape.sum(-1, keepdims=True), 1e-30)
+    return jnp.exp(log_norm)[:, None] * shape
+
+
+def expected_counts(flux: jax.Array, batch: dict, inst: Instrument) -> jax.Array:
+    """Expected source counts per channel (B, C): ``exposure * (flux * arf) @ rmf[rmf_index]``."""
+    folded = jnp.einsum("be,rec->brc", flux * batch["arf"], inst.rmf)
+    own = jnp.take_along_axis(folded, batch["rmf_index"][:, None, None], axis=1)[:, 0]
+    return batch["exposure"][:, None] * own
+
+
+def encoder_inputs(batch: dict) -> tuple[jax.Array, jax.Array]:
+    """Per-channel features (B, C, 2): log1p of source and scaled background counts (zero in
+    bad channels); global features (B, 3): log exposure, log total counts, log mean ARF."""
+    good = batch["good"]
+    channels = jnp.stack(
+        [jnp.log1p(batch["counts"]), jnp.log1p(batch["alpha"] * batch["background"])], -1
+    )
+    channels = jnp.where(good[..., None], channels, 0.0)
+    globals_ = jnp.stack(
+        [
+            jnp.log(batch["exposure"]),
+            jnp.log1p(jnp.sum(batch["counts"] * good, -1)),
+            jnp.log(jnp.maximum(batch["arf"].mean(-1), 1e-3)),
+        ],
+        -1,
+    )
+    return channels, globals_
+
+
+def model(batch: dict, inst: Instrument, config: Config, n_sources: int, kl_weight=1.0):
+    """The generative model of a minibatch of ``batch`` rows out of ``n_sources``: shape latent
+    ``z ~ N(0, I)`` and ``log_norm ~ N(prior)``; DeepONet decoder; absorption; folding through
+    each source's ARF, exposure and RMF; source and background counts by ``config.likelihood``."""
+    size = batch["counts"].shape[0]
+    decoder = flax_module(
+        "decoder",
+        config.decoder(np.asarray(inst.energy_edges)),
+        jnp.zeros((1, config.latent_dim)),
+        _log_centres(inst.energy_edges),
+    )
+    with numpyro.plate("sources", n_sources, subsample_size=size):
+        with numpyro.handlers.scale(scale=kl_weight):
+            z = numpyro.sample("z", dist.Normal(jnp.zeros(config.latent_dim), 1.0).to_event(1))
+            log_norm = numpyro.sample("log_norm", dist.Normal(*inst.norm_prior))
+        decoded = decoder(z, _log_centres(inst.energy_edges))
+        source = expected_counts(photon_flux(decoded, log_norm, inst), batch, inst)
+        likelihood = LIKELIHOODS[config.likelihood]
+        numpyro.sample(
+            "counts",
+            likelihood(source, batch["alpha"], batch["counts"], batch["background"], batch["good"]),
+            obs=jnp.stack([batch["counts"], batch["background"]], -1),
+        )
+
+
+def guide(batch: dict, inst: Instrument, config: Config, n_sources: int, kl_weight=1.0):
+    """The amortized posterior: the Mixer encoder reads the counts and gives a diagonal
+    Gaussian for ``z`` and one for ``log_norm`` (around a rough flux from the counts)."""
+    channels, globals_ = encoder_inputs(batch)
+    encoder = flax_module("encoder", config.encoder(), channels[:1], globals_[:1])
+    out = encoder(channels, globals_)
+    start = _rough_log_flux(batch["counts"], batch["exposure"], batch["arf"])
+    with numpyro.plate("sources", n_sources, subsample_size=channels.shape[0]):
+        with numpyro.handlers.scale(scale=kl_weight):
+            numpyro.sample("z", dist.Normal(out.z_loc, out.z_scale).to_event(1))
+            numpyro.sample("log_norm", dist.Normal(start + out.norm_loc, out.norm_scale))
+
+
+def _log_centres(edges: jax.Array) -> jax.Array:
+    return 0.5 * (jnp.log(edges[1:]) + jnp.log(edges[:-1]))
