@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from xspecvae import train as training
+from xspecvae.catalog import Pack
 from xspecvae.cli import main
 from xspecvae.simulator import simulate_pack
 from xspecvae.train import TrainingError, TrainOptions, load_run, train
@@ -42,8 +44,12 @@ def metrics(run):
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def params(run):
+    return load_run(run)[0].params
+
+
 def same_params(a, b):
-    leaves = zip(jax.tree.leaves(load_run(a)[1]), jax.tree.leaves(load_run(b)[1]))
+    leaves = zip(jax.tree.leaves(params(a)), jax.tree.leaves(params(b)))
     return all(np.array_equal(x, y) for x, y in leaves)
 
 
@@ -52,9 +58,9 @@ def test_losses_fall_and_the_run_is_self_describing(finished, pack):
     assert [r["epoch"] for r in rows] == [1, 2]
     assert rows[1]["train_loss"] < rows[0]["train_loss"]
     assert all(np.isfinite(r["validation_loss"]) for r in rows)
-    config, params, saved = load_run(finished)
-    assert config == SMALL and saved["pack"] == str(pack.resolve())
-    assert set(params) == {"decoder$params", "encoder$params"}
+    vae, saved = load_run(finished)
+    assert vae.config == SMALL and saved["pack"] == str(pack.resolve())
+    assert set(vae.params) == {"decoder$params", "encoder$params"}
     assert saved["n_train"] + saved["n_validation"] == 640
 
 
@@ -99,7 +105,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(pack, tmp_path, mon
         train(pack, run, config=SMALL, options=OPTIONS, progress=False)
     assert len(metrics(run)) == 1
     monkeypatch.undo()
-    assert load_run(run)[1]["decoder$params"]  # the epoch-1 checkpoint is intact
+    assert params(run)["decoder$params"]  # the epoch-1 checkpoint is intact
 
 
 def test_two_devices(pack, finished, tmp_path):
@@ -124,3 +130,68 @@ def test_cli_train(pack, tmp_path, capsys):
     assert "epoch 1: training loss" in capsys.readouterr().out
     assert main(["train", "-o", str(tmp_path / "c"), "--resume", "--quiet"]) == 0
     assert "already run all its epochs" in capsys.readouterr().out
+
+
+def test_rows_are_split_into_disjoint_blocks_per_process():
+    options = TrainOptions(validation_fraction=0.2, seed=3)
+    train_blocks, val_blocks = training.split_rows(1001, options, 3)
+    rows = np.concatenate(train_blocks + val_blocks)
+    assert np.array_equal(np.sort(rows), np.arange(1001))  # every row once
+    assert 0.15 < sum(map(len, val_blocks)) / 1001 < 0.25
+    for block in train_blocks + val_blocks:
+        assert np.all(np.diff(block) > 0)  # ascending: each process reads its own chunks
+    assert max(map(len, train_blocks)) - min(map(len, train_blocks)) <= 1
+    one, _ = training.split_rows(1001, options, 1)
+    assert np.array_equal(one[0], np.concatenate(train_blocks))  # same split for any count
+
+
+def test_two_processes(pack, tmp_path):
+    """jax.distributed on CPU: two processes, each loading its own block of rows, one run."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "multi"
+    args = ["train", str(pack), "-o", str(run), "--quiet", "--epochs", "2", "--batch-size", "64"]
+    args += ["--decoder-width", "32", "--encoder-blocks", "1", "--warmup-steps", "5"]
+    args += ["--coordinator", f"localhost:{port}", "--num-processes", "2"]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "xspecvae", *args, "--process-id", str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [child.communicate(timeout=300)[0] for child in children]
+    assert [child.returncode for child in children] == [0, 0], outputs
+    assert "epoch 2: training loss" in outputs[0]
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["processes"] == 2 and saved["devices"] == 2
+    rows = metrics(run)
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["train_loss"] < rows[0]["train_loss"]
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params(run)))
+
+
+def test_refuses_to_overwrite_a_run_and_to_resume_nothing(finished, pack, tmp_path):
+    with pytest.raises(TrainingError, match="holds a run already"):
+        train(pack, finished, config=SMALL, options=OPTIONS, progress=False)
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(None, tmp_path / "empty", resume=True, progress=False)
+
+
+def test_the_model_loads_without_the_pack(pack, finished, tmp_path):
+    """load_run needs only the run folder: the VAE decodes a batch read from a moved pack."""
+    moved = tmp_path / "moved.h5"
+    moved.write_bytes(pack.read_bytes())
+    vae, info = load_run(finished)
+    with Pack(moved) as p:
+        batch = {k: jax.numpy.asarray(v) for k, v in p.read(slice(0, 32)).items()}
+        np.testing.assert_array_equal(info["grid"]["channel_lo"], p.grid.channel_lo)
+        np.testing.assert_array_equal(vae.inst.rmf, p.rmf)
+        np.testing.assert_allclose(vae.inst.energy_edges, p.grid.energy_edges, rtol=1e-6)
+    q = vae.posterior(batch)
+    decoded, source = vae.decode(q.z_loc, q.norm_loc, batch)
+    assert q.z_loc.shape == (32, SMALL.latent_dim) and source.shape == batch["counts"].shape
+    assert np.all(np.isfinite(source)) and np.all(source.sum(-1) > 0)
+    assert np.all(decoded.nh >= 0)

@@ -35,7 +35,17 @@ import numpy as np
 from xspecvae.instrument import Grouping, Response
 from xspecvae.ogip import OGIPError
 
-__all__ = ["Grid", "Pack", "PackWriter", "append_pack", "match_positions", "SCHEMA_VERSION"]
+__all__ = [
+    "BANDS_4XMM",
+    "SCHEMA_VERSION",
+    "Grid",
+    "Pack",
+    "PackWriter",
+    "append_pack",
+    "band_matrix",
+    "hardness_ratios",
+    "match_positions",
+]
 
 FORMAT = "xspecvae-pack"
 SCHEMA_VERSION = 1
@@ -630,3 +640,29 @@ def match_positions(ra, dec, radius_arcsec: float = 5.0) -> np.ndarray:
     _, label = connected_components(graph, directed=False)
     _, first = np.unique(label, return_index=True)
     return np.argsort(np.argsort(first))[label]
+
+
+# ---------------------------------------------------------------------------------------------
+# Catalogue hardness ratios
+
+#: The 4XMM energy bands 1-5 (keV).
+BANDS_4XMM = ((0.2, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 4.5), (4.5, 12.0))
+
+
+def band_matrix(channel_lo, channel_hi, bands=BANDS_4XMM) -> np.ndarray:
+    """(C, n_bands) 0/1: which band holds each channel's centre (channels outside: none), so
+    that ``per_channel @ band_matrix(...)`` sums counts into bands."""
+    centre = 0.5 * (np.asarray(channel_lo) + np.asarray(channel_hi))
+    return np.stack([(centre >= lo) & (centre < hi) for lo, hi in bands], -1).astype(float)
+
+
+def hardness_ratios(batch: dict, channel_lo, channel_hi) -> np.ndarray:
+    """The 4XMM hardness ratios HR1-HR4 (B, 4), ``(R_{i+1} - R_i) / (R_{i+1} + R_i)`` of the
+    net counts ``N - alpha B`` of good channels in the bands :data:`BANDS_4XMM` (one exposure per
+    spectrum, so counts stand for rates). Negative net counts are clipped at 0; a ratio of two
+    empty bands is 0."""
+    net = np.clip(batch["counts"] - batch["alpha"] * batch["background"], 0.0, None)
+    rates = (net * batch["good"]) @ band_matrix(channel_lo, channel_hi)
+    soft, hard = rates[:, :-1], rates[:, 1:]
+    total = soft + hard
+    return np.divide(hard - soft, total, out=np.zeros_like(total), where=total > 0)

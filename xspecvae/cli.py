@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from xspecvae import __version__
+from xspecvae.catalog import BANDS_4XMM, band_matrix
 from xspecvae.instrument import Grouping, builtin_pn_response
 from xspecvae.ogip import (
     Arf,
@@ -26,10 +27,6 @@ from xspecvae.ogip import (
     read_rmf,
 )
 from xspecvae.physics import powerlaw
-
-#: The 4XMM energy bands (keV), used for count summaries.
-BANDS_4XMM = ((0.2, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 4.5), (4.5, 12.0))
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -344,10 +341,8 @@ def _describe_builtin() -> dict:
     index, norm, exposure = 1.7, 1e-3, 1e4
     flux = powerlaw(analysis.energy_edges, index, norm)
     counts = np.asarray(analysis.fold(flux, exposure))
-    centre = 0.5 * (analysis.channel_lo + analysis.channel_hi)
-    bands = {
-        f"{lo}-{hi}": float(counts[(centre >= lo) & (centre < hi)].sum()) for lo, hi in BANDS_4XMM
-    }
+    in_bands = counts @ band_matrix(analysis.channel_lo, analysis.channel_hi)
+    bands = {f"{lo}-{hi}": float(c) for (lo, hi), c in zip(BANDS_4XMM, in_bands)}
     return {
         "response": repr(response),
         "effective_area_cm2": {
@@ -391,8 +386,6 @@ def _builtin_text(report: dict) -> str:
     )
 
 
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,14 +402,26 @@ def _train_parser(commands) -> None:
         "if absent)",
         description="Stochastic variational inference of the VAE on a pack, data parallel "
         "over all visible devices. Writes RUN/config.json, RUN/checkpoint.pkl (atomic, every "
-        "--checkpoint-every steps and every epoch) and RUN/metrics.csv; --resume continues "
-        "an interrupted run where it stopped.",
+        "--checkpoint-every steps and every epoch; the trained model) and RUN/metrics.csv; "
+        "--resume continues an interrupted run where it stopped, with its saved settings. "
+        "Several hosts: start one process per host with --distributed (arguments from the "
+        "cluster's launcher) or --coordinator/--num-processes/--process-id.",
     )
     train.add_argument("pack", nargs="?", type=Path, help="the pack (default: the demo)")
     train.add_argument("-o", "--run", type=Path, default=Path("xspecvae-run"), help="run folder")
     train.add_argument("--instrument", help="pack section (needed if it has several)")
+    train.add_argument(
+        "--absorption", type=Path, help="cross-section table (default: Morrison & McCammon)"
+    )
     train.add_argument("--resume", action="store_true", help="continue the run in RUN")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    cluster = train.add_argument_group("several processes (jax.distributed)")
+    cluster.add_argument(
+        "--distributed", action="store_true", help="join a multi-process run (launcher's settings)"
+    )
+    cluster.add_argument("--coordinator", help="HOST:PORT of process 0")
+    cluster.add_argument("--num-processes", type=int)
+    cluster.add_argument("--process-id", type=int)
     options, config = TrainOptions(), Config()
     for name, value in (*vars(options).items(), *vars(config).items()):
         flag = "--" + name.replace("_", "-")
@@ -430,9 +435,11 @@ def _train(args) -> int:
     from dataclasses import fields
 
     from xspecvae.simulator import demo_pack
-    from xspecvae.train import TrainingError, TrainOptions, train
+    from xspecvae.train import TrainingError, TrainOptions, initialize_distributed, train
     from xspecvae.vae import Config
 
+    if args.distributed or args.coordinator:
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     pack = args.pack
     if pack is None and not args.resume:
         pack = Path("xspecvae-demo.h5")
@@ -446,10 +453,11 @@ def _train(args) -> int:
             config=pick(Config),
             options=pick(TrainOptions),
             instrument=args.instrument,
+            absorption=args.absorption,
             resume=args.resume,
             progress=not args.quiet,
         )
-    except TrainingError as err:
+    except (TrainingError, OGIPError) as err:
         print(f"xspecvae train: {err}", file=sys.stderr)
         return 1
     if not metrics:
@@ -461,3 +469,7 @@ def _train(args) -> int:
         f"{metrics['spectra_per_s']:,.0f} spectra/s)"
     )
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

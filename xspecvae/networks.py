@@ -25,6 +25,10 @@ import jax.numpy as jnp
 # redshift ~ sigmoid(-2) * max_redshift ~ 0.12 * max_redshift.
 _NH_OFFSET = -1.0
 _REDSHIFT_OFFSET = -2.0
+# Offset of the encoder's raw scales: posteriors start narrow (softplus(-3) ~ 0.05), so that the
+# decoder sees the encoder's locations rather than noise from the first steps (wide initial
+# scales leave the latent unused for hundreds of steps and the flux scale badly off).
+_SCALE_OFFSET = -3.0
 
 
 class MLP(nn.Module):
@@ -156,5 +160,5 @@ class MixerEncoder(nn.Module):
         h = jnp.concatenate([pooled, nn.Dense(self.width)(globals_)], axis=-1)
         d = self.latent_dim
         out = MLP(self.width, 1, 2 * d + 2, self.activation)(h)
-        scale = nn.softplus(out[:, d:]) + self.min_scale
+        scale = nn.softplus(out[:, d:] + _SCALE_OFFSET) + self.min_scale
         return EncoderOutput(out[:, :d], scale[:, :d], out[:, 2 * d], scale[:, d + 1])

@@ -4,19 +4,24 @@
 optional KL annealing, one jitted step, data parallel over every visible device (the batch is
 sharded along its first axis, parameters are replicated). A run lives in a folder::
 
-    RUN/config.json       model and training options, and the pack it was trained on
-    RUN/checkpoint.pkl    parameters, optimizer state, RNG key, epoch and step (atomic)
+    RUN/config.json       model and training options, the pack, the split (for people and --resume)
+    RUN/checkpoint.pkl    parameters, optimizer state, RNG key, epoch and step, and the model's
+                          config and instrument arrays (grids, cross-sections, RMFs): everything
+                          :func:`load_run` needs (written atomically)
     RUN/metrics.csv       one line per epoch: losses per spectrum, time, throughput
 
-The pack is loaded into memory (a 300,000-spectrum pn pack needs about 2 GB); a fixed share
-of its rows, chosen by the seed, is held out for validation. Batches of an epoch come from a
-generator seeded by (seed, epoch), so a run resumed from a checkpoint takes the same steps as
-one never interrupted.
+A fixed share of the rows, chosen by the seed, is held out for validation. Several processes
+(``jax.distributed``, one per host) each load their own contiguous block of the training and
+validation rows and feed ``batch_size / processes`` rows of every step; one process alone loads
+everything (a 300,000-spectrum pn pack takes about 2 GB). Batches of an epoch come from a
+generator seeded by (seed, epoch, process), so a run resumed from a checkpoint takes the same
+steps as one never interrupted.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -30,20 +35,32 @@ from pathlib import Path
 import jax
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
+from numpyro import handlers
 from numpyro.infer import SVI, TraceMeanField_ELBO
 from tqdm import tqdm
 
 from xspecvae.catalog import Pack
-from xspecvae.vae import Config, Instrument, guide, model
+from xspecvae.physics import CrossSection
+from xspecvae.vae import VAE, Config, Instrument, guide, model, rough_log_flux
 
-__all__ = ["TrainOptions", "train", "load_run", "TrainingError"]
+__all__ = [
+    "TrainOptions",
+    "TrainingError",
+    "initialize_distributed",
+    "load_run",
+    "make_svi",
+    "split_rows",
+    "train",
+]
 
 _ARRAYS = ("counts", "background", "alpha", "good", "exposure", "arf", "rmf_index")
 
 
 class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss); the last good checkpoint is kept."""
+    """Training cannot go on (a non-finite loss, nothing to resume); the last good checkpoint
+    is kept."""
 
 
 @dataclass(frozen=True)
@@ -62,144 +79,221 @@ def train(
     pack_path,
     run: str | os.PathLike,
     *,
-    config: Config = Config(),
-    options: TrainOptions = TrainOptions(),
+    config: Config | None = None,
+    options: TrainOptions | None = None,
     instrument: str | None = None,
+    absorption=None,
     resume: bool = False,
     max_steps: int | None = None,
     progress: bool = True,
 ) -> dict:
-    """Train on ``pack_path`` into the folder ``run``; returns the last epoch's metrics.
+    """Train on ``pack_path`` into the folder ``run``; returns the last epoch's metrics
+    (empty if the run had already finished).
 
-    With ``resume`` the run continues from its checkpoint (its saved options win).
+    ``absorption`` is a cross-section table (FITS, ENERGY and SIGMA, e.g.
+    ``xsect_tbabs_wilm.fits``); Morrison & McCammon when None. With ``resume`` the run
+    continues from its checkpoint with its saved settings (the arguments are ignored).
     ``max_steps`` stops after that many steps in total (for tests and time-boxed jobs).
     """
     run = Path(run)
-    if resume and (run / "checkpoint.pkl").exists():
+    checkpoint = run / "checkpoint.pkl"
+    if resume:
+        if not (run / "config.json").exists():
+            raise TrainingError(f"nothing to resume in {run}: it holds no config.json")
         saved = json.loads((run / "config.json").read_text())
         config, options = Config(**saved["config"]), TrainOptions(**saved["options"])
-        pack_path, instrument = saved["pack"], saved["instrument"]
+        pack_path, instrument, absorption = saved["pack"], saved["instrument"], saved["absorption"]
+    elif checkpoint.exists():
+        raise TrainingError(f"{run} holds a run already: resume it or train into another folder")
+    config, options = config or Config(), options or TrainOptions()
+    leader = jax.process_index() == 0
+    processes, devices = jax.process_count(), jax.device_count()
+    if options.batch_size % devices:
+        raise ValueError(f"batch_size must be a multiple of the {devices} devices")
+    local_batch = options.batch_size // processes
+
     with Pack(pack_path, instrument) as pack:
-        inst = Instrument.from_pack(pack)
-        data = {k: v for k, v in pack.load().items() if k in _ARRAYS}
-        instrument = pack.instrument
-    n = len(data["counts"])
-    validation = np.random.default_rng([options.seed, 1]).random(n) < options.validation_fraction
-    train_rows, val_rows = np.flatnonzero(~validation), np.flatnonzero(validation)
-    devices = jax.devices()
-    if options.batch_size % len(devices):
-        raise ValueError(f"batch_size must be a multiple of the {len(devices)} devices")
-    steps_per_epoch = len(train_rows) // options.batch_size
+        split = split_rows(len(pack), options, processes)
+        mine_train, mine_val = (rows[jax.process_index()] for rows in split)
+        data = pack.read(np.concatenate([mine_train, mine_val]))
+        data = {k: v for k, v in data.items() if k in _ARRAYS}
+        cross_section = CrossSection.from_fits(absorption) if absorption else None
+        inst = Instrument.from_pack(pack, _norm_prior(data), cross_section)
+        instrument, grid = pack.instrument, pack.grid
+    n_train, n_val = sum(map(len, split[0])), sum(map(len, split[1]))
+    train_rows = np.arange(len(mine_train))  # positions in ``data``
+    val_rows = len(mine_train) + np.arange(len(mine_val))
+    steps_per_epoch = min(map(len, split[0])) // local_batch
     if steps_per_epoch == 0:
-        raise ValueError(f"{len(train_rows)} training rows: fewer than one batch")
+        raise ValueError(f"{n_train} training rows: fewer than one batch of {options.batch_size}")
     total_steps = steps_per_epoch * options.epochs
 
-    svi = SVI(
-        partial(model, inst=inst, config=config, n_sources=len(train_rows)),
-        partial(guide, inst=inst, config=config, n_sources=len(train_rows)),
-        _optimizer(options, total_steps),
-        TraceMeanField_ELBO(),
-    )
-    mesh = jax.make_mesh((len(devices),), ("batch",), axis_types=(AxisType.Auto,))
+    svi = make_svi(inst, config, options, n_train, total_steps)
+    mesh = jax.make_mesh((devices,), ("batch",), axis_types=(AxisType.Auto,))
     batch_sharding = NamedSharding(mesh, PartitionSpec("batch"))
-    replicated = NamedSharding(mesh, PartitionSpec())
 
     def place(rows):
-        return {k: jax.device_put(v[rows], batch_sharding) for k, v in data.items()}
+        return {
+            k: jax.make_array_from_process_local_data(batch_sharding, v[rows])
+            for k, v in data.items()
+        }
 
-    first = place(train_rows[: options.batch_size])
-    state = svi.init(jax.random.key(options.seed), first, kl_weight=1.0)  # also sets up svi
-    if resume and (run / "checkpoint.pkl").exists():
-        with open(run / "checkpoint.pkl", "rb") as f:
-            saved_state = pickle.load(f)
-        state, epoch, step = saved_state["state"], saved_state["epoch"], saved_state["step"]
-        losses = saved_state["losses"]
-    else:
+    state = svi.init(jax.random.key(options.seed), {k: v[:local_batch] for k, v in data.items()})
+    epoch, step, losses, history = 0, 0, [], []
+    if resume and checkpoint.exists():
+        with open(checkpoint, "rb") as f:
+            saved = pickle.load(f)
+        state, epoch, step = saved["state"], saved["epoch"], saved["step"]
+        losses, history = saved["losses"], saved["history"]
+    elif leader:
         run.mkdir(parents=True, exist_ok=True)
-        _atomic_write(
-            run / "config.json",
-            json.dumps(
-                dict(
-                    config=asdict(config),
-                    options=asdict(options),
-                    pack=str(Path(pack_path).resolve()),
-                    instrument=instrument,
-                    n_train=len(train_rows),
-                    n_validation=len(val_rows),
-                ),
-                indent=1,
-            ).encode(),
-        )
-        (run / "metrics.csv").unlink(missing_ok=True)
-        epoch, step, losses = 0, 0, []
-    state = jax.device_put(state, replicated)
-    update = jax.jit(svi.update)
-    evaluate = jax.jit(svi.evaluate)
+        settings = {
+            "config": asdict(config),
+            "options": asdict(options),
+            "pack": str(Path(pack_path).resolve()),
+            "instrument": instrument,
+            "absorption": None if absorption is None else str(Path(absorption).resolve()),
+            "n_train": n_train,
+            "n_validation": n_val,
+            "processes": processes,
+            "devices": devices,
+        }
+        _atomic_write(run / "config.json", json.dumps(settings, indent=1).encode())
+    state = multihost_utils.host_local_array_to_global_array(state, mesh, PartitionSpec())
+    update, evaluate = jax.jit(svi.update), jax.jit(svi.evaluate)
+    model_arrays = {
+        "config": asdict(config),
+        "instrument": {k: np.asarray(v) for k, v in inst._asdict().items()},
+        "grid": {"channel_lo": grid.channel_lo, "channel_hi": grid.channel_hi},
+    }
 
-    def save(epoch, step, losses):
-        saved = dict(
-            state=jax.device_get(state),
-            params=jax.device_get(svi.get_params(state)),
-            epoch=epoch,
-            step=step,
-            losses=losses,
-        )
-        _atomic_write(run / "checkpoint.pkl", pickle.dumps(saved))
+    def save():
+        """The checkpoint, then metrics.csv rewritten from the history it holds."""
+        if leader:
+            host = jax.device_get(_local(state))
+            content = {"state": host, "params": svi.get_params(host), **model_arrays}
+            content.update(epoch=epoch, step=step, losses=losses, history=history)
+            _atomic_write(checkpoint, pickle.dumps(content))
+            _write_metrics(run / "metrics.csv", history)
 
-    metrics: dict = {}
-    bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step", desc="train")
+    first_epoch = epoch
+    bar = tqdm(
+        total=total_steps, initial=step, disable=not (progress and leader), unit="step",
+        desc="train",
+    )  # fmt: skip
     while epoch < options.epochs:
-        order = np.random.default_rng([options.seed, 0, epoch]).permutation(train_rows)
+        order = np.random.default_rng([options.seed, 0, epoch, jax.process_index()])
+        order = order.permutation(train_rows)
         kl = _kl_weight(options, epoch)
-        done_in_epoch = step - epoch * steps_per_epoch
+        first = step - epoch * steps_per_epoch
         start = time.perf_counter()
-        for k in range(done_in_epoch, steps_per_epoch):
-            batch = place(order[k * options.batch_size : (k + 1) * options.batch_size])
+        batch = place(order[first * local_batch : (first + 1) * local_batch])
+        for k in range(first, steps_per_epoch):
             new_state, loss = update(state, batch, kl_weight=kl)
-            loss = float(loss) / len(train_rows)
+            if k + 1 < steps_per_epoch:  # prepared while the device works on this step
+                batch = place(order[(k + 1) * local_batch : (k + 2) * local_batch])
+            loss = float(_local(loss))
             if not math.isfinite(loss):
                 bar.close()
                 raise TrainingError(
                     f"non-finite loss at epoch {epoch}, step {step}; the last good checkpoint "
-                    f"({run / 'checkpoint.pkl'}) is kept: lower the learning rate and resume"
+                    f"({checkpoint}) is kept: lower the learning rate and resume"
                 )
             state, step = new_state, step + 1
             losses.append(loss)
             bar.update()
-            bar.set_postfix(epoch=epoch, loss=f"{loss:.1f}")
+            if step % 10 == 0 or k + 1 == steps_per_epoch:
+                rate = (k + 1 - first) * options.batch_size / (time.perf_counter() - start)
+                bar.set_postfix(epoch=epoch, loss=f"{loss:.1f}", spectra_per_s=f"{rate:,.0f}")
             if step % options.checkpoint_every == 0:
-                save(epoch, step, losses)
+                save()
             if max_steps is not None and step >= max_steps:
-                save(epoch, step, losses)
+                save()
                 bar.close()
-                return metrics
+                return {}
         seconds = time.perf_counter() - start
         epoch += 1
-        metrics = dict(
-            epoch=epoch,
-            step=step,
-            train_loss=float(np.mean(losses)),
-            validation_loss=_validation_loss(evaluate, state, place, val_rows, options, kl)
-            / len(train_rows),
-            kl_weight=kl,
-            seconds=seconds,
-            spectra_per_s=(steps_per_epoch - done_in_epoch) * options.batch_size / seconds,
-        )
-        _append_metrics(run / "metrics.csv", metrics)
+        validation = [
+            float(_local(evaluate(state, place(val_rows[j : j + local_batch]), kl_weight=kl)))
+            for j in range(0, min(map(len, split[1])) - local_batch + 1, local_batch)
+        ]
+        history.append({
+            "epoch": epoch,
+            "step": step,
+            "train_loss": float(np.mean(losses)),
+            "validation_loss": float(np.mean(validation)) if validation else math.nan,
+            "kl_weight": kl,
+            "seconds": seconds,
+            "spectra_per_s": (steps_per_epoch - first) * options.batch_size / seconds,
+        })  # fmt: skip
         losses = []
-        save(epoch, step, losses)
+        save()
     bar.close()
-    return metrics
+    return history[-1] if first_epoch < options.epochs else {}
 
 
-def load_run(run: str | os.PathLike) -> tuple[Config, dict, dict]:
-    """A trained run: its model :class:`Config`, the learnt parameters (``decoder$params``,
-    ``encoder$params``) and the saved ``config.json`` (pack, options)."""
+def make_svi(
+    inst: Instrument, config: Config, options: TrainOptions, n_train: int, total_steps: int
+) -> SVI:
+    """The SVI of :func:`train`: model and guide over ``n_train`` sources, their ELBO divided
+    by ``n_train`` (losses are per spectrum), the optimizer of ``options`` over ``total_steps``."""
+
+    def per_spectrum(program):
+        program = partial(program, inst=inst, config=config, n_sources=n_train)
+        return handlers.scale(program, scale=1.0 / n_train)
+
+    optimizer = _optimizer(options, total_steps)
+    return SVI(per_spectrum(model), per_spectrum(guide), optimizer, TraceMeanField_ELBO())
+
+
+def load_run(run: str | os.PathLike) -> tuple[VAE, dict]:
+    """A trained run, without the pack or the training arguments: the :class:`VAE` (config,
+    learnt parameters, instrument arrays) and the run's ``config.json`` (pack, options, the
+    channel grid under ``grid``)."""
     run = Path(run)
-    saved = json.loads((run / "config.json").read_text())
     with open(run / "checkpoint.pkl", "rb") as f:
-        params = pickle.load(f)["params"]
-    return Config(**saved["config"]), params, saved
+        saved = pickle.load(f)
+    info = json.loads((run / "config.json").read_text())
+    info["grid"] = saved["grid"]
+    inst = Instrument(**{k: jax.numpy.asarray(v) for k, v in saved["instrument"].items()})
+    return VAE(Config(**saved["config"]), saved["params"], inst), info
+
+
+def initialize_distributed(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> None:
+    """Join a multi-process run (one process per host), before any other JAX call. With no
+    arguments JAX reads them from the cluster's launcher (SLURM, Open MPI, ...)."""
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU-only clusters
+    jax.distributed.initialize(coordinator, num_processes, process_id)
+
+
+def split_rows(n: int, options: TrainOptions, processes: int = 1):
+    """Training and validation rows of each process (two lists of ``processes`` arrays):
+    contiguous blocks of the split of ``n`` rows seeded by ``options.seed``."""
+    held = np.random.default_rng([options.seed, 1]).random(n) < options.validation_fraction
+    return (
+        np.array_split(np.flatnonzero(~held), processes),
+        np.array_split(np.flatnonzero(held), processes),
+    )
+
+
+def _norm_prior(data: dict) -> np.ndarray:
+    """Loc and scale of the ``log_norm`` prior: the mean and twice the spread (at least 2) of
+    :func:`~xspecvae.vae.rough_log_flux` over the rows of every process."""
+    flux = np.asarray(rough_log_flux(data), np.float64)
+    moments = np.array([flux.mean(), np.mean(flux**2)])
+    if jax.process_count() > 1:
+        moments = np.asarray(multihost_utils.process_allgather(moments)).mean(0)
+    spread = math.sqrt(max(moments[1] - moments[0] ** 2, 0.0))
+    return np.array([moments[0], max(2.0, 2.0 * spread)])
+
+
+def _local(tree):
+    """The copy held by this process of replicated arrays (fetchable in multi-process runs)."""
+    return jax.tree.map(lambda x: x.addressable_data(0), tree)
 
 
 def _optimizer(options: TrainOptions, total_steps: int):
@@ -219,23 +313,13 @@ def _kl_weight(options: TrainOptions, epoch: int) -> float:
     return min(1.0, (epoch + 1) / options.kl_warmup_epochs)
 
 
-def _validation_loss(evaluate, state, place, rows, options, kl) -> float:
-    """Mean over whole batches of held-out rows of the loss, scaled like a training batch."""
-    size = options.batch_size
-    values = [
-        float(evaluate(state, place(rows[k : k + size]), kl_weight=kl))
-        for k in range(0, len(rows) - size + 1, size)
-    ]
-    return float(np.mean(values)) if values else float("nan")
-
-
-def _append_metrics(path: Path, metrics: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(metrics))
-        if new:
-            writer.writeheader()
-        writer.writerow(metrics)
+def _write_metrics(path: Path, history: list[dict]) -> None:
+    text = io.StringIO()
+    if history:
+        writer = csv.DictWriter(text, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    _atomic_write(path, text.getvalue().encode())
 
 
 def _atomic_write(path: Path, content: bytes) -> None:

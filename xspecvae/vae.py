@@ -18,6 +18,7 @@ in the *background* region (XSPEC's ``t_b f``), so that the source region expect
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -153,11 +154,13 @@ class PoissonPair(dist.Distribution):
         """``-2 (log_prob(value) - saturated log_prob)``, saturated: rates = observed counts.
 
         Computed per channel as ``2 (r - x + x log(x / r))`` (the ``lgamma`` terms cancel
-        analytically), which avoids the cancellation of two large log-probabilities in float32.
+        analytically), which avoids the cancellation of two large log-probabilities in float32;
+        the ratio is 1 where ``x = 0`` so that the gradient in ``r`` is finite there too.
         """
         value = jnp.asarray(value)
         r = self.rates
-        dev = 2.0 * (r - value + xlogy(value, value / jnp.maximum(r, RATE_FLOOR)))
+        ratio = jnp.where(value > 0, value / jnp.maximum(r, RATE_FLOOR), 1.0)
+        dev = 2.0 * (r - value + xlogy(value, ratio))
         return self._masked_sum(dev.sum(-1))
 
 
@@ -252,7 +255,7 @@ LIKELIHOODS = {"wstat": wstat, "cstat": cstat}
 
 
 class Instrument(NamedTuple):
-    """What the model needs of a pack section, as arrays: the model energy grid, its
+    """The fixed arrays of the model for one pack section: the model energy grid, its
     photoelectric cross-sections (1e-22 cm^2 per H atom, so ``nh`` in 1e22 cm^-2 multiplies
     them directly), the shared RMFs, and the prior of the log photon flux."""
 
@@ -262,26 +265,26 @@ class Instrument(NamedTuple):
     norm_prior: jax.Array  # (2,): loc, scale of log photon flux (photons/cm^2/s)
 
     @classmethod
-    def from_pack(cls, pack, cross_section: CrossSection | None = None) -> Instrument:
+    def from_pack(
+        cls, pack, norm_prior: ArrayLike, cross_section: CrossSection | None = None
+    ) -> Instrument:
         """From an open :class:`~xspecvae.catalog.Pack` (Morrison & McCammon by default)."""
         edges = pack.grid.energy_edges
         cross_section = cross_section or CrossSection.morrison_mccammon()
-        data = pack.load()
-        flux = _rough_log_flux(data["counts"], data["exposure"], data["arf"])
-        loc, scale = float(np.median(flux)), float(max(2.0, 2 * np.std(flux)))
         return cls(
             jnp.asarray(edges, jnp.float32),
             jnp.asarray(cross_section.on(edges) * 1e22, jnp.float32),
             jnp.asarray(pack.rmf, jnp.float32),
-            jnp.asarray([loc, scale], jnp.float32),
+            jnp.asarray(norm_prior, jnp.float32),
         )
 
 
-def _rough_log_flux(counts, exposure, arf):
-    """log(counts / (exposure * mean effective area)): a photon flux to start from."""
-    counts, exposure, arf = (jnp.asarray(x) for x in (counts, exposure, arf))
-    area = jnp.maximum(arf.mean(-1), 1e-3)
-    return jnp.log(jnp.maximum(counts.sum(-1), 1.0) / (exposure * area))
+def rough_log_flux(batch: dict) -> jax.Array:
+    """log(counts / (exposure * mean effective area)) per source: where the posterior of
+    ``log_norm`` is centred before the encoder's correction, and what the prior is fitted to."""
+    area = jnp.maximum(jnp.asarray(batch["arf"]).mean(-1), 1e-3)
+    counts = jnp.sum(jnp.asarray(batch["counts"]) * batch["good"], -1)
+    return jnp.log(jnp.maximum(counts, 1.0) / (jnp.asarray(batch["exposure"]) * area))
 
 
 def photon_flux(decoded: DecoderOutput, log_norm: jax.Array, inst: Instrument) -> jax.Array:
@@ -295,7 +298,8 @@ def photon_flux(decoded: DecoderOutput, log_norm: jax.Array, inst: Instrument) -
 
 
 def expected_counts(flux: jax.Array, batch: dict, inst: Instrument) -> jax.Array:
-    """Expected source counts per channel (B, C): ``exposure * (flux * arf) @ rmf[rmf_index]``."""
+    """Expected source counts per channel (B, C): ``exposure * (flux * arf) @ rmf[rmf_index]``.
+    Every source is folded through each of the R shared RMFs and its own one kept (R is small)."""
     folded = jnp.einsum("be,rec->brc", flux * batch["arf"], inst.rmf)
     own = jnp.take_along_axis(folded, batch["rmf_index"][:, None, None], axis=1)[:, 0]
     return batch["exposure"][:, None] * own
@@ -320,23 +324,42 @@ def encoder_inputs(batch: dict) -> tuple[jax.Array, jax.Array]:
     return channels, globals_
 
 
+class Posterior(NamedTuple):
+    """The guide's diagonal Gaussian of each source: ``z`` (B, D) and ``log_norm`` (B,)."""
+
+    z_loc: jax.Array
+    z_scale: jax.Array
+    norm_loc: jax.Array
+    norm_scale: jax.Array
+
+
+def _posterior(encoder, batch: dict) -> Posterior:
+    out = encoder(*encoder_inputs(batch))
+    start = rough_log_flux(batch)
+    return Posterior(out.z_loc, out.z_scale, start + out.norm_loc, out.norm_scale)
+
+
+def _source_counts(decoder, z, log_norm, batch: dict, inst: Instrument):
+    decoded = decoder(z, _log_centres(inst.energy_edges))
+    return decoded, expected_counts(photon_flux(decoded, log_norm, inst), batch, inst)
+
+
 def model(batch: dict, inst: Instrument, config: Config, n_sources: int, kl_weight=1.0):
     """The generative model of a minibatch of ``batch`` rows out of ``n_sources``: shape latent
     ``z ~ N(0, I)`` and ``log_norm ~ N(prior)``; DeepONet decoder; absorption; folding through
-    each source's ARF, exposure and RMF; source and background counts by ``config.likelihood``."""
-    size = batch["counts"].shape[0]
+    each source's ARF, exposure and RMF; source and background counts by ``config.likelihood``.
+    ``kl_weight`` scales the latent terms (KL annealing)."""
     decoder = flax_module(
         "decoder",
         config.decoder(np.asarray(inst.energy_edges)),
         jnp.zeros((1, config.latent_dim)),
         _log_centres(inst.energy_edges),
     )
-    with numpyro.plate("sources", n_sources, subsample_size=size):
+    with numpyro.plate("sources", n_sources, subsample_size=batch["counts"].shape[0]):
         with numpyro.handlers.scale(scale=kl_weight):
             z = numpyro.sample("z", dist.Normal(jnp.zeros(config.latent_dim), 1.0).to_event(1))
             log_norm = numpyro.sample("log_norm", dist.Normal(*inst.norm_prior))
-        decoded = decoder(z, _log_centres(inst.energy_edges))
-        source = expected_counts(photon_flux(decoded, log_norm, inst), batch, inst)
+        _, source = _source_counts(decoder, z, log_norm, batch, inst)
         likelihood = LIKELIHOODS[config.likelihood]
         numpyro.sample(
             "counts",
@@ -347,15 +370,44 @@ def model(batch: dict, inst: Instrument, config: Config, n_sources: int, kl_weig
 
 def guide(batch: dict, inst: Instrument, config: Config, n_sources: int, kl_weight=1.0):
     """The amortized posterior: the Mixer encoder reads the counts and gives a diagonal
-    Gaussian for ``z`` and one for ``log_norm`` (around a rough flux from the counts)."""
+    Gaussian for ``z`` and one for ``log_norm`` (around :func:`rough_log_flux`)."""
     channels, globals_ = encoder_inputs(batch)
     encoder = flax_module("encoder", config.encoder(), channels[:1], globals_[:1])
-    out = encoder(channels, globals_)
-    start = _rough_log_flux(batch["counts"], batch["exposure"], batch["arf"])
+    q = _posterior(encoder, batch)
     with numpyro.plate("sources", n_sources, subsample_size=channels.shape[0]):
         with numpyro.handlers.scale(scale=kl_weight):
-            numpyro.sample("z", dist.Normal(out.z_loc, out.z_scale).to_event(1))
-            numpyro.sample("log_norm", dist.Normal(start + out.norm_loc, out.norm_scale))
+            numpyro.sample("z", dist.Normal(q.z_loc, q.z_scale).to_event(1))
+            numpyro.sample("log_norm", dist.Normal(q.norm_loc, q.norm_scale))
+
+
+@dataclass(frozen=True)
+class VAE:
+    """A trained VAE used outside numpyro: its :class:`Config`, the learnt parameters as SVI
+    names them (``encoder$params``, ``decoder$params``) and the :class:`Instrument` arrays.
+    Both methods are pure JAX (jit them with the VAE closed over or passed as arguments)."""
+
+    config: Config
+    params: dict
+    inst: Instrument
+
+    def posterior(self, batch: dict) -> Posterior:
+        """The guide's posterior of every source of ``batch``."""
+        encoder = self.config.encoder()
+        return _posterior(partial(encoder.apply, {"params": self.params["encoder$params"]}), batch)
+
+    def decode(self, z: jax.Array, log_norm: jax.Array, batch: dict):
+        """The decoder's output (:class:`DecoderOutput`) and the expected source counts
+        (B, C) of latents ``z``, ``log_norm`` for the sources of ``batch``."""
+        decoder = self.config.decoder(np.asarray(self.inst.energy_edges))
+        apply = partial(decoder.apply, {"params": self.params["decoder$params"]})
+        return _source_counts(apply, z, log_norm, batch, self.inst)
+
+    def with_rmfs(self, rmf: ArrayLike) -> VAE:
+        """The same VAE for a pack whose shared RMFs (R, E, C) are other than training's."""
+        rmf = jnp.asarray(rmf, jnp.float32)
+        if rmf.shape[1:] != self.inst.rmf.shape[1:]:
+            raise ValueError(f"RMFs of shape {rmf.shape[1:]} for a model on {self.inst.rmf.shape[1:]}")
+        return VAE(self.config, self.params, self.inst._replace(rmf=rmf))
 
 
 def _log_centres(edges: jax.Array) -> jax.Array:

@@ -1,0 +1,149 @@
+"""The generative model and the guide: folding per source, the flux scale, the numpyro sites,
+and the pure-JAX VAE agreeing with what SVI trains."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import pytest
+from numpyro import handlers
+from numpyro.infer.util import log_density
+
+from xspecvae.networks import DecoderOutput
+from xspecvae.vae import (
+    VAE,
+    Config,
+    Instrument,
+    cstat,
+    expected_counts,
+    guide,
+    model,
+    photon_flux,
+    rough_log_flux,
+    wstat,
+)
+
+SMALL = Config(n_templates=4, decoder_width=16, decoder_depth=1, encoder_width=8, encoder_blocks=1)
+E, C, R, B = 60, 12, 2, 5
+
+
+@pytest.fixture(scope="module")
+def inst():
+    rng = np.random.default_rng(0)
+    edges = np.geomspace(0.2, 12.0, E + 1)
+    rmf = rng.uniform(0, 1, (R, E, C)) * (rng.uniform(0, 1, (R, E, C)) < 0.4)
+    sigma = 2e-22 * (edges[:-1] / 1.0) ** -2.5 * 1e22
+    return Instrument(
+        jnp.asarray(edges, jnp.float32),
+        jnp.asarray(sigma, jnp.float32),
+        jnp.asarray(rmf, jnp.float32),
+        jnp.asarray([-9.0, 2.0]),
+    )
+
+
+@pytest.fixture(scope="module")
+def batch():
+    rng = np.random.default_rng(1)
+    good = np.ones((B, C), bool)
+    good[:, 0] = False
+    return {
+        "counts": jnp.asarray(rng.poisson(20, (B, C)), jnp.float32),
+        "background": jnp.asarray(rng.poisson(5, (B, C)), jnp.float32),
+        "alpha": jnp.full((B, C), 0.2),
+        "good": jnp.asarray(good),
+        "exposure": jnp.asarray(rng.uniform(1e4, 5e4, B)),
+        "arf": jnp.asarray(rng.uniform(50, 500, (B, E)), jnp.float32),
+        "rmf_index": jnp.asarray([0, 1, 1, 0, 1], jnp.int32),
+    }
+
+
+def test_each_source_is_folded_through_its_own_rmf_arf_and_exposure(inst, batch):
+    flux = np.random.default_rng(2).uniform(0, 1e-4, (B, E))
+    got = np.asarray(expected_counts(jnp.asarray(flux, jnp.float32), batch, inst))
+    rmf, arf = np.asarray(inst.rmf, np.float64), np.asarray(batch["arf"], np.float64)
+    exposure, index = np.asarray(batch["exposure"]), np.asarray(batch["rmf_index"])
+    ref = np.stack([exposure[i] * (flux[i] * arf[i]) @ rmf[index[i]] for i in range(B)])
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+
+
+def test_photon_flux_total_is_exp_log_norm_and_absorption_hardens(inst):
+    emission = jnp.ones((2, E))
+    nh = jnp.asarray([0.0, 1.0])
+    decoded = DecoderOutput(emission, jnp.ones((2, 3)), nh, jnp.zeros(2))
+    log_norm = jnp.asarray([-3.0, -5.0])
+    flux = np.asarray(photon_flux(decoded, log_norm, inst), np.float64)
+    np.testing.assert_allclose(flux.sum(1), np.exp([-3.0, -5.0]), rtol=1e-5)
+    widths = np.diff(np.asarray(inst.energy_edges, np.float64))
+    np.testing.assert_allclose(flux[0] / flux[0].sum(), widths / widths.sum(), rtol=1e-5)
+    shares = flux / flux.sum(1, keepdims=True)
+    assert shares[1, 0] < 0.5 * shares[0, 0] and shares[1, -1] > shares[0, -1]
+
+
+def test_rough_log_flux_counts_good_channels_only(batch):
+    expected = np.log(
+        np.asarray(batch["counts"])[:, 1:].sum(1)
+        / (np.asarray(batch["exposure"]) * np.asarray(batch["arf"]).mean(1))
+    )
+    np.testing.assert_allclose(rough_log_flux(batch), expected, rtol=1e-5)
+
+
+def trained_params(inst, batch, config):
+    """SVI parameters after initialisation (the values do not matter for these tests)."""
+    svi = numpyro.infer.SVI(
+        lambda b: model(b, inst, config, 100),
+        lambda b: guide(b, inst, config, 100),
+        numpyro.optim.Adam(1e-3),
+        numpyro.infer.TraceMeanField_ELBO(),
+    )
+    return svi.get_params(svi.init(jax.random.key(0), batch))
+
+
+@pytest.mark.parametrize("likelihood", ["wstat", "cstat"])
+def test_sites_subsampling_and_the_pure_vae_agree(inst, batch, likelihood):
+    config = Config(**{**SMALL.__dict__, "likelihood": likelihood})
+    params = trained_params(inst, batch, config)
+    vae = VAE(config, params, inst)
+
+    guided = handlers.trace(handlers.seed(handlers.substitute(guide, params), 3)).get_trace(
+        batch, inst, config, 100
+    )
+    q = vae.posterior(batch)
+    np.testing.assert_allclose(guided["z"]["fn"].base_dist.loc, q.z_loc, rtol=1e-6)
+    np.testing.assert_allclose(guided["log_norm"]["fn"].loc, q.norm_loc, rtol=1e-6)
+    assert guided["z"]["value"].shape == (B, config.latent_dim)
+
+    latents = {"z": guided["z"]["value"], "log_norm": guided["log_norm"]["value"]}
+    conditioned = handlers.seed(handlers.condition(handlers.substitute(model, params), latents), 0)
+    lp, trace = log_density(conditioned, (batch, inst, config, 100), {}, {})
+    site = trace["counts"]
+    _, source = vae.decode(latents["z"], latents["log_norm"], batch)
+    law = {"wstat": wstat, "cstat": cstat}[likelihood]
+    expected = law(source, batch["alpha"], batch["counts"], batch["background"], batch["good"])
+    obs = jnp.stack([batch["counts"], batch["background"]], -1)
+    np.testing.assert_allclose(site["fn"].log_prob(obs), expected.log_prob(obs), rtol=1e-5)
+    if likelihood == "cstat":
+        np.testing.assert_array_equal(site["fn"].background, batch["background"])
+    assert site["scale"] == pytest.approx(100 / B)  # minibatch of 5 out of 100 sources
+    priors = (
+        jax.scipy.stats.norm.logpdf(latents["z"]).sum()
+        + jax.scipy.stats.norm.logpdf(latents["log_norm"], *inst.norm_prior).sum()
+    )
+    np.testing.assert_allclose(lp, 100 / B * (priors + expected.log_prob(obs).sum()), rtol=1e-5)
+
+
+def test_kl_weight_scales_the_latent_terms_only(inst, batch):
+    params = trained_params(inst, batch, SMALL)
+    trace = handlers.trace(handlers.seed(handlers.substitute(model, params), 0)).get_trace(
+        batch, inst, SMALL, 100, kl_weight=0.25
+    )
+    assert trace["z"]["scale"] == pytest.approx(0.25 * 100 / B)
+    assert trace["counts"]["scale"] == pytest.approx(100 / B)
+
+
+def test_config_and_rmfs_are_checked(inst, batch):
+    with pytest.raises(ValueError, match="likelihood must be one of"):
+        Config(likelihood="chi2")
+    vae = VAE(SMALL, trained_params(inst, batch, SMALL), inst)
+    assert vae.with_rmfs(np.zeros((3, E, C))).inst.rmf.shape == (3, E, C)
+    with pytest.raises(ValueError, match="RMFs of shape"):
+        vae.with_rmfs(np.zeros((1, E, C + 1)))
