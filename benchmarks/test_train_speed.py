@@ -32,9 +32,9 @@ def pack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def svi_setup(pack):
-    inst = Instrument.from_pack(pack, [-9.0, 2.0])
-    svi = make_svi(inst, Config(), TrainOptions(), N, 10_000)
     data = pack.load()
+    inst = Instrument.from_pack(pack, data["arf"].mean(0), [-4.0, 2.0])
+    svi = make_svi(inst, Config(), TrainOptions(), N, 10_000)
     return inst, svi, {k: data[k] for k in _ARRAYS}
 
 

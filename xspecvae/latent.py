@@ -18,7 +18,7 @@ from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from xspecvae.catalog import Pack, hardness_ratios
-from xspecvae.vae import LIKELIHOODS, VAE
+from xspecvae.vae import LIKELIHOODS, VAE, photon_flux
 
 __all__ = ["encode", "knn_predict", "quality"]
 
@@ -30,9 +30,10 @@ def encode(
 ) -> dict[str, np.ndarray]:
     """Posterior and fit of the ``rows`` of ``pack`` (all when None), as columns:
 
-    ``z_loc``, ``z_scale`` (N, D); ``norm_loc``, ``norm_scale`` (log photon flux, photons/cm^2/s
-    over the model grid); at the posterior mean: ``nh`` (1e22 cm^-2), ``redshift``,
-    ``source_counts`` and ``total_counts`` (expected in the source region, good channels),
+    ``z_loc``, ``z_scale`` (N, D); ``norm_loc``, ``norm_scale`` (of ``log_norm``, the log count
+    rate through the reference response); at the posterior mean: ``nh`` (1e22 cm^-2),
+    ``redshift``, ``photon_flux`` (absorbed, 0.2-12 keV, photons/cm^2/s), ``source_counts`` and
+    ``total_counts`` (expected in the source region, good channels),
     ``snr`` (``source / sqrt(total)``), ``statistic`` (the likelihood's deviance: W-stat, or
     C-stat with the background known) and ``dof`` (good channels).
     The pack must be on the model's grids; its own shared RMFs are used.
@@ -53,12 +54,16 @@ def encode(
 
 def _encoder(vae: VAE) -> Callable:
     likelihood = LIKELIHOODS[vae.config.likelihood]
+    edges = np.asarray(vae.inst.energy_edges, np.float64)
+    overlap = np.clip(np.minimum(edges[1:], 12.0) - np.maximum(edges[:-1], 0.2), 0.0, None)
+    in_band = jnp.asarray(overlap / np.diff(edges), jnp.float32)  # share of each bin in band
 
     @jax.jit
     def step(params, batch):
         model = VAE(vae.config, params, vae.inst)
         q = model.posterior(batch)
         decoded, source = model.decode(q.z_loc, q.norm_loc, batch)
+        flux = photon_flux(decoded, q.norm_loc, vae.inst)
         n, b, good = batch["counts"], batch["background"], batch["good"]
         fit = likelihood(source, batch["alpha"], n, b, good)
         total = jnp.sum(jnp.where(good, fit.rates[..., 0], 0.0), -1)
@@ -67,6 +72,7 @@ def _encoder(vae: VAE) -> Callable:
             **q._asdict(),
             "nh": decoded.nh,
             "redshift": decoded.redshift,
+            "photon_flux": flux @ in_band,
             "source_counts": expected,
             "total_counts": total,
             "snr": expected / jnp.sqrt(jnp.maximum(total, 1e-30)),
@@ -96,50 +102,61 @@ def knn_predict(reference, labels, queries, k: int = 10, *, chunk: int = 1024) -
 
 
 def quality(
-    vae: VAE, pack: Pack, train_rows, validation_rows, *, k: int = 10, bright: float = 1000.0
+    vae: VAE,
+    pack: Pack,
+    train_rows,
+    validation_rows,
+    *,
+    k: int = 10,
+    snr: float = 10.0,
+    bright: float = 1000.0,
 ) -> dict:
     """Figures of a model on a labelled pack (``pack.meta["label"]``, ``pack.truth["nh"]``):
 
-    - ``knn_accuracy`` / ``knn_balanced``: a ``k``-nearest-neighbour classifier of the
-      validation rows on the posterior means of the training rows (accuracy; mean recall over
-      classes); ``hr_accuracy`` / ``hr_balanced``: the same on the 4XMM hardness ratios;
-      ``majority``: the accuracy of always answering the commonest class.
+    - ``latent``, ``hardness``: a ``k``-nearest-neighbour classifier of the validation rows
+      among the training rows, on the posterior means of ``z`` and on the 4XMM hardness
+      ratios: ``accuracy``, ``balanced`` (mean recall over classes) and ``majority`` (the
+      accuracy of always answering the commonest class); ``..._snr`` the same with reference
+      and queries restricted to a model SNR of at least ``snr``.
     - ``nh_spearman``: rank correlation of the column head with the true column (Galactic plus
-      intrinsic) over the validation rows, and ``nh_spearman_bright`` over the bright ones.
+      intrinsic) over the validation rows, and ``nh_spearman_snr`` over those of SNR >= ``snr``.
     - ``statistic_per_dof``: median fit statistic per good channel of the validation rows with
-      at least ``bright`` net counts (``n_bright`` of them), and the share of those below 1.5.
+      at least ``bright`` net counts (``n_bright`` of them), and ``share_below_1_5`` of those.
     """
     train_rows, validation_rows = np.asarray(train_rows), np.asarray(validation_rows)
-    encoded = encode(vae, pack, np.concatenate([train_rows, validation_rows]))
-    ref, val = slice(0, len(train_rows)), slice(len(train_rows), None)
-    labels = np.asarray(pack.meta["label"]).astype(str)
-    truth = labels[validation_rows]
-    data = pack.read(np.concatenate([train_rows, validation_rows]))
-    hr = hardness_ratios(data, pack.grid.channel_lo, pack.grid.channel_hi)
-    latent_guess = knn_predict(encoded["z_loc"][ref], labels[train_rows], encoded["z_loc"][val], k)
-    hr_guess = knn_predict(hr[ref], labels[train_rows], hr[val], k)
-    nh_true = pack.truth["nh_gal"] + np.nan_to_num(pack.truth["nh"])
-    net = np.sum((data["counts"] - data["alpha"] * data["background"]) * data["good"], -1)
-    is_bright = net[val] >= bright
-    per_dof = encoded["statistic"][val][is_bright] / encoded["dof"][val][is_bright]
-    nh_val = nh_true[validation_rows]
-    return {
-        "n_train": len(train_rows),
-        "n_validation": len(validation_rows),
-        "k": k,
-        "majority": float(np.mean(truth == _commonest(labels[train_rows]))),
-        "knn_accuracy": float(np.mean(latent_guess == truth)),
-        "knn_balanced": _balanced(latent_guess, truth),
-        "hr_accuracy": float(np.mean(hr_guess == truth)),
-        "hr_balanced": _balanced(hr_guess, truth),
-        "nh_spearman": float(spearmanr(encoded["nh"][val], nh_val).statistic),
-        "nh_spearman_bright": float(
-            spearmanr(encoded["nh"][val][is_bright], nh_val[is_bright]).statistic
-        ),
-        "n_bright": int(is_bright.sum()),
-        "statistic_per_dof": float(np.median(per_dof)),
-        "share_below_1_5": float(np.mean(per_dof < 1.5)),
+    rows = np.concatenate([train_rows, validation_rows])
+    encoded = encode(vae, pack, rows)
+    data = pack.read(rows)
+    labels = np.asarray(pack.meta["label"]).astype(str)[rows]
+    is_val = np.arange(len(rows)) >= len(train_rows)
+    high = encoded["snr"] >= snr
+    features = {
+        "latent": encoded["z_loc"],
+        "hardness": hardness_ratios(data, pack.grid.channel_lo, pack.grid.channel_hi),
     }
+    figures = {"n_train": len(train_rows), "n_validation": len(validation_rows), "k": k}
+    figures["n_validation_snr"] = int((high & is_val).sum())
+    for name, x in features.items():
+        for suffix, keep in (("", True), ("_snr", high)):
+            ref, query = ~is_val & keep, is_val & keep
+            guess = knn_predict(x[ref], labels[ref], x[query], k)
+            truth = labels[query]
+            figures[name + suffix] = {
+                "accuracy": float(np.mean(guess == truth)),
+                "balanced": _balanced(guess, truth),
+                "majority": float(np.mean(truth == _commonest(labels[ref]))),
+            }
+    nh_true = (pack.truth["nh_gal"] + np.nan_to_num(pack.truth["nh"]))[rows]
+    for suffix, keep in (("", is_val), ("_snr", is_val & high)):
+        rho = spearmanr(encoded["nh"][keep], nh_true[keep]).statistic
+        figures["nh_spearman" + suffix] = float(rho)
+    net = np.sum((data["counts"] - data["alpha"] * data["background"]) * data["good"], -1)
+    is_bright = is_val & (net >= bright)
+    per_dof = encoded["statistic"][is_bright] / encoded["dof"][is_bright]
+    figures["n_bright"] = int(is_bright.sum())
+    figures["statistic_per_dof"] = float(np.median(per_dof))
+    figures["share_below_1_5"] = float(np.mean(per_dof < 1.5))
+    return figures
 
 
 def _commonest(labels):

@@ -141,7 +141,7 @@ class MixerEncoder(nn.Module):
     latent_dim: int = 16
     patch: int = 4
     width: int = 64
-    n_blocks: int = 4
+    n_blocks: int = 2
     token_hidden: int = 64
     channel_hidden: int = 128
     min_scale: float = 1e-3

@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from xspecvae.catalog import Pack
 from xspecvae.physics import CrossSection
-from xspecvae.vae import VAE, Config, Instrument, guide, model, rough_log_flux
+from xspecvae.vae import VAE, Config, Instrument, guide, model, rough_log_rate
 
 __all__ = [
     "TrainOptions",
@@ -65,11 +65,16 @@ class TrainingError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainOptions:
-    epochs: int = 20
+    """How to train (saved in ``config.json``). ``batch_size`` is global (over every process
+    and device); the learning rate warms up linearly over ``warmup_steps`` and decays by a
+    cosine to 5 % at the end; gradients are clipped at a global norm of 10."""
+
+    epochs: int = 40
     batch_size: int = 256
     learning_rate: float = 1e-3
     warmup_steps: int = 200
-    kl_warmup_epochs: int = 0  # KL weight rises linearly from 0 to 1 over these epochs
+    kl_warmup_epochs: int = 5  # KL weight rises linearly from 0 to 1 over these epochs
+    free_bits: float = 0.1  # nats per latent dimension (see vae.guide); 0 for none
     validation_fraction: float = 0.1
     checkpoint_every: int = 200  # steps (and at the end of every epoch)
     seed: int = 0
@@ -101,6 +106,10 @@ def train(
         if not (run / "config.json").exists():
             raise TrainingError(f"nothing to resume in {run}: it holds no config.json")
         saved = json.loads((run / "config.json").read_text())
+        if saved["processes"] != jax.process_count():
+            raise TrainingError(
+                f"{run} was trained by {saved['processes']} processes: resume it with as many"
+            )
         config, options = Config(**saved["config"]), TrainOptions(**saved["options"])
         pack_path, instrument, absorption = saved["pack"], saved["instrument"], saved["absorption"]
     elif checkpoint.exists():
@@ -118,7 +127,7 @@ def train(
         data = pack.read(np.concatenate([mine_train, mine_val]))
         data = {k: v for k, v in data.items() if k in _ARRAYS}
         cross_section = CrossSection.from_fits(absorption) if absorption else None
-        inst = Instrument.from_pack(pack, _norm_prior(data), cross_section)
+        inst = Instrument.from_pack(pack, *_reference(data), cross_section)
         instrument, grid = pack.instrument, pack.grid
     n_train, n_val = sum(map(len, split[0])), sum(map(len, split[1]))
     train_rows = np.arange(len(mine_train))  # positions in ``data``
@@ -189,7 +198,7 @@ def train(
         start = time.perf_counter()
         batch = place(order[first * local_batch : (first + 1) * local_batch])
         for k in range(first, steps_per_epoch):
-            new_state, loss = update(state, batch, kl_weight=kl)
+            new_state, loss = update(state, batch, kl_weight=kl, free_bits=options.free_bits)
             if k + 1 < steps_per_epoch:  # prepared while the device works on this step
                 batch = place(order[(k + 1) * local_batch : (k + 2) * local_batch])
             loss = float(_local(loss))
@@ -214,14 +223,14 @@ def train(
         seconds = time.perf_counter() - start
         epoch += 1
         validation = [
-            float(_local(evaluate(state, place(val_rows[j : j + local_batch]), kl_weight=kl)))
+            float(_local(evaluate(state, place(val_rows[j : j + local_batch]))))
             for j in range(0, min(map(len, split[1])) - local_batch + 1, local_batch)
         ]
         history.append({
             "epoch": epoch,
             "step": step,
             "train_loss": float(np.mean(losses)),
-            "validation_loss": float(np.mean(validation)) if validation else math.nan,
+            "validation_loss": float(np.mean(validation)) if validation else math.nan,  # -ELBO
             "kl_weight": kl,
             "seconds": seconds,
             "spectra_per_s": (steps_per_epoch - first) * options.batch_size / seconds,
@@ -280,15 +289,15 @@ def split_rows(n: int, options: TrainOptions, processes: int = 1):
     )
 
 
-def _norm_prior(data: dict) -> np.ndarray:
-    """Loc and scale of the ``log_norm`` prior: the mean and twice the spread (at least 2) of
-    :func:`~xspecvae.vae.rough_log_flux` over the rows of every process."""
-    flux = np.asarray(rough_log_flux(data), np.float64)
-    moments = np.array([flux.mean(), np.mean(flux**2)])
+def _reference(data: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The mean ARF (E,) and the ``log_norm`` prior (loc, scale): the mean and twice the spread
+    (at least 2) of :func:`~xspecvae.vae.rough_log_rate`, over the rows of every process."""
+    rate = np.asarray(rough_log_rate(data), np.float64)
+    moments = np.concatenate([[rate.mean(), np.mean(rate**2)], data["arf"].mean(0)])
     if jax.process_count() > 1:
         moments = np.asarray(multihost_utils.process_allgather(moments)).mean(0)
     spread = math.sqrt(max(moments[1] - moments[0] ** 2, 0.0))
-    return np.array([moments[0], max(2.0, 2.0 * spread)])
+    return moments[2:], np.array([moments[0], max(2.0, 2.0 * spread)])
 
 
 def _local(tree):

@@ -1,6 +1,6 @@
 """The probabilistic model: likelihood, generative model and amortized guide.
 
-The model of a source: shape latent ``z ~ N(0, I)`` and log photon flux ``log_norm``; the
+The model of a source: shape latent ``z ~ N(0, I)`` and log count rate ``log_norm``; the
 DeepONet turns ``z`` into an emission spectrum with a column and a redshift; the absorbed
 spectrum is folded through the source's ARF, exposure and RMF; the counts in the source and
 background regions follow :func:`wstat` (background profiled) or :func:`cstat` (background
@@ -225,7 +225,7 @@ class Config:
     max_redshift: float = 3.0
     patch: int = 4
     encoder_width: int = 64
-    encoder_blocks: int = 4
+    encoder_blocks: int = 2
     likelihood: str = "wstat"  # or "cstat"
 
     def __post_init__(self):
@@ -257,44 +257,57 @@ LIKELIHOODS = {"wstat": wstat, "cstat": cstat}
 class Instrument(NamedTuple):
     """The fixed arrays of the model for one pack section: the model energy grid, its
     photoelectric cross-sections (1e-22 cm^2 per H atom, so ``nh`` in 1e22 cm^-2 multiplies
-    them directly), the shared RMFs, and the prior of the log photon flux."""
+    them directly), the shared RMFs, the reference response that defines the flux scale
+    (``area``: a typical ARF times the share of each energy's photons that the RMFs put in the
+    analysis channels, cm^2) and the prior of ``log_norm``."""
 
     energy_edges: jax.Array  # (E + 1,)
     sigma22: jax.Array  # (E,)
     rmf: jax.Array  # (R, E, C)
-    norm_prior: jax.Array  # (2,): loc, scale of log photon flux (photons/cm^2/s)
+    area: jax.Array  # (E,)
+    norm_prior: jax.Array  # (2,): loc, scale of log_norm (log counts/s)
 
     @classmethod
     def from_pack(
-        cls, pack, norm_prior: ArrayLike, cross_section: CrossSection | None = None
+        cls,
+        pack,
+        arf: ArrayLike,
+        norm_prior: ArrayLike,
+        cross_section: CrossSection | None = None,
     ) -> Instrument:
-        """From an open :class:`~xspecvae.catalog.Pack` (Morrison & McCammon by default)."""
+        """From an open :class:`~xspecvae.catalog.Pack`, the reference ``arf`` (E,) (the mean
+        ARF of the training rows) and the prior; Morrison & McCammon absorption by default."""
         edges = pack.grid.energy_edges
         cross_section = cross_section or CrossSection.morrison_mccammon()
+        share = np.asarray(pack.rmf, np.float64).sum(-1).mean(0)
         return cls(
             jnp.asarray(edges, jnp.float32),
             jnp.asarray(cross_section.on(edges) * 1e22, jnp.float32),
             jnp.asarray(pack.rmf, jnp.float32),
+            jnp.asarray(np.asarray(arf, np.float64) * share, jnp.float32),
             jnp.asarray(norm_prior, jnp.float32),
         )
 
 
-def rough_log_flux(batch: dict) -> jax.Array:
-    """log(counts / (exposure * mean effective area)) per source: where the posterior of
-    ``log_norm`` is centred before the encoder's correction, and what the prior is fitted to."""
-    area = jnp.maximum(jnp.asarray(batch["arf"]).mean(-1), 1e-3)
+def rough_log_rate(batch: dict) -> jax.Array:
+    """log(counts / exposure) per source (good channels): where the posterior of ``log_norm``
+    is centred before the encoder's correction, and what its prior is fitted to."""
     counts = jnp.sum(jnp.asarray(batch["counts"]) * batch["good"], -1)
-    return jnp.log(jnp.maximum(counts, 1.0) / (jnp.asarray(batch["exposure"]) * area))
+    return jnp.log(jnp.maximum(counts, 1.0) / jnp.asarray(batch["exposure"]))
 
 
 def photon_flux(decoded: DecoderOutput, log_norm: jax.Array, inst: Instrument) -> jax.Array:
     """Photons/cm^2/s per model energy bin (B, E): the decoder's emission integrated over each
-    bin (midpoint), absorbed by its column, normalised to a unit total, times ``exp(log_norm)``:
-    ``log_norm`` is the log of the absorbed photon flux over the model grid."""
+    bin (midpoint) and absorbed by its column, scaled so that ``exp(log_norm)`` is its count
+    rate through the reference response ``inst.area`` (counts/s in the analysis channels).
+
+    The flux scale is set where the instrument sees photons, not over the whole model grid
+    (which reaches 0.05 keV): so ``log_norm`` is about ``log(counts / exposure)`` whatever the
+    shape, and the two are nearly independent in the posterior."""
     widths = jnp.diff(inst.energy_edges)
     shape = decoded.emission * widths * jnp.exp(-decoded.nh[:, None] * inst.sigma22)
-    shape = shape / jnp.maximum(shape.sum(-1, keepdims=True), 1e-30)
-    return jnp.exp(log_norm)[:, None] * shape
+    rate = jnp.sum(shape * inst.area, -1, keepdims=True)
+    return jnp.exp(log_norm)[:, None] * shape / jnp.maximum(rate, 1e-30)
 
 
 def expected_counts(flux: jax.Array, batch: dict, inst: Instrument) -> jax.Array:
@@ -306,18 +319,22 @@ def expected_counts(flux: jax.Array, batch: dict, inst: Instrument) -> jax.Array
 
 
 def encoder_inputs(batch: dict) -> tuple[jax.Array, jax.Array]:
-    """Per-channel features (B, C, 2): log1p of source and scaled background counts (zero in
-    bad channels); global features (B, 3): log exposure, log total counts, log mean ARF."""
+    """Per-channel features (B, C, 3): log1p of source and of scaled background counts, and
+    the channel's share of the source counts times C (the shape, free of the flux scale); zero
+    in bad channels. Global features (B, 3), about centred on a typical catalogue source: log
+    exposure / 30 ks, log total counts / 1000, log mean ARF / 300 cm^2."""
     good = batch["good"]
-    channels = jnp.stack(
-        [jnp.log1p(batch["counts"]), jnp.log1p(batch["alpha"] * batch["background"])], -1
-    )
+    counts = jnp.where(good, batch["counts"], 0.0)
+    total = jnp.sum(counts, -1, keepdims=True)
+    share = counts.shape[-1] * counts / jnp.maximum(total, 1.0)
+    scaled_background = batch["alpha"] * batch["background"]
+    channels = jnp.stack([jnp.log1p(counts), jnp.log1p(scaled_background), share], -1)
     channels = jnp.where(good[..., None], channels, 0.0)
     globals_ = jnp.stack(
         [
-            jnp.log(batch["exposure"]),
-            jnp.log1p(jnp.sum(batch["counts"] * good, -1)),
-            jnp.log(jnp.maximum(batch["arf"].mean(-1), 1e-3)),
+            jnp.log(batch["exposure"] / 3e4),
+            jnp.log1p(total[:, 0]) - jnp.log(1e3),
+            jnp.log(jnp.maximum(batch["arf"].mean(-1), 1e-3) / 300.0),
         ],
         -1,
     )
@@ -335,7 +352,7 @@ class Posterior(NamedTuple):
 
 def _posterior(encoder, batch: dict) -> Posterior:
     out = encoder(*encoder_inputs(batch))
-    start = rough_log_flux(batch)
+    start = rough_log_rate(batch)
     return Posterior(out.z_loc, out.z_scale, start + out.norm_loc, out.norm_scale)
 
 
@@ -344,11 +361,13 @@ def _source_counts(decoder, z, log_norm, batch: dict, inst: Instrument):
     return decoded, expected_counts(photon_flux(decoded, log_norm, inst), batch, inst)
 
 
-def model(batch: dict, inst: Instrument, config: Config, n_sources: int, kl_weight=1.0):
+def model(
+    batch: dict, inst: Instrument, config: Config, n_sources: int, kl_weight=1.0, free_bits=0.0
+):
     """The generative model of a minibatch of ``batch`` rows out of ``n_sources``: shape latent
     ``z ~ N(0, I)`` and ``log_norm ~ N(prior)``; DeepONet decoder; absorption; folding through
     each source's ARF, exposure and RMF; source and background counts by ``config.likelihood``.
-    ``kl_weight`` scales the latent terms (KL annealing)."""
+    ``kl_weight`` scales the latent terms (KL annealing); ``free_bits`` is the guide's."""
     decoder = flax_module(
         "decoder",
         config.decoder(np.asarray(inst.energy_edges)),
@@ -368,9 +387,16 @@ def model(batch: dict, inst: Instrument, config: Config, n_sources: int, kl_weig
         )
 
 
-def guide(batch: dict, inst: Instrument, config: Config, n_sources: int, kl_weight=1.0):
+def guide(
+    batch: dict, inst: Instrument, config: Config, n_sources: int, kl_weight=1.0, free_bits=0.0
+):
     """The amortized posterior: the Mixer encoder reads the counts and gives a diagonal
-    Gaussian for ``z`` and one for ``log_norm`` (around :func:`rough_log_flux`)."""
+    Gaussian for ``z`` and one for ``log_norm`` (around :func:`rough_log_rate`).
+
+    ``free_bits > 0`` (nats, a training device against posterior collapse; Kingma et al.
+    2016): a latent dimension whose KL to the prior, averaged over the minibatch, is below
+    ``free_bits`` costs ``free_bits`` in the loss, so using it up to that much is free (the
+    loss is then an upper bound of the negative ELBO)."""
     channels, globals_ = encoder_inputs(batch)
     encoder = flax_module("encoder", config.encoder(), channels[:1], globals_[:1])
     q = _posterior(encoder, batch)
@@ -378,6 +404,9 @@ def guide(batch: dict, inst: Instrument, config: Config, n_sources: int, kl_weig
         with numpyro.handlers.scale(scale=kl_weight):
             numpyro.sample("z", dist.Normal(q.z_loc, q.z_scale).to_event(1))
             numpyro.sample("log_norm", dist.Normal(q.norm_loc, q.norm_scale))
+    kl = 0.5 * (q.z_loc**2 + q.z_scale**2 - 1.0) - jnp.log(q.z_scale)
+    shortfall = jnp.clip(free_bits - kl.mean(0), 0.0).sum()  # 0 when free_bits = 0
+    numpyro.factor("free_bits", kl_weight * n_sources * shortfall)  # adds to the loss
 
 
 @dataclass(frozen=True)
