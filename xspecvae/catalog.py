@@ -509,7 +509,8 @@ class Pack:
         if self._loaded is not None:
             batch = {k: v[rows] for k, v in self._loaded.items()}
         elif isinstance(index, slice) or index is None:
-            batch = {k: self.group[k][: self.n][index or slice(None)] for k in _PER_SOURCE}
+            span = slice(*(index or slice(None)).indices(self.n))  # only these rows are read
+            batch = {k: self.group[k][span] for k in _PER_SOURCE}
         else:
             batch = {k: _rows_of(self.group[k], rows) for k in _PER_SOURCE}
         batch["row"] = rows

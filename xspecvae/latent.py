@@ -9,7 +9,9 @@ model on a labelled (simulated) pack together.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
@@ -40,30 +42,32 @@ def encode(
     """
     if not np.allclose(pack.grid.energy_edges, vae.inst.energy_edges, rtol=1e-6):
         raise ValueError(f"{pack.path}: its model energy grid is not the one the VAE learnt")
-    vae = vae.with_rmfs(pack.rmf)
+    rmf = vae.with_rmfs(pack.rmf).inst.rmf
     rows = np.arange(len(pack)) if rows is None else np.asarray(rows)
     step = _encoder(vae)
     parts = []
     for start in tqdm(range(0, len(rows), batch_size), disable=not progress, desc="encode"):
         chunk = rows[start : start + batch_size]
         batch = pack.read(np.pad(chunk, (0, batch_size - len(chunk)), mode="edge"))
-        out = step(vae.params, {k: batch[k] for k in _ARRAYS})
+        out = step(vae.params, rmf, {k: batch[k] for k in _ARRAYS})
         parts.append({k: np.asarray(v)[: len(chunk)] for k, v in out.items()})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+@lru_cache(maxsize=4)
 def _encoder(vae: VAE) -> Callable:
+    """The jitted step of :func:`encode` for ``vae`` (compiled once per VAE and batch size)."""
     likelihood = LIKELIHOODS[vae.config.likelihood]
     edges = np.asarray(vae.inst.energy_edges, np.float64)
     overlap = np.clip(np.minimum(edges[1:], 12.0) - np.maximum(edges[:-1], 0.2), 0.0, None)
     in_band = jnp.asarray(overlap / np.diff(edges), jnp.float32)  # share of each bin in band
 
     @jax.jit
-    def step(params, batch):
-        model = VAE(vae.config, params, vae.inst)
+    def step(params, rmf, batch):
+        model = VAE(vae.config, params, vae.inst._replace(rmf=rmf))
         q = model.posterior(batch)
         decoded, source = model.decode(q.z_loc, q.norm_loc, batch)
-        flux = photon_flux(decoded, q.norm_loc, vae.inst)
+        flux = photon_flux(decoded, q.norm_loc, model.inst)
         n, b, good = batch["counts"], batch["background"], batch["good"]
         fit = likelihood(source, batch["alpha"], n, b, good)
         total = jnp.sum(jnp.where(good, fit.rates[..., 0], 0.0), -1)
@@ -109,7 +113,7 @@ def quality(
     *,
     k: int = 10,
     snr: float = 10.0,
-    bright: float = 1000.0,
+    bright: tuple[float, ...] = (300.0, 1000.0),
 ) -> dict:
     """Figures of a model on a labelled pack (``pack.meta["label"]``, ``pack.truth["nh"]``):
 
@@ -120,8 +124,9 @@ def quality(
       and queries restricted to a model SNR of at least ``snr``.
     - ``nh_spearman``: rank correlation of the column head with the true column (Galactic plus
       intrinsic) over the validation rows, and ``nh_spearman_snr`` over those of SNR >= ``snr``.
-    - ``statistic_per_dof``: median fit statistic per good channel of the validation rows with
-      at least ``bright`` net counts (``n_bright`` of them), and ``share_below_1_5`` of those.
+    - ``fit_<b>`` for each ``b`` of ``bright``: the validation rows with at least ``b`` net
+      counts: how many (``n``), their median fit statistic per good channel (``median``) and the
+      share of them below 1.5 (``below_1_5``).
     """
     train_rows, validation_rows = np.asarray(train_rows), np.asarray(validation_rows)
     rows = np.concatenate([train_rows, validation_rows])
@@ -151,11 +156,14 @@ def quality(
         rho = spearmanr(encoded["nh"][keep], nh_true[keep]).statistic
         figures["nh_spearman" + suffix] = float(rho)
     net = np.sum((data["counts"] - data["alpha"] * data["background"]) * data["good"], -1)
-    is_bright = is_val & (net >= bright)
-    per_dof = encoded["statistic"][is_bright] / encoded["dof"][is_bright]
-    figures["n_bright"] = int(is_bright.sum())
-    figures["statistic_per_dof"] = float(np.median(per_dof))
-    figures["share_below_1_5"] = float(np.mean(per_dof < 1.5))
+    per_dof = encoded["statistic"] / encoded["dof"]
+    for counts in bright:
+        chosen = per_dof[is_val & (net >= counts)]
+        figures[f"fit_{counts:g}"] = {
+            "n": len(chosen),
+            "median": float(np.median(chosen)) if len(chosen) else math.nan,
+            "below_1_5": float(np.mean(chosen < 1.5)) if len(chosen) else math.nan,
+        }
     return figures
 
 

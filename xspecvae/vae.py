@@ -409,11 +409,12 @@ def guide(
     numpyro.factor("free_bits", kl_weight * n_sources * shortfall)  # adds to the loss
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class VAE:
     """A trained VAE used outside numpyro: its :class:`Config`, the learnt parameters as SVI
     names them (``encoder$params``, ``decoder$params``) and the :class:`Instrument` arrays.
-    Both methods are pure JAX (jit them with the VAE closed over or passed as arguments)."""
+    The methods are pure JAX (jit them with the VAE closed over). VAEs compare and hash by
+    identity."""
 
     config: Config
     params: dict
