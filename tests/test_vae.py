@@ -146,3 +146,20 @@ def test_config_and_rmfs_are_checked(inst, batch):
     assert vae.with_rmfs(np.zeros((3, E, C))).inst.rmf.shape == (3, E, C)
     with pytest.raises(ValueError, match="RMFs of shape"):
         vae.with_rmfs(np.zeros((1, E, C + 1)))
+
+
+def test_free_bits_charge_the_shortfall_of_each_dimension(inst, batch):
+    params = trained_params(inst, batch, SMALL)
+    q = VAE(SMALL, params, inst).posterior(batch)
+    kl = np.mean(0.5 * (q.z_loc**2 + q.z_scale**2 - 1) - np.log(q.z_scale), 0)  # (D,)
+
+    def factor(free_bits, kl_weight=1.0):
+        traced = handlers.trace(handlers.seed(handlers.substitute(guide, params), 0))
+        site = traced.get_trace(batch, inst, SMALL, 100, kl_weight, free_bits)["free_bits"]
+        return float(site["fn"].log_prob(site["value"]))
+
+    assert factor(0.0) == 0.0
+    for bits in (float(kl.min()) + 1e-3, float(kl.max()) + 1.0):
+        expected = 100 * np.clip(bits - kl, 0, None).sum()
+        np.testing.assert_allclose(factor(bits), expected, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(factor(bits, 0.5), 0.5 * expected, rtol=1e-4, atol=1e-3)
