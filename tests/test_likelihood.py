@@ -271,6 +271,8 @@ def test_deviance_gradient_is_finite_with_empty_channels(likelihood):
     s = jnp.array([0.5, 2.0, 1e-3, 6.0])
     grad = jax.grad(deviance)(s)
     step = 1e-3
-    numeric = [(deviance(s.at[i].add(step)) - deviance(s.at[i].add(-step))) / (2 * step) for i in range(4)]
+    numeric = [
+        (deviance(s.at[i].add(step)) - deviance(s.at[i].add(-step))) / (2 * step) for i in range(4)
+    ]
     assert np.all(np.isfinite(grad))
     np.testing.assert_allclose(grad, numeric, rtol=2e-2, atol=1e-3)

@@ -28,6 +28,7 @@ from xspecvae.ogip import (
 )
 from xspecvae.physics import powerlaw
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="xspecvae",
@@ -384,8 +385,6 @@ def _builtin_text(report: dict) -> str:
         f"in {source['exposure_s']:.0f} s:\n"
         f"{bands}\n"
     )
-
-
 
 
 # ---------------------------------------------------------------------------------------------

@@ -436,7 +436,9 @@ class VAE:
         """The same VAE for a pack whose shared RMFs (R, E, C) are other than training's."""
         rmf = jnp.asarray(rmf, jnp.float32)
         if rmf.shape[1:] != self.inst.rmf.shape[1:]:
-            raise ValueError(f"RMFs of shape {rmf.shape[1:]} for a model on {self.inst.rmf.shape[1:]}")
+            raise ValueError(
+                f"RMFs of shape {rmf.shape[1:]} for a model on {self.inst.rmf.shape[1:]}"
+            )
         return VAE(self.config, self.params, self.inst._replace(rmf=rmf))
 
 
