@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 from scipy.special import xlogy
 
-from xspecvae.catalog import Pack
+from xspecvae.catalog import PER_SOURCE, Pack
 from xspecvae.latent import encode
 from xspecvae.simulator import simulate_pack
 from xspecvae.train import TrainOptions, make_svi
 from xspecvae.vae import VAE, Config, Instrument
 
 N = 4096
-_ARRAYS = ("counts", "background", "alpha", "good", "exposure", "arf", "rmf_index")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +34,7 @@ def svi_setup(pack):
     data = pack.load()
     inst = Instrument.from_pack(pack, data["arf"].mean(0), [-4.0, 2.0])
     svi = make_svi(inst, Config(), TrainOptions(), N, 10_000)
-    return inst, svi, {k: data[k] for k in _ARRAYS}
+    return inst, svi, {k: data[k] for k in PER_SOURCE}
 
 
 @pytest.mark.parametrize("batch", [256, 1024])

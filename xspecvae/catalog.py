@@ -37,6 +37,7 @@ from xspecvae.ogip import OGIPError
 
 __all__ = [
     "BANDS_4XMM",
+    "PER_SOURCE",
     "SCHEMA_VERSION",
     "Grid",
     "Pack",
@@ -55,7 +56,8 @@ CHUNK_ROWS = 512
 #: the model grid before that RMF is refused.
 OUTSIDE_TOLERANCE = 1e-4
 
-_PER_SOURCE = ("counts", "background", "alpha", "good", "exposure", "arf", "rmf_index")
+#: The per-source arrays of a section, as :meth:`Pack.read` and :meth:`Pack.batches` serve them.
+PER_SOURCE = ("counts", "background", "alpha", "good", "exposure", "arf", "rmf_index")
 _STRING = h5py.string_dtype()
 
 
@@ -402,7 +404,7 @@ def _put(group: h5py.Group, name: str, start: int, values: np.ndarray) -> None:
 
 def _truncate(group: h5py.Group, n: int) -> None:
     """Drop rows past the last commit (left by an interrupted append)."""
-    for name in _PER_SOURCE:
+    for name in PER_SOURCE:
         group[name].resize(n, axis=0)
     for kind in ("meta", "truth"):
         for dataset in group[kind].values():
@@ -510,16 +512,16 @@ class Pack:
             batch = {k: v[rows] for k, v in self._loaded.items()}
         elif isinstance(index, slice) or index is None:
             span = slice(*(index or slice(None)).indices(self.n))  # only these rows are read
-            batch = {k: self.group[k][span] for k in _PER_SOURCE}
+            batch = {k: self.group[k][span] for k in PER_SOURCE}
         else:
-            batch = {k: _rows_of(self.group[k], rows) for k in _PER_SOURCE}
+            batch = {k: _rows_of(self.group[k], rows) for k in PER_SOURCE}
         batch["row"] = rows
         return batch
 
     def load(self) -> dict[str, np.ndarray]:
         """Load every per-source array into memory; later reads and batches use it."""
         if self._loaded is None:
-            self._loaded = {name: self.group[name][: self.n] for name in _PER_SOURCE}
+            self._loaded = {name: self.group[name][: self.n] for name in PER_SOURCE}
         return dict(self._loaded, row=np.arange(self.n))
 
     def batches(
@@ -559,7 +561,7 @@ class Pack:
     def _window(self, chunks: np.ndarray, rng: np.random.Generator):
         """The rows of ``chunks`` (each read whole) and a random order of them."""
         blocks = [slice(c * CHUNK_ROWS, min((c + 1) * CHUNK_ROWS, self.n)) for c in chunks]
-        data = {k: np.concatenate([self.group[k][b] for b in blocks]) for k in _PER_SOURCE}
+        data = {k: np.concatenate([self.group[k][b] for b in blocks]) for k in PER_SOURCE}
         data["row"] = np.concatenate([np.arange(b.start, b.stop) for b in blocks])
         return data, rng.permutation(len(data["row"]))
 

@@ -19,12 +19,10 @@ import numpy as np
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from xspecvae.catalog import Pack, hardness_ratios
+from xspecvae.catalog import PER_SOURCE, Pack, hardness_ratios
 from xspecvae.vae import LIKELIHOODS, VAE, photon_flux
 
 __all__ = ["encode", "knn_predict", "quality"]
-
-_ARRAYS = ("counts", "background", "alpha", "good", "exposure", "arf", "rmf_index")
 
 
 def encode(
@@ -49,7 +47,7 @@ def encode(
     for start in tqdm(range(0, len(rows), batch_size), disable=not progress, desc="encode"):
         chunk = rows[start : start + batch_size]
         batch = pack.read(np.pad(chunk, (0, batch_size - len(chunk)), mode="edge"))
-        out = step(vae.params, rmf, {k: batch[k] for k in _ARRAYS})
+        out = step(vae.params, rmf, {k: batch[k] for k in PER_SOURCE})
         parts.append({k: np.asarray(v)[: len(chunk)] for k, v in out.items()})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 

@@ -41,7 +41,7 @@ from numpyro import handlers
 from numpyro.infer import SVI, TraceMeanField_ELBO
 from tqdm import tqdm
 
-from xspecvae.catalog import Pack
+from xspecvae.catalog import PER_SOURCE, Pack
 from xspecvae.physics import CrossSection
 from xspecvae.vae import VAE, Config, Instrument, guide, model, rough_log_rate
 
@@ -54,8 +54,6 @@ __all__ = [
     "split_rows",
     "train",
 ]
-
-_ARRAYS = ("counts", "background", "alpha", "good", "exposure", "arf", "rmf_index")
 
 
 class TrainingError(RuntimeError):
@@ -125,7 +123,7 @@ def train(
         split = split_rows(len(pack), options, processes)
         mine_train, mine_val = (rows[jax.process_index()] for rows in split)
         data = pack.read(np.concatenate([mine_train, mine_val]))
-        data = {k: v for k, v in data.items() if k in _ARRAYS}
+        data = {k: v for k, v in data.items() if k in PER_SOURCE}
         cross_section = CrossSection.from_fits(absorption) if absorption else None
         inst = Instrument.from_pack(pack, *_reference(data), cross_section)
         instrument, grid = pack.instrument, pack.grid
