@@ -20,6 +20,7 @@ from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from xspecvae.catalog import PER_SOURCE, Pack, hardness_ratios
+from xspecvae.physics import band_share
 from xspecvae.vae import LIKELIHOODS, VAE, photon_flux
 
 __all__ = ["encode", "knn_predict", "quality"]
@@ -56,9 +57,7 @@ def encode(
 def _encoder(vae: VAE) -> Callable:
     """The jitted step of :func:`encode` for ``vae`` (compiled once per VAE and batch size)."""
     likelihood = LIKELIHOODS[vae.config.likelihood]
-    edges = np.asarray(vae.inst.energy_edges, np.float64)
-    overlap = np.clip(np.minimum(edges[1:], 12.0) - np.maximum(edges[:-1], 0.2), 0.0, None)
-    in_band = jnp.asarray(overlap / np.diff(edges), jnp.float32)  # share of each bin in band
+    in_band = jnp.asarray(band_share(vae.inst.energy_edges), jnp.float32)
 
     @jax.jit
     def step(params, rmf, batch):

@@ -47,10 +47,24 @@ __all__ = [
     "absorption",
     "partial_covering",
     "PLASMA_LINES",
+    "FLUX_BAND",
+    "band_share",
 ]
 
 # ---------------------------------------------------------------------------------------------
 # Bin integration
+
+
+#: The band of catalogue fluxes (keV): the simulator's truth and the model's fluxes.
+FLUX_BAND = (0.2, 12.0)
+
+
+def band_share(energy_edges, lo: float = FLUX_BAND[0], hi: float = FLUX_BAND[1]) -> np.ndarray:
+    """Share of each energy bin inside [lo, hi] keV (a flux per bin times it, summed, is the
+    flux in the band)."""
+    edges = np.asarray(energy_edges, np.float64)
+    overlap = np.clip(np.minimum(edges[1:], hi) - np.maximum(edges[:-1], lo), 0.0, None)
+    return overlap / np.diff(edges)
 
 
 _NODES = 8  # Gauss-Legendre nodes per bin (in log E)

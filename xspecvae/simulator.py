@@ -120,7 +120,6 @@ ALPHA_RANGE = (0.05, 0.3)  # source / background region area ratio, log-uniform
 OFFAXIS_MAX = 15.0  # arcmin, uniform in area
 PARTICLE_FRACTION = (0.3, 0.8)  # particle share of the background counts, uniform
 MJD_RANGE = (51544.0, 60676.0)  # 2000-01-01 to 2025-01-01
-BAND = (0.2, 12.0)  # keV, for fluxes
 #: Rows per call of a compiled spectral model (fixed, so each model compiles once per grid).
 BLOCK = 64
 
@@ -433,7 +432,7 @@ class _Instrument:
     matrices: list  # regrouped (E, C) float32
     arf: np.ndarray  # (E,) on-axis effective area on the model grid
     edges: np.ndarray  # (E + 1,) model grid
-    band: np.ndarray  # (E,) share of each bin inside BAND
+    band: np.ndarray  # (E,) share of each bin inside physics.FLUX_BAND
     sigma_gal: np.ndarray  # (E,) cm^2 per H
     sigma_log_energy: np.ndarray  # fine log grid for redshifted absorbers
     sigma_table: np.ndarray
@@ -504,7 +503,7 @@ class _Instrument:
             matrices=matrices,
             arf=grid.cut(np.asarray(full_area, dtype=float)),
             edges=edges,
-            band=_band_weights(edges),
+            band=physics.band_share(edges),
             sigma_gal=cross.on(edges),
             sigma_log_energy=np.log(np.sqrt(fine[1:] * fine[:-1])),
             sigma_table=cross.on(fine),
@@ -524,7 +523,7 @@ class _Instrument:
             _evaluate("plasma", self.edges, 0 * one, 0.25 * one, one)[0],
             _evaluate("powerlaw", self.edges, 0 * one, 1.42 * one)[0],
         ]
-        soft = _band_weights(self.edges, 0.2, 2.0)
+        soft = physics.band_share(self.edges, 0.2, 2.0)
         screen = np.exp(-0.02e22 * self.sigma_gal)
         parts = [p / (p @ soft) for p in parts]
         return parts[0] + screen * (parts[1] + parts[2])
@@ -534,12 +533,6 @@ class _Instrument:
         log_e = np.log(np.sqrt(self.edges[1:] * self.edges[:-1]))
         x = log_e[None, :] + np.log1p(np.asarray(redshift, dtype=float))[:, None]
         return np.interp(x, self.sigma_log_energy, self.sigma_table)
-
-
-def _band_weights(edges, lo=BAND[0], hi=BAND[1]) -> np.ndarray:
-    """Share of each bin inside [lo, hi] keV."""
-    overlap = np.clip(np.minimum(edges[1:], hi) - np.maximum(edges[:-1], lo), 0.0, None)
-    return overlap / np.diff(edges)
 
 
 # ---------------------------------------------------------------------------------------------
