@@ -1,10 +1,20 @@
-"""Reading the latent space: nearest-neighbour classification and the hardness-ratio baseline."""
+"""Reading the latent space: nearest-neighbour classification, the hardness-ratio baseline,
+divergences between posteriors, similarity search, purity, trajectories and anomalies."""
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 
 from xspecvae.catalog import BANDS_4XMM, band_matrix, hardness_ratios
-from xspecvae.latent import knn_predict
+from xspecvae.latent import (
+    DIVERGENCES,
+    Index,
+    anomalies,
+    divergence,
+    knn_predict,
+    purity,
+    trajectories,
+)
 
 
 def test_knn_predicts_the_majority_of_the_nearest_points():
@@ -61,3 +71,136 @@ def test_knn_on_identical_features_is_exact(k):
         np.testing.assert_array_equal(knn_predict(x, labels, x, k), labels)
     else:
         assert knn_predict(x, labels, x[:1], k)[0] == "a"  # its own point is the nearest
+
+
+# ---------------------------------------------------------------------------------------------
+# Posterior geometry
+
+
+def gaussians(rng, n, d):
+    return rng.normal(0, 1.5, (n, d)), rng.uniform(0.2, 1.5, (n, d))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_closed_forms_agree_with_monte_carlo(seed):
+    rng = np.random.default_rng(seed)
+    ma, mb = gaussians(rng, 1, 3)[0][0], gaussians(rng, 1, 3)[0][0]
+    sa, sb = rng.uniform(0.3, 1.2, 3), rng.uniform(0.3, 1.2, 3)
+    x = ma + sa * rng.standard_normal((400_000, 3))
+    log_a = norm.logpdf(x, ma, sa).sum(1)
+    log_b = norm.logpdf(x, mb, sb).sum(1)
+    y = mb + sb * rng.standard_normal((400_000, 3))
+    kl_ab = np.mean(log_a - log_b)
+    kl_ba = np.mean(norm.logpdf(y, mb, sb).sum(1) - norm.logpdf(y, ma, sa).sum(1))
+    bc = np.mean(np.exp(0.5 * (log_b - log_a)))  # E_a sqrt(b / a)
+    # W2 of product measures: per dimension, the quantile coupling of sorted samples
+    w2 = np.sqrt(np.sum(np.mean((np.sort(x, 0) - np.sort(y, 0)) ** 2, 0)))
+    got = {n: divergence(n, ma, sa, mb, sb) for n in DIVERGENCES}
+    np.testing.assert_allclose(got["kl"], kl_ab, rtol=0.03, atol=0.01)
+    np.testing.assert_allclose(got["kl_reverse"], kl_ba, rtol=0.03, atol=0.01)
+    np.testing.assert_allclose(got["kl_symmetric"], kl_ab + kl_ba, rtol=0.03, atol=0.02)
+    np.testing.assert_allclose(got["bhattacharyya"], -np.log(bc), rtol=0.03, atol=0.01)
+    np.testing.assert_allclose(got["hellinger"], np.sqrt(1 - bc), rtol=0.03, atol=0.01)
+    np.testing.assert_allclose(got["wasserstein"], w2, rtol=0.02, atol=0.01)
+    np.testing.assert_allclose(got["euclidean"], np.linalg.norm(ma - mb))
+
+
+def test_divergences_vanish_on_equal_posteriors_and_broadcast():
+    rng = np.random.default_rng(3)
+    loc, scale = gaussians(rng, 50, 4)
+    for name in DIVERGENCES:
+        same = divergence(name, loc, scale, loc, scale)
+        np.testing.assert_allclose(same, 0.0, atol=1e-12)
+        one_to_all = divergence(name, loc[:1], scale[:1], loc, scale)
+        assert one_to_all.shape == (50,) and np.all(one_to_all[1:] > 0)
+    # KL is not symmetric; its symmetrisation is
+    a, b = (loc[0], scale[0]), (loc[1], scale[1])
+    assert divergence("kl", *a, *b) != pytest.approx(divergence("kl", *b, *a))
+    assert divergence("kl_symmetric", *a, *b) == pytest.approx(divergence("kl_symmetric", *b, *a))
+    with pytest.raises(ValueError, match="unknown divergence"):
+        divergence("cosine", *a, *b)
+
+
+@pytest.mark.parametrize("name", DIVERGENCES)
+def test_search_returns_the_brute_force_nearest(name):
+    rng = np.random.default_rng(4)
+    loc, scale = gaussians(rng, 3000, 16)
+    groups = rng.integers(0, 1000, 3000)
+    index = Index(loc, scale, groups)
+    queries = rng.choice(3000, 7, replace=False)
+    keep = rng.random(3000) < 0.7
+    rows, values = index.search(
+        loc[queries],
+        scale[queries],
+        12,
+        divergence=name,
+        keep=keep,
+        exclude_groups=groups[queries],
+    )
+    for q, r, v in zip(queries, rows, values):
+        d = divergence(name, loc[q], scale[q], loc, scale)
+        d[~keep | (groups == groups[q])] = np.inf
+        expected = np.argsort(d, kind="stable")[:12]
+        np.testing.assert_allclose(v, d[expected], rtol=2e-4, atol=1e-5)
+        assert len(set(r) & set(expected)) >= 11  # float32 may swap a near tie at the edge
+    one, value = index.search(loc[0], scale[0], 3, divergence=name)
+    assert one.shape == (3,) and one[0] == 0 and value[0] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_search_pads_when_too_few_rows_qualify():
+    loc, scale = np.zeros((5, 2)), np.ones((5, 2))
+    keep = np.array([True, False, True, False, False])
+    rows, values = Index(loc, scale).search(loc[0], scale[0], 4, keep=keep)
+    assert sorted(rows[:2]) == [0, 2] and list(rows[2:]) == [-1, -1]
+    assert np.all(np.isinf(values[2:]))
+    with pytest.raises(ValueError, match="unknown divergence"):
+        Index(loc, scale).search(loc[0], scale[0], divergence="l1")
+
+
+def test_purity_counts_neighbours_of_the_same_class():
+    rng = np.random.default_rng(5)
+    labels = np.repeat(["a", "b"], 100)
+    tight = np.where(labels[:, None] == "a", 0.0, 4.0) + rng.normal(0, 0.3, (200, 3))
+    mixed = rng.normal(0, 1, (200, 3))
+    scale = np.full((200, 3), 0.3)
+    got = purity(
+        {"tight": ("kl_symmetric", tight, scale), "mixed": ("euclidean", mixed, None)},
+        labels,
+        k=5,
+    )
+    assert got["tight"]["mean"] == 1.0 and got["tight"]["per_class"] == {"a": 1.0, "b": 1.0}
+    assert 0.3 < got["mixed"]["mean"] < 0.7
+    # a query's own group is never its neighbour: two copies of each point, grouped
+    twins = np.concatenate([mixed, mixed])
+    twin_labels = np.concatenate([labels, labels[::-1]])  # the copy has the other label
+    groups = np.tile(np.arange(200), 2)
+    alone = purity({"x": ("euclidean", twins, None)}, twin_labels, k=1, groups=groups)
+    together = purity({"x": ("euclidean", twins, None)}, twin_labels, k=1)
+    assert together["x"]["mean"] < 0.05 and alone["x"]["mean"] > 0.2
+
+
+def test_trajectories_order_epochs_and_measure_steps():
+    rng = np.random.default_rng(6)
+    source = np.array([7, 3, 7, 5, 3, 7])
+    mjd = np.array([300.0, 20.0, 100.0, 1.0, 10.0, 200.0])
+    loc, scale = gaussians(rng, 6, 4)
+    got = trajectories({"source_id": source, "mjd": mjd, "z_loc": loc, "z_scale": scale})
+    assert list(got["source_id"]) == [3, 3, 7, 7, 7]  # source 5 was seen once
+    assert list(got["row"]) == [4, 1, 2, 5, 0]
+    assert list(got["epoch"]) == [1, 2, 1, 2, 3] and list(got["n_epochs"]) == [2, 2, 3, 3, 3]
+    assert np.isnan(got["step"][[0, 2]]).all()
+    expected = divergence("kl_symmetric", loc[2], scale[2], loc[5], scale[5])
+    assert got["step"][3] == pytest.approx(expected)
+
+
+def test_anomalies_rank_misfits_and_isolated_posteriors_first():
+    rng = np.random.default_rng(7)
+    loc, scale = rng.normal(0, 0.5, (400, 4)), np.full((400, 4), 0.2)
+    loc[10] = 8.0  # far from everyone
+    misfit = rng.uniform(0.9, 1.1, 400)
+    misfit[20] = 5.0  # explained badly
+    table = {"z_loc": loc, "z_scale": scale, "misfit": misfit, "source_id": np.arange(400)}
+    got = anomalies(table, k=5, reference=300)
+    assert got["isolation_rank"][10] == 1 and got["misfit_rank"][20] == 1
+    assert sorted(got["rank"]) == list(range(1, 401))
+    assert got["rank"][10] <= 30 and got["rank"][20] <= 30

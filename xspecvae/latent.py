@@ -2,16 +2,23 @@
 
 :func:`encode` runs a trained :class:`~xspecvae.vae.VAE` over a pack: the guide's posterior
 (loc and scale of ``z`` and ``log_norm``), the decoder's column and redshift at the posterior
-mean, and the fit there (expected counts, the model's SNR, the fit statistic).
-:func:`knn_predict` classifies by nearest neighbours; :func:`quality` puts the figures of a
-model on a labelled (simulated) pack together.
+mean, the fit there (expected counts, the model's SNR, the fit statistic) and the ELBO.
+
+Every source is a diagonal Gaussian ``q_i = N(mu_i, diag sigma_i^2)`` of the shape latent.
+:func:`divergence` gives the closed forms between two of them (:data:`DIVERGENCES`);
+:class:`Index` finds the nearest posteriors of a query among a whole table under any of them;
+:func:`purity` measures how often the neighbours share the query's class;
+:func:`trajectories` follows sources observed several times; :func:`anomalies` ranks sources
+by misfit and by the emptiness of their neighbourhood. :func:`knn_predict` classifies by
+nearest neighbours; :func:`quality` puts the figures of a model on a labelled (simulated) pack
+together.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -21,13 +28,30 @@ from tqdm import tqdm
 
 from xspecvae.catalog import PER_SOURCE, Pack, hardness_ratios
 from xspecvae.physics import band_share
-from xspecvae.vae import LIKELIHOODS, VAE, photon_flux
+from xspecvae.vae import LIKELIHOODS, VAE, PoissonPair, photon_flux
 
-__all__ = ["encode", "knn_predict", "quality"]
+__all__ = [
+    "DIVERGENCES",
+    "Index",
+    "anomalies",
+    "divergence",
+    "encode",
+    "knn_predict",
+    "purity",
+    "quality",
+    "trajectories",
+]
 
 
 def encode(
-    vae: VAE, pack: Pack, rows=None, *, batch_size: int = 1024, progress: bool = False
+    vae: VAE,
+    pack: Pack,
+    rows=None,
+    *,
+    batch_size: int = 1024,
+    n_draws: int = 4,
+    seed: int = 0,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Posterior and fit of the ``rows`` of ``pack`` (all when None), as columns:
 
@@ -36,39 +60,61 @@ def encode(
     ``redshift``, ``photon_flux`` (absorbed, 0.2-12 keV, photons/cm^2/s), ``source_counts`` and
     ``total_counts`` (expected in the source region, good channels),
     ``snr`` (``source / sqrt(total)``), ``statistic`` (the likelihood's deviance: W-stat, or
-    C-stat with the background known) and ``dof`` (good channels).
+    C-stat with the background known) and ``dof`` (good channels); over ``n_draws`` draws of the
+    posterior (seeded by ``seed``): ``elbo`` (nats) and ``misfit``, ``(E_q[deviance] + 2 KL) /
+    dof``, twice the ELBO's shortfall from the saturated model per channel: about 1 for a
+    spectrum the model explains, large for one it cannot (per channel rather than per count,
+    so that faint spectra are not penalised for their few counts).
     The pack must be on the model's grids; its own shared RMFs are used.
     """
     if not np.allclose(pack.grid.energy_edges, vae.inst.energy_edges, rtol=1e-6):
         raise ValueError(f"{pack.path}: its model energy grid is not the one the VAE learnt")
     rmf = vae.with_rmfs(pack.rmf).inst.rmf
     rows = np.arange(len(pack)) if rows is None else np.asarray(rows)
-    step = _encoder(vae)
+    step = _encoder(vae, n_draws)
+    key = jax.random.key(seed)
     parts = []
     for start in tqdm(range(0, len(rows), batch_size), disable=not progress, desc="encode"):
         chunk = rows[start : start + batch_size]
         batch = pack.read(np.pad(chunk, (0, batch_size - len(chunk)), mode="edge"))
-        out = step(vae.params, rmf, {k: batch[k] for k in PER_SOURCE})
+        out = step(
+            vae.params, rmf, {k: batch[k] for k in PER_SOURCE}, jax.random.fold_in(key, start)
+        )
         parts.append({k: np.asarray(v)[: len(chunk)] for k, v in out.items()})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 @lru_cache(maxsize=4)
-def _encoder(vae: VAE) -> Callable:
+def _encoder(vae: VAE, n_draws: int) -> Callable:
     """The jitted step of :func:`encode` for ``vae`` (compiled once per VAE and batch size)."""
     likelihood = LIKELIHOODS[vae.config.likelihood]
     in_band = jnp.asarray(band_share(vae.inst.energy_edges), jnp.float32)
 
     @jax.jit
-    def step(params, rmf, batch):
+    def step(params, rmf, batch, key):
         model = VAE(vae.config, params, vae.inst._replace(rmf=rmf))
         q = model.posterior(batch)
         decoded, source = model.decode(q.z_loc, q.norm_loc, batch)
         flux = photon_flux(decoded, q.norm_loc, model.inst)
         n, b, good = batch["counts"], batch["background"], batch["good"]
+        observed = jnp.stack([n, b], -1)
         fit = likelihood(source, batch["alpha"], n, b, good)
         total = jnp.sum(jnp.where(good, fit.rates[..., 0], 0.0), -1)
         expected = jnp.sum(jnp.where(good, source, 0.0), -1)
+
+        keys = jax.random.split(key, 2)
+        z = q.z_loc + q.z_scale * jax.random.normal(keys[0], (n_draws, *q.z_loc.shape))
+        log_norm = q.norm_loc + q.norm_scale * jax.random.normal(keys[1], (n_draws, n.shape[0]))
+        drawn = jax.vmap(lambda zs, ls: model.decode(zs, ls, batch)[1])(z, log_norm)
+        deviance = jax.vmap(lambda s: likelihood(s, batch["alpha"], n, b, good).deviance(observed))(
+            drawn
+        ).mean(0)
+        prior_loc, prior_scale = model.inst.norm_prior
+        kl = 0.5 * jnp.sum(q.z_loc**2 + q.z_scale**2 - 1.0, -1) - jnp.sum(jnp.log(q.z_scale), -1)
+        kl += jnp.log(prior_scale / q.norm_scale) - 0.5
+        kl += (q.norm_scale**2 + (q.norm_loc - prior_loc) ** 2) / (2 * prior_scale**2)
+        saturated = PoissonPair(n, 0.0, b, good).log_prob(observed)
+        dof = good.sum(-1)
         return {
             **q._asdict(),
             "nh": decoded.nh,
@@ -77,11 +123,260 @@ def _encoder(vae: VAE) -> Callable:
             "source_counts": expected,
             "total_counts": total,
             "snr": expected / jnp.sqrt(jnp.maximum(total, 1e-30)),
-            "statistic": fit.deviance(jnp.stack([n, b], -1)),
-            "dof": good.sum(-1),
+            "statistic": fit.deviance(observed),
+            "dof": dof,
+            "elbo": saturated - 0.5 * deviance - kl,
+            "misfit": (deviance + 2.0 * kl) / jnp.maximum(dof, 1),
         }
 
     return step
+
+
+# ---------------------------------------------------------------------------------------------
+# Posterior geometry
+
+#: Closed forms between diagonal Gaussians ``a = N(m_a, s_a^2)`` and ``b``, summed over
+#: dimensions: ``kl`` is KL(a || b) (a the query), ``kl_reverse`` KL(b || a), ``kl_symmetric``
+#: their sum (Jeffreys), ``bhattacharyya`` the Bhattacharyya distance, ``hellinger`` the
+#: Hellinger distance ``sqrt(1 - exp(-bhattacharyya))`` (in [0, 1]), ``wasserstein`` the
+#: 2-Wasserstein distance ``sqrt(|m_a - m_b|^2 + |s_a - s_b|^2)``, ``euclidean`` the distance of
+#: the means alone.
+DIVERGENCES = (
+    "kl",
+    "kl_reverse",
+    "kl_symmetric",
+    "bhattacharyya",
+    "hellinger",
+    "wasserstein",
+    "euclidean",
+)
+
+
+def divergence(name: str, loc_a, scale_a, loc_b, scale_b):
+    """Divergence ``name`` (:data:`DIVERGENCES`) between diagonal Gaussians, over the last axis;
+    arrays broadcast, numpy in float64 (or jax arrays in their own dtype)."""
+    xp = jnp if isinstance(loc_a, jax.Array) or isinstance(loc_b, jax.Array) else np
+    if xp is np:
+        loc_a, scale_a, loc_b, scale_b = (
+            np.asarray(x, np.float64) for x in (loc_a, scale_a, loc_b, scale_b)
+        )
+    return _divergence(xp, name, loc_a, scale_a**2, loc_b, scale_b**2)
+
+
+def _divergence(xp, name, ma, va, mb, vb):
+    d2 = (ma - mb) ** 2
+    if name == "kl":
+        return 0.5 * xp.sum((va + d2) / vb - 1.0 + xp.log(vb / va), -1)
+    if name == "kl_reverse":
+        return 0.5 * xp.sum((vb + d2) / va - 1.0 + xp.log(va / vb), -1)
+    if name == "kl_symmetric":
+        return 0.5 * xp.sum((va + d2) / vb + (vb + d2) / va - 2.0, -1)
+    if name in ("bhattacharyya", "hellinger"):
+        # log((va + vb) / 2 / sqrt(va vb)) / 2, written so that it is >= 0 in floating point
+        spread = 0.25 * xp.log1p((va - vb) ** 2 / (4.0 * va * vb))
+        db = xp.sum(0.25 * d2 / (va + vb) + spread, -1)
+        return db if name == "bhattacharyya" else xp.sqrt(-xp.expm1(-db))
+    if name == "wasserstein":
+        return xp.sqrt(xp.sum(d2 + (xp.sqrt(va) - xp.sqrt(vb)) ** 2, -1))
+    if name == "euclidean":
+        return xp.sqrt(xp.sum(d2, -1))
+    raise ValueError(f"unknown divergence {name!r}; known: {', '.join(DIVERGENCES)}")
+
+
+class Index:
+    """A table of posteriors (locs and scales ``(N, D)``), searched by :meth:`search`: a scan of
+    the whole table per query, jitted, in float32 (about 25 ms per query over 1,000,000
+    posteriors of D = 16 on 2 CPU cores). ``groups`` (N,) integers, e.g. source ids, let a
+    search leave out the query's own group (its other observations)."""
+
+    def __init__(self, loc, scale, groups=None):
+        loc, scale = np.asarray(loc), np.asarray(scale)
+        if loc.ndim != 2 or loc.shape != scale.shape:
+            raise ValueError(f"locs {loc.shape} and scales {scale.shape} must both be (N, D)")
+        self.loc = jnp.asarray(loc, jnp.float32)
+        self.var = jnp.asarray(scale, jnp.float32) ** 2
+        groups = np.zeros(len(loc)) if groups is None else np.asarray(groups)
+        self._group_names, codes = np.unique(groups, return_inverse=True)
+        self.groups = jnp.asarray(codes, jnp.int32)
+
+    def __len__(self) -> int:
+        return self.loc.shape[0]
+
+    def search(
+        self,
+        loc,
+        scale,
+        k: int = 10,
+        *,
+        divergence: str = "kl_symmetric",
+        keep=None,
+        exclude_groups=None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest posteriors of each query ``(Q, D)`` (or one ``(D,)``): their rows
+        ``(Q, k)`` and divergences, nearest first. ``keep`` (N,) bool restricts the table
+        (e.g. an SNR or instrument filter); ``exclude_groups`` (Q,) leaves out the rows of the
+        query's group. Where fewer than ``k`` rows qualify, the rest are row -1, value inf."""
+        if divergence not in DIVERGENCES:
+            raise ValueError(f"unknown divergence {divergence!r}; known: {', '.join(DIVERGENCES)}")
+        loc, scale = np.asarray(loc, np.float32), np.asarray(scale, np.float32)
+        single = loc.ndim == 1
+        loc, scale = np.atleast_2d(loc), np.atleast_2d(scale)
+        keep = jnp.ones(len(self), bool) if keep is None else jnp.asarray(keep, bool)
+        groups = np.full(len(loc), -1, np.int32)  # -1: no row's group
+        if exclude_groups is not None:
+            names = np.broadcast_to(np.asarray(exclude_groups), len(loc))
+            where = np.clip(
+                np.searchsorted(self._group_names, names), 0, len(self._group_names) - 1
+            )
+            known = self._group_names[where] == names
+            groups[known] = where[known]
+        k = min(k, len(self))
+        chunk = max(1, 2**22 // len(self))
+        rows, values = [], []
+        for start in range(0, len(loc), chunk):
+            part = slice(start, start + chunk)
+            r, v = _search(
+                self.loc,
+                self.var,
+                self.groups,
+                keep,
+                jnp.asarray(loc[part]),
+                jnp.asarray(scale[part] ** 2),
+                jnp.asarray(groups[part]),
+                divergence,
+                k,
+            )
+            rows.append(np.asarray(r))
+            values.append(np.asarray(v))
+        rows, values = np.concatenate(rows), np.concatenate(values).astype(np.float64)
+        rows[~np.isfinite(values)] = -1
+        return (rows[0], values[0]) if single else (rows, values)
+
+
+@partial(jax.jit, static_argnames=("name", "k"))
+def _search(loc, var, groups, keep, query_loc, query_var, query_groups, name, k):
+    def one(m, v, g):
+        d = _divergence(jnp, name, m, v, loc, var)
+        d = jnp.where(keep & (groups != g), d, jnp.inf)
+        top, rows = jax.lax.top_k(-d, k)
+        return rows, -top
+
+    return jax.vmap(one)(query_loc, query_var, query_groups)
+
+
+def purity(
+    features: dict,
+    labels,
+    *,
+    k: int = 10,
+    queries=None,
+    groups=None,
+    keep=None,
+) -> dict[str, dict]:
+    """Share of the ``k`` nearest neighbours that have the query's label, for each way of
+    measuring nearness in ``features``: name -> ``(divergence, loc, scale)`` (scale None for
+    :data:`DIVERGENCES` ``euclidean``, e.g. on hardness ratios). ``queries`` (rows; default
+    all), ``groups`` (source ids: a query's own other observations are not its neighbours),
+    ``keep`` (rows allowed as queries and neighbours). Returns per name ``mean`` (over
+    queries), ``balanced`` (mean over classes of the per-class mean) and ``per_class``."""
+    labels = np.asarray(labels).astype(str)
+    keep = np.ones(len(labels), bool) if keep is None else np.asarray(keep, bool)
+    queries = np.flatnonzero(keep) if queries is None else np.asarray(queries)
+    queries = queries[keep[queries]]
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    out = {}
+    for name, (how, loc, scale) in features.items():
+        scale = np.ones_like(loc) if scale is None else scale
+        index = Index(loc, scale, groups)
+        rows, _ = index.search(
+            loc[queries],
+            scale[queries],
+            k,
+            divergence=how,
+            keep=keep,
+            exclude_groups=groups[queries],
+        )
+        same = np.where(rows >= 0, labels[rows] == labels[queries, None], np.nan)
+        per_query = np.nanmean(same, 1)
+        classes = np.unique(labels[queries])
+        per_class = {c: float(np.mean(per_query[labels[queries] == c])) for c in classes}
+        out[name] = {
+            "mean": float(np.mean(per_query)),
+            "balanced": float(np.mean(list(per_class.values()))),
+            "per_class": per_class,
+        }
+    return out
+
+
+def trajectories(table: dict, *, divergence: str = "kl_symmetric") -> dict[str, np.ndarray]:
+    """The sources of ``table`` (columns ``source_id``, ``mjd``, ``z_loc``, ``z_scale``) seen
+    more than once, one row per observation ordered by source and time: ``row`` (in
+    ``table``), ``source_id``, ``mjd``, ``epoch`` (1, 2, ...), ``n_epochs`` and ``step``, the
+    divergence of the posterior from the previous epoch's (NaN at the first)."""
+    source, mjd = np.asarray(table["source_id"]), np.asarray(table["mjd"])
+    order = np.lexsort((mjd, source))
+    _, count = np.unique(source[order], return_counts=True)
+    n_epochs = np.repeat(count, count)
+    order, n_epochs = order[n_epochs > 1], n_epochs[n_epochs > 1]
+    same = source[order][1:] == source[order][:-1]  # the row continues the previous source
+    start = np.maximum.accumulate(np.where(np.r_[True, ~same], np.arange(len(order)), 0))
+    loc = np.asarray(table["z_loc"], np.float64)[order]
+    var = np.asarray(table["z_scale"], np.float64)[order] ** 2
+    step = np.full(len(order), np.nan)
+    earlier, later = (loc[:-1][same], var[:-1][same]), (loc[1:][same], var[1:][same])
+    step[1:][same] = _divergence(np, divergence, *earlier, *later)
+    return {
+        "row": order,
+        "source_id": source[order],
+        "mjd": mjd[order],
+        "epoch": np.arange(len(order)) - start + 1,
+        "n_epochs": n_epochs,
+        "step": step,
+    }
+
+
+def anomalies(
+    table: dict,
+    *,
+    k: int = 10,
+    divergence: str = "kl_symmetric",
+    reference: int = 20_000,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Two ways a source can be exotic, per row of an :func:`encode` table (with
+    ``source_id``): ``misfit`` (the model explains it poorly, from :func:`encode`) and
+    ``isolation``, the mean ``divergence`` to its ``k`` nearest posteriors among at most
+    ``reference`` rows drawn at random (seeded; its own observations excluded). Ranks count
+    from 1 (most anomalous); ``rank`` orders by the better of the two ranks (exotic either
+    way), ties by the other."""
+    n = len(table["z_loc"])
+    rng = np.random.default_rng(seed)
+    ref = np.sort(rng.choice(n, min(n, reference), replace=False))
+    groups = np.asarray(table["source_id"])
+    index = Index(table["z_loc"][ref], table["z_scale"][ref], groups[ref])
+    _, values = index.search(
+        table["z_loc"], table["z_scale"], k, divergence=divergence, exclude_groups=groups
+    )
+    isolation = np.nanmean(np.where(np.isfinite(values), values, np.nan), 1)
+    misfit = np.asarray(table["misfit"], np.float64)
+    ranks = {name: _rank(-x) for name, x in (("misfit", misfit), ("isolation", isolation))}
+    best = np.minimum(ranks["misfit"], ranks["isolation"])
+    either = best + np.maximum(ranks["misfit"], ranks["isolation"]) / (n + 1.0)  # ties: the other
+    return {
+        "misfit": misfit,
+        "isolation": isolation,
+        "misfit_rank": ranks["misfit"],
+        "isolation_rank": ranks["isolation"],
+        "rank": _rank(either),
+    }
+
+
+def _rank(values) -> np.ndarray:
+    """1 for the smallest value (NaN last), ties in order of rows."""
+    values = np.where(np.isnan(values), np.inf, values)
+    rank = np.empty(len(values), np.int64)
+    rank[np.argsort(values, kind="stable")] = np.arange(1, len(values) + 1)
+    return rank
 
 
 def knn_predict(reference, labels, queries, k: int = 10, *, chunk: int = 1024) -> np.ndarray:
