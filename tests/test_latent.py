@@ -204,3 +204,17 @@ def test_anomalies_rank_misfits_and_isolated_posteriors_first():
     assert got["isolation_rank"][10] == 1 and got["misfit_rank"][20] == 1
     assert sorted(got["rank"]) == list(range(1, 401))
     assert got["rank"][10] <= 30 and got["rank"][20] <= 30
+
+
+def test_hellinger_search_ranks_by_bhattacharyya_where_it_saturates():
+    rng = np.random.default_rng(8)
+    loc, scale = rng.normal(0, 20, (500, 16)), np.full((500, 16), 0.1)  # H = 1.0 in float32
+    rows, values = Index(loc, scale).search(loc[0], scale[0], 5, divergence="hellinger")
+    by_b, _ = Index(loc, scale).search(loc[0], scale[0], 5, divergence="bhattacharyya")
+    np.testing.assert_array_equal(rows, by_b)
+    np.testing.assert_allclose(values[1:], 1.0)
+    assert rows[0] == 0 and values[0] == pytest.approx(0.0, abs=1e-3)
+    keep = np.zeros(500, bool)
+    keep[:2] = True
+    rows, values = Index(loc, scale).search(loc[0], scale[0], 4, divergence="hellinger", keep=keep)
+    assert list(rows[2:]) == [-1, -1] and np.all(np.isinf(values[2:]))

@@ -170,7 +170,7 @@ def _divergence(xp, name, ma, va, mb, vb):
     if name == "kl_reverse":
         return 0.5 * xp.sum((vb + d2) / va - 1.0 + xp.log(va / vb), -1)
     if name == "kl_symmetric":
-        return 0.5 * xp.sum((va + d2) / vb + (vb + d2) / va - 2.0, -1)
+        return 0.5 * xp.sum(((va - vb) ** 2 + d2 * (va + vb)) / (va * vb), -1)
     if name in ("bhattacharyya", "hellinger"):
         # log((va + vb) / 2 / sqrt(va vb)) / 2, written so that it is >= 0 in floating point
         spread = 0.25 * xp.log1p((va - vb) ** 2 / (4.0 * va * vb))
@@ -255,10 +255,14 @@ class Index:
 
 @partial(jax.jit, static_argnames=("name", "k"))
 def _search(loc, var, groups, keep, query_loc, query_var, query_groups, name, k):
+    by = "bhattacharyya" if name == "hellinger" else name  # same order; H saturates at 1
+
     def one(m, v, g):
-        d = _divergence(jnp, name, m, v, loc, var)
+        d = _divergence(jnp, by, m, v, loc, var)
         d = jnp.where(keep & (groups != g), d, jnp.inf)
         top, rows = jax.lax.top_k(-d, k)
+        if by != name:
+            return rows, jnp.where(jnp.isfinite(top), jnp.sqrt(-jnp.expm1(top)), jnp.inf)
         return rows, -top
 
     return jax.vmap(one)(query_loc, query_var, query_groups)
