@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from xspecvae.files import write_atomic
+
 __all__ = [
     "OGIPError",
     "Pha",
@@ -890,24 +892,10 @@ def _energy_column(name: str, values: np.ndarray) -> fits.Column:
 
 def _write_hdus(path: str | os.PathLike, extensions: list) -> Path:
     """Write a primary HDU and ``extensions`` atomically, gzipped for .gz/.FTZ names."""
-    import tempfile
-
     path = Path(path)
     buffer = io.BytesIO()
     fits.HDUList([fits.PrimaryHDU(), *extensions]).writeto(buffer, checksum=True)
     data = buffer.getvalue()
     if path.suffix.lower() in (".gz", ".ftz"):
         data = gzip.compress(data, compresslevel=6, mtime=0)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    return path
+    return write_atomic(path, data)

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import io
 import json
 import multiprocessing
 import os
 import re
 import shutil
-import tempfile
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from xspecvae.catalog import Grid, Pack, PackWriter, match_positions
+from xspecvae.files import write_atomic
 from xspecvae.instrument import Response
 from xspecvae.ogip import (
     Arf,
@@ -501,11 +502,12 @@ def _write_report(pack: Path, rows: list[dict], provenance: dict, packed: Counte
         provenance=provenance,
         files=rows,
     )
-    _atomic_text(json_path, json.dumps(summary, indent=1))
-    with _atomic(csv_path) as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["file"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_atomic(json_path, json.dumps(summary, indent=1).encode())
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["file"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(csv_path, text.getvalue().encode())
     return csv_path, json_path
 
 
@@ -514,27 +516,3 @@ def _reason_kind(reason: str) -> str:
     return re.sub(
         r"\S*[/\\]\S*|\S+\.(rmf|arf|ftz|fits|gz|pha)\b|\d+(\.\d+)?", "…", reason, flags=re.I
     )
-
-
-class _atomic:
-    """Text file written to a temporary name in the same folder, renamed when complete."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self):
-        fd, self.temporary = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name)
-        self.file = os.fdopen(fd, "w", newline="")
-        return self.file
-
-    def __exit__(self, kind, *exc):
-        self.file.close()
-        if kind is None:
-            os.replace(self.temporary, self.path)
-        else:
-            os.unlink(self.temporary)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    with _atomic(path) as f:
-        f.write(text)

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import pickle
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -42,6 +41,7 @@ from numpyro.infer import SVI, TraceMeanField_ELBO
 from tqdm import tqdm
 
 from xspecvae.catalog import PER_SOURCE, Pack
+from xspecvae.files import write_atomic
 from xspecvae.physics import CrossSection
 from xspecvae.vae import VAE, Config, Instrument, guide, model, rough_log_rate
 
@@ -165,7 +165,7 @@ def train(
             "processes": processes,
             "devices": devices,
         }
-        _atomic_write(run / "config.json", json.dumps(settings, indent=1).encode())
+        write_atomic(run / "config.json", json.dumps(settings, indent=1).encode())
     state = multihost_utils.host_local_array_to_global_array(state, mesh, PartitionSpec())
     update, evaluate = jax.jit(svi.update), jax.jit(svi.evaluate)
     model_arrays = {
@@ -180,7 +180,7 @@ def train(
             host = jax.device_get(_local(state))
             content = {"state": host, "params": svi.get_params(host), **model_arrays}
             content.update(epoch=epoch, step=step, losses=losses, history=history)
-            _atomic_write(checkpoint, pickle.dumps(content))
+            write_atomic(checkpoint, pickle.dumps(content))
             _write_metrics(run / "metrics.csv", history)
 
     first_epoch = epoch
@@ -326,11 +326,4 @@ def _write_metrics(path: Path, history: list[dict]) -> None:
         writer = csv.DictWriter(text, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    _atomic_write(path, text.getvalue().encode())
-
-
-def _atomic_write(path: Path, content: bytes) -> None:
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name)
-    with os.fdopen(fd, "wb") as f:
-        f.write(content)
-    os.replace(temporary, path)
+    write_atomic(path, text.getvalue().encode())
