@@ -57,14 +57,18 @@ def encode(
 
     ``z_loc``, ``z_scale`` (N, D); ``norm_loc``, ``norm_scale`` (of ``log_norm``, the log count
     rate through the reference response); at the posterior mean: ``nh`` (1e22 cm^-2),
-    ``redshift``, ``photon_flux`` (absorbed, 0.2-12 keV, photons/cm^2/s), ``source_counts`` and
-    ``total_counts`` (expected in the source region, good channels),
-    ``snr`` (``source / sqrt(total)``), ``statistic`` (the likelihood's deviance: W-stat, or
-    C-stat with the background known) and ``dof`` (good channels); over ``n_draws`` draws of the
-    posterior (seeded by ``seed``): ``elbo`` (nats) and ``misfit``, ``(E_q[deviance] + 2 KL) /
-    dof``, twice the ELBO's shortfall from the saturated model per channel: about 1 for a
-    spectrum the model explains, large for one it cannot (per channel rather than per count,
-    so that faint spectra are not penalised for their few counts).
+    ``redshift``, ``coefficients`` (N, K) (the DeepONet branch's template weights),
+    ``photon_flux`` (absorbed, 0.2-12 keV, photons/cm^2/s), ``hardness`` (of that flux,
+    ``(H - S) / (H + S)`` for :data:`HARD` and :data:`SOFT`: free of the instrument, the x axis
+    of a hardness-intensity diagram), ``source_counts`` and ``total_counts`` (expected in the
+    source region, good channels), ``snr`` (``source / sqrt(total)``), ``statistic`` (the
+    likelihood's deviance: W-stat, or C-stat with the background known) and ``dof`` (good
+    channels); over ``n_draws`` draws of the posterior (seeded by ``seed``): ``elbo`` (nats)
+    and ``misfit``, ``(E_q[deviance] + 2 KL) / dof``, twice the ELBO's shortfall from the
+    saturated model per channel: about 1 for a spectrum the model explains, large for one it
+    cannot (per channel rather than per count, so that faint spectra are not penalised for
+    their few counts). From the data: ``hr`` (N, 4), the 4XMM hardness ratios
+    (:func:`~xspecvae.catalog.hardness_ratios`).
     The pack must be on the model's grids; its own shared RMFs are used.
     """
     if not np.allclose(pack.grid.energy_edges, vae.inst.energy_edges, rtol=1e-6):
@@ -80,22 +84,30 @@ def encode(
         out = step(
             vae.params, rmf, {k: batch[k] for k in PER_SOURCE}, jax.random.fold_in(key, start)
         )
-        parts.append({k: np.asarray(v)[: len(chunk)] for k, v in out.items()})
+        hr = hardness_ratios(batch, pack.grid.channel_lo, pack.grid.channel_hi)
+        parts.append({k: np.asarray(v)[: len(chunk)] for k, v in {**out, "hr": hr}.items()})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+#: Bands (keV) of the model's hardness ``(H - S) / (H + S)`` in :func:`encode`.
+SOFT, HARD = (0.5, 2.0), (2.0, 12.0)
 
 
 @lru_cache(maxsize=4)
 def _encoder(vae: VAE, n_draws: int) -> Callable:
     """The jitted step of :func:`encode` for ``vae`` (compiled once per VAE and batch size)."""
     likelihood = LIKELIHOODS[vae.config.likelihood]
-    in_band = jnp.asarray(band_share(vae.inst.energy_edges), jnp.float32)
+    edges = vae.inst.energy_edges
+    bands = [band_share(edges), band_share(edges, *SOFT), band_share(edges, *HARD)]
+    in_band = jnp.asarray(np.stack(bands, -1), jnp.float32)
 
     @jax.jit
     def step(params, rmf, batch, key):
         model = VAE(vae.config, params, vae.inst._replace(rmf=rmf))
         q = model.posterior(batch)
         decoded, source = model.decode(q.z_loc, q.norm_loc, batch)
-        flux = photon_flux(decoded, q.norm_loc, model.inst)
+        flux = photon_flux(decoded, q.norm_loc, model.inst) @ in_band  # (B, 3)
+        soft, hard = flux[:, 1], flux[:, 2]
         n, b, good = batch["counts"], batch["background"], batch["good"]
         observed = jnp.stack([n, b], -1)
         fit = likelihood(source, batch["alpha"], n, b, good)
@@ -119,7 +131,9 @@ def _encoder(vae: VAE, n_draws: int) -> Callable:
             **q._asdict(),
             "nh": decoded.nh,
             "redshift": decoded.redshift,
-            "photon_flux": flux @ in_band,
+            "coefficients": decoded.coefficients,
+            "photon_flux": flux[:, 0],
+            "hardness": (hard - soft) / jnp.maximum(hard + soft, 1e-30),
             "source_counts": expected,
             "total_counts": total,
             "snr": expected / jnp.sqrt(jnp.maximum(total, 1e-30)),
@@ -433,7 +447,7 @@ def quality(
     high = encoded["snr"] >= snr
     features = {
         "latent": encoded["z_loc"],
-        "hardness": hardness_ratios(data, pack.grid.channel_lo, pack.grid.channel_hi),
+        "hardness": encoded["hr"],
     }
     figures = {"n_train": len(train_rows), "n_validation": len(validation_rows), "k": k}
     figures["n_validation_snr"] = int((high & is_val).sum())

@@ -1,0 +1,61 @@
+"""Catalogue tables in the astronomers' formats: FITS binary tables (TOPCAT,
+``astropy.table.Table.read``) and Parquet.
+
+Every table the package writes (posteriors, searches, maps, trajectories, anomalies, checks) is
+a dict of equal-length columns (vector columns such as ``z_loc`` are ``(N, D)``) keyed by
+``source_id`` and ``obs_id`` and carrying ``ra``/``dec`` where known, so it cross-matches with
+other catalogues by position.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+__all__ = ["read_table", "write_table"]
+
+#: Columns of a pack's metadata copied into the tables (those present).
+IDENTITY = ("source_id", "obs_id", "ra", "dec", "mjd", "label", "file", "epoch")
+
+
+def _format(path: Path) -> str:
+    return "parquet" if path.suffix.lower() in (".parquet", ".pq") else "fits"
+
+
+def write_table(columns: dict, path, *, header: dict | None = None) -> Path:
+    """Write ``columns`` to ``path`` (``.parquet`` or ``.pq``: Parquet, otherwise FITS, gzipped
+    when the name ends in ``.gz``) atomically; ``header`` (short keys, scalar values) goes
+    into the FITS header or the Parquet metadata."""
+    path = Path(path)
+    lengths = {k: len(v) for k, v in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{path}: columns of different lengths {lengths}")
+    table = Table({k: np.asarray(v) for k, v in columns.items()})
+    table.meta.update(header or {})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        table.write(tmp, format=_format(path), overwrite=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_table(path) -> dict[str, np.ndarray]:
+    """A table written by :func:`write_table` (or any FITS/Parquet table) as numpy columns."""
+    path = Path(path)
+    table = Table.read(path, format=_format(path))
+    return {name: np.asarray(table[name]) for name in table.colnames}
+
+
+def identity_columns(meta: dict, rows) -> dict[str, np.ndarray]:
+    """The :data:`IDENTITY` columns of a pack's ``meta`` at ``rows``."""
+    rows = np.asarray(rows)
+    return {k: np.asarray(meta[k])[rows] for k in IDENTITY if k in meta}
