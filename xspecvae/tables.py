@@ -9,14 +9,17 @@ other catalogues by position.
 
 from __future__ import annotations
 
-import os
+import gzip
+import io
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from astropy.table import Table
 
-__all__ = ["read_table", "write_table"]
+from xspecvae.files import write_atomic
+
+__all__ = ["IDENTITY", "identity_columns", "read_table", "write_table"]
 
 #: Columns of a pack's metadata copied into the tables (those present).
 IDENTITY = ("source_id", "obs_id", "ra", "dec", "mjd", "label", "file", "epoch")
@@ -36,15 +39,15 @@ def write_table(columns: dict, path, *, header: dict | None = None) -> Path:
         raise ValueError(f"{path}: columns of different lengths {lengths}")
     table = Table({k: np.asarray(v) for k, v in columns.items()})
     table.meta.update(header or {})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        table.write(tmp, format=_format(path), overwrite=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if _format(path) == "fits":
+        buffer = io.BytesIO()
+        table.write(buffer, format="fits")
+        data = buffer.getvalue()
+        write_atomic(path, gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+    else:  # the Parquet writer wants a file name
+        with tempfile.TemporaryDirectory() as folder:
+            table.write(Path(folder) / "table.parquet", format="parquet")
+            write_atomic(path, (Path(folder) / "table.parquet").read_bytes())
     return path
 
 
@@ -52,6 +55,7 @@ def read_table(path) -> dict[str, np.ndarray]:
     """A table written by :func:`write_table` (or any FITS/Parquet table) as numpy columns."""
     path = Path(path)
     table = Table.read(path, format=_format(path))
+    table.convert_bytestring_to_unicode()  # FITS strings come back as bytes
     return {name: np.asarray(table[name]) for name in table.colnames}
 
 
