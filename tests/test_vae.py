@@ -144,6 +144,7 @@ def test_config_and_rmfs_are_checked(inst, batch):
         Config(likelihood="chi2")
     vae = VAE(SMALL, trained_params(inst, batch, SMALL), inst)
     assert vae.with_rmfs(np.zeros((3, E, C))).inst.rmf.shape == (3, E, C)
+    assert vae.with_rmfs(np.asarray(inst.rmf)) is vae  # the same RMFs: the same VAE
     with pytest.raises(ValueError, match="RMFs of shape"):
         vae.with_rmfs(np.zeros((1, E, C + 1)))
 

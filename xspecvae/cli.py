@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     _pack_parser(commands)
     _simulate_parser(commands)
     _train_parser(commands)
+    _exploration_parsers(commands)
     args = parser.parse_args(argv)
     if args.command == "inspect":
         return _inspect(args.files, args.json)
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return _simulate(args)
     if args.command == "train":
         return _train(args)
+    if args.command in _EXPLORATION:
+        return _EXPLORATION[args.command](args)
     parser.print_help()
     return 0
 
@@ -468,6 +471,345 @@ def _train(args) -> int:
         f"{metrics['spectra_per_s']:,.0f} spectra/s)"
     )
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# exploration: encode, similar, map, trajectory, anomalies, check, sample, report
+
+
+def _exploration_parsers(commands) -> None:
+    from xspecvae.latent import DIVERGENCES
+
+    def run_and_pack(sub):
+        sub.add_argument("run", type=Path, nargs="?", default=Path("xspecvae-run"), help="run")
+        sub.add_argument("pack", type=Path, nargs="?", help="pack (default: the run's own)")
+        sub.add_argument("--instrument", help="pack section (needed if it has several)")
+
+    def table_and_search(sub, default_output):
+        sub.add_argument("table", type=Path, help="posterior table made by 'xspecvae encode'")
+        sub.add_argument(
+            "-o", "--output", type=Path, help=f"table written (default {default_output})"
+        )
+        sub.add_argument("--divergence", choices=DIVERGENCES, default="kl_symmetric")
+        sub.add_argument("-k", type=int, default=10, help="neighbours (default 10)")
+
+    encode = commands.add_parser(
+        "encode",
+        help="the posterior of every spectrum of a pack, with the model's SNR, fit statistic, "
+        "ELBO, column and redshift, as a FITS (and Parquet) table",
+    )
+    run_and_pack(encode)
+    encode.add_argument("-o", "--output", type=Path, help="default RUN/posteriors.fits")
+    encode.add_argument("--parquet", action="store_true", help="also write a .parquet table")
+    encode.add_argument("--batch-size", type=int, default=1024)
+    encode.add_argument("--draws", type=int, default=4, help="posterior draws for the ELBO")
+    encode.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    similar = commands.add_parser(
+        "similar", help="the sources whose posteriors are nearest to a query source's"
+    )
+    table_and_search(similar, "similar.fits next to TABLE")
+    query = similar.add_mutually_exclusive_group(required=True)
+    query.add_argument("--source", help="query source id (its first observation, or --obs)")
+    query.add_argument("--row", type=int, help="query row of the table")
+    similar.add_argument("--obs", help="observation id of the query source")
+    similar.add_argument("--min-snr", type=float, default=0.0, help="only neighbours this bright")
+    similar.add_argument("--only-instrument", help="only neighbours from this instrument")
+
+    map_ = commands.add_parser(
+        "map", help="PaCMAP map of the posterior means, as a table and figures"
+    )
+    map_.add_argument("table", type=Path, help="posterior table made by 'xspecvae encode'")
+    map_.add_argument("-o", "--output", type=Path, help="default map.fits next to TABLE")
+    map_.add_argument("--whiten", action="store_true", help="divide dimensions by their RMS scale")
+    map_.add_argument("--min-snr", type=float, default=10.0, help="SNR filter of the figures")
+    map_.add_argument("--seed", type=int, default=0)
+
+    trajectory = commands.add_parser(
+        "trajectory",
+        help="sources seen several times: posteriors in time order, step divergences, drawn "
+        "on the map and in a hardness-intensity diagram",
+    )
+    table_and_search(trajectory, "trajectories.fits next to TABLE")
+    trajectory.add_argument("--map", type=Path, help="map table (default map.fits next to TABLE)")
+    trajectory.add_argument("--source", action="append", default=[], help="source ids to draw")
+
+    anomaly = commands.add_parser(
+        "anomalies", help="rank sources by misfit and by the emptiness of their neighbourhood"
+    )
+    table_and_search(anomaly, "anomalies.fits next to TABLE")
+    anomaly.add_argument("--reference", type=int, default=20_000, help="neighbourhood sample")
+    anomaly.add_argument("--top", type=int, default=10, help="lines printed")
+
+    check = commands.add_parser(
+        "check",
+        help="posterior predictive checks: p-values of the fit statistic over a catalogue, "
+        "and ArviZ plots of a source",
+    )
+    run_and_pack(check)
+    check.add_argument("-o", "--output", type=Path, help="default RUN/calibration.fits")
+    check.add_argument("--rows", type=int, default=2000, help="sources checked (random)")
+    check.add_argument("--draws", type=int, default=64)
+    check.add_argument("--row", type=int, default=None, help="a source to plot (default: worst)")
+    check.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sample = commands.add_parser(
+        "sample",
+        help="spectra drawn from a source's posterior or from the prior, as expected counts "
+        "and Poisson realisations",
+    )
+    run_and_pack(sample)
+    sample.add_argument("--row", type=int, default=0, help="the source (its response for --prior)")
+    sample.add_argument("--prior", action="store_true", help="new spectra from the prior")
+    sample.add_argument("-n", type=int, default=100, help="number of spectra")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("-o", "--output", type=Path, default=Path("samples.fits"))
+
+    report = commands.add_parser(
+        "report",
+        help="every table and figure of a run and one self-contained HTML report",
+    )
+    run_and_pack(report)
+    report.add_argument("-o", "--output", type=Path, help="folder (default RUN/explore)")
+    report.add_argument("--min-snr", type=float, default=10.0)
+    report.add_argument("--divergence", choices=DIVERGENCES, default="kl_symmetric")
+    report.add_argument("--parquet", action="store_true", help="also write .parquet tables")
+    report.add_argument("--quiet", action="store_true", help="no progress")
+
+
+def _load(run: Path, pack: Path | None, instrument: str | None):
+    from xspecvae.catalog import Pack
+    from xspecvae.train import load_run
+
+    vae, info = load_run(run)
+    return vae, Pack(pack or info["pack"], instrument)
+
+
+def _beside(table: Path, output: Path | None, name: str) -> Path:
+    return output or table.with_name(name)
+
+
+def _encode(args) -> int:
+    from xspecvae.explore import posterior_table
+    from xspecvae.tables import write_table
+
+    vae, pack = _load(args.run, args.pack, args.instrument)
+    with pack:
+        table = posterior_table(
+            vae, pack, batch_size=args.batch_size, n_draws=args.draws, progress=not args.quiet
+        )
+        header = {"RUN": str(args.run), "PACK": str(pack.path)}
+    output = args.output or args.run / "posteriors.fits"
+    write_table(table, output, header=header)
+    if args.parquet:
+        write_table(table, output.with_suffix(".parquet"), header=header)
+    snr = table["snr"]
+    print(
+        f"posteriors: {output} ({len(snr):,} spectra; model SNR median {np.median(snr):.1f}, "
+        f"{np.mean(snr >= 10):.0%} above 10; median fit statistic per channel "
+        f"{np.median(table['statistic'] / table['dof']):.2f})"
+    )
+    return 0
+
+
+def _similar(args) -> int:
+    from xspecvae.latent import Index
+    from xspecvae.tables import read_table, write_table
+
+    table = read_table(args.table)
+    if args.row is not None:
+        if not 0 <= args.row < len(table["row"]):
+            return _fail("similar", f"--row {args.row}: the table has {len(table['row'])} rows")
+        query = args.row
+    else:
+        match = np.asarray(table["source_id"]).astype(str) == args.source
+        if args.obs is not None:
+            match &= np.asarray(table["obs_id"]).astype(str) == args.obs
+        if not match.any():
+            return _fail("similar", f"no source {args.source!r} in {args.table}")
+        query = int(np.flatnonzero(match)[np.argmin(table["mjd"][match])])
+    keep = table["snr"] >= args.min_snr
+    if args.only_instrument:
+        keep &= np.asarray(table["instrument"]).astype(str) == args.only_instrument
+    index = Index(table["z_loc"], table["z_scale"], table["source_id"])
+    rows, values = index.search(
+        table["z_loc"][query], table["z_scale"][query], args.k, divergence=args.divergence,
+        keep=keep, exclude_groups=table["source_id"][query],
+    )  # fmt: skip
+    rows, values = rows[rows >= 0], values[rows >= 0]
+    shown = [c for c in ("source_id", "obs_id", "ra", "dec", "label", "snr") if c in table]
+    out = {c: table[c][rows] for c in shown} | {"row": rows, args.divergence: values}
+    output = write_table(out, _beside(args.table, args.output, "similar.fits"))
+    print(f"query: row {query}, " + ", ".join(f"{c} {table[c][query]}" for c in shown))
+    for i, r in enumerate(rows):
+        print(f"{i + 1:3d}  row {r:7d}  " + "  ".join(f"{c} {table[c][r]}" for c in shown[:2])
+              + ("  " + str(table["label"][r]) if "label" in table else "")
+              + f"  {args.divergence} {values[i]:.4g}")  # fmt: skip
+    print(f"table: {output}")
+    return 0
+
+
+def _map(args) -> int:
+    from xspecvae import figures
+    from xspecvae.explore import project
+    from xspecvae.tables import read_table, write_table
+
+    table = read_table(args.table)
+    xy = project(table["z_loc"], table["z_scale"] if args.whiten else None, seed=args.seed)
+    output = _beside(args.table, args.output, "map.fits")
+    keys = {k: table[k] for k in ("source_id", "obs_id", "ra", "dec", "row") if k in table}
+    write_table({**keys, "x": xy[:, 0], "y": xy[:, 1]}, output)
+    folder = output.with_suffix("")
+    keep = table["snr"] >= args.min_snr
+    made = []
+    views = [("snr", "SNR (model)", True), ("nh", "N_H (1e22 cm^-2)", True)]
+    if "label" in table:
+        views.insert(0, ("label", "class", False))
+    for column, label, log in views:
+        for cut, mask in (("", None), ("_snr", keep)):
+            path = folder / f"{column}{cut}.png"
+            title = f"{label}" + (f", SNR > {args.min_snr:g}" if cut else "")
+            figures.latent_map(
+                xy, table[column], path, title=title, label=label, log=log, keep=mask
+            )
+            made.append(path)
+    print(f"map: {output}; figures: {', '.join(str(p) for p in made)}")
+    return 0
+
+
+def _trajectory(args) -> int:
+    from xspecvae import figures
+    from xspecvae.explore import most_moving, trajectory_table
+    from xspecvae.tables import read_table, write_table
+
+    table = read_table(args.table)
+    steps = trajectory_table(table, args.divergence)
+    output = write_table(steps, _beside(args.table, args.output, "trajectories.fits"))
+    sources = len(np.unique(steps["source_id"]))
+    print(
+        f"trajectories: {output} ({sources} sources seen several times, {len(steps['row'])} rows)"
+    )
+    if not sources:
+        return 0
+    chosen = args.source or [str(s) for s in most_moving(steps)]
+    ids = steps["source_id"].astype(str)
+    picks = [np.flatnonzero(ids == s) for s in chosen]
+    missing = [s for s, i in zip(chosen, picks) if not len(i)]
+    if missing:
+        return _fail("trajectory", f"not seen several times: {', '.join(missing)}")
+    folder = output.with_suffix("")
+    map_path = args.map or args.table.with_name("map.fits")
+    if map_path.exists():
+        xy = read_table(map_path)
+        xy = np.stack([xy["x"], xy["y"]], -1)
+        figures.trajectory_map(
+            xy, [xy[steps["row"][i]] for i in picks], folder / "map.png",
+            title="Latent trajectories", names=chosen,
+        )  # fmt: skip
+    tracks = [np.stack([steps["hardness"][i], steps["photon_flux"][i]], -1) for i in picks]
+    figures.hardness_intensity(
+        table["hardness"], table["photon_flux"], folder / "hardness_intensity.png",
+        tracks=tracks, names=chosen, ylabel="photon flux 0.2-12 keV (cm$^{-2}$ s$^{-1}$)",
+    )  # fmt: skip
+    for s, i in zip(chosen, picks):
+        print(f"  source {s}: steps " + ", ".join(f"{v:.3g}" for v in steps["step"][i][1:]))
+    print(f"figures: {folder}")
+    return 0
+
+
+def _anomalies(args) -> int:
+    from xspecvae.explore import anomaly_table
+    from xspecvae.tables import read_table, write_table
+
+    table = read_table(args.table)
+    ranked = anomaly_table(table, args.k, args.divergence)
+    output = write_table(ranked, _beside(args.table, args.output, "anomalies.fits"))
+    for i in range(min(args.top, len(ranked["rank"]))):
+        label = f"  {ranked['label'][i]}" if "label" in ranked else ""
+        print(
+            f"{ranked['rank'][i]:5d}  source {ranked['source_id'][i]}  obs {ranked['obs_id'][i]}"
+            f"{label}  misfit {ranked['misfit'][i]:.3g} (#{ranked['misfit_rank'][i]})  "
+            f"isolation {ranked['isolation'][i]:.3g} (#{ranked['isolation_rank'][i]})"
+        )
+    print(f"table: {output}")
+    return 0
+
+
+def _check(args) -> int:
+    import jax
+
+    from xspecvae.predictive import calibration, draw, inference_data, plot_checks
+    from xspecvae.tables import write_table
+
+    vae, pack = _load(args.run, args.pack, args.instrument)
+    with pack:
+        n = min(args.rows, len(pack))
+        rows = np.sort(np.random.default_rng(0).choice(len(pack), n, replace=False))
+        checks = calibration(vae, pack, rows, n_draws=args.draws, progress=not args.quiet)
+        row = int(checks["row"][np.argmin(checks["p_value"])]) if args.row is None else args.row
+        one = pack.read(np.array([row]))
+        idata = inference_data(draw(vae.with_rmfs(pack.rmf), one, 200, jax.random.key(0)), one)
+    output = write_table(checks, args.output or args.run / "calibration.fits")
+    figure = output.with_name(f"ppc_row{row}.png")
+    plot_checks(idata, figure)
+    low = checks["p_value"] < 0.01
+    print(f"calibration: {output} ({n} sources, {low.sum()} with p < 0.01); {figure}")
+    return 0
+
+
+def _sample(args) -> int:
+    import jax
+
+    from xspecvae.predictive import draw
+    from xspecvae.tables import write_table
+
+    vae, pack = _load(args.run, args.pack, args.instrument)
+    with pack:
+        if not 0 <= args.row < len(pack):
+            return _fail("sample", f"--row {args.row}: the pack has {len(pack)} spectra")
+        one = pack.read(np.array([args.row]))
+        drawn = draw(
+            vae.with_rmfs(pack.rmf), one, args.n, jax.random.key(args.seed), prior=args.prior
+        )
+        lo, hi = pack.grid.channel_lo, pack.grid.channel_hi
+    columns = {k: drawn[k][:, 0] for k in ("z", "log_norm", "source", "background")}
+    columns |= {
+        "counts": drawn["counts_rep"][:, 0],
+        "background_counts": drawn["background_rep"][:, 0],
+    }
+    header = {"ROW": args.row, "PRIOR": bool(args.prior), "ELO": float(lo[0]), "EHI": float(hi[-1])}
+    output = write_table(columns, args.output, header=header)
+    where = "the prior" if args.prior else f"the posterior of row {args.row}"
+    print(f"samples: {output} ({args.n} spectra from {where}, {len(lo)} channels)")
+    return 0
+
+
+def _report(args) -> int:
+    from xspecvae.explore import explore
+
+    path = explore(
+        args.run, args.pack, args.output, snr_min=args.min_snr, divergence=args.divergence,
+        parquet=args.parquet, instrument=args.instrument, progress=not args.quiet,
+    )  # fmt: skip
+    print(f"report: {path}")
+    return 0
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"xspecvae {command}: {message}", file=sys.stderr)
+    return 1
+
+
+_EXPLORATION = {
+    "encode": _encode,
+    "similar": _similar,
+    "map": _map,
+    "trajectory": _trajectory,
+    "anomalies": _anomalies,
+    "check": _check,
+    "sample": _sample,
+    "report": _report,
+}
 
 
 if __name__ == "__main__":

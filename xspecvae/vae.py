@@ -433,8 +433,11 @@ class VAE:
         return _source_counts(apply, z, log_norm, batch, self.inst)
 
     def with_rmfs(self, rmf: ArrayLike) -> VAE:
-        """The same VAE for a pack whose shared RMFs (R, E, C) are other than training's."""
+        """The same VAE for a pack whose shared RMFs (R, E, C) are other than training's (this
+        very VAE, so that its compiled functions are reused, when they are the same)."""
         rmf = jnp.asarray(rmf, jnp.float32)
+        if rmf.shape == self.inst.rmf.shape and bool(jnp.array_equal(rmf, self.inst.rmf)):
+            return self
         if rmf.shape[1:] != self.inst.rmf.shape[1:]:
             raise ValueError(
                 f"RMFs of shape {rmf.shape[1:]} for a model on {self.inst.rmf.shape[1:]}"

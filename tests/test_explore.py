@@ -1,0 +1,190 @@
+"""Exploring a run: every table and figure of ``explore`` and of the commands, made from a small
+model (their content is checked, not the model's quality), resuming, and the map, components
+and reconstructions on their own."""
+
+import os
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from xspecvae.catalog import Pack
+from xspecvae.cli import main
+from xspecvae.explore import components, explore, mean_activation, project, reconstruction
+from xspecvae.tables import read_table
+from xspecvae.train import load_run
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def is_png(path):
+    return path.stat().st_size > 1000 and path.read_bytes()[:8] == PNG
+
+
+@pytest.fixture(scope="module")
+def explored(small_run, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("explore")
+    report = explore(small_run, folder=folder, n_checks=120, progress=False)
+    return folder, report
+
+
+def test_explore_writes_the_tables(explored, small_pack):
+    folder, _ = explored
+    with Pack(small_pack) as pack:
+        meta, n = pack.meta, len(pack)
+    posteriors = read_table(folder / "posteriors.fits")
+    assert len(posteriors["row"]) == n and posteriors["z_loc"].shape == (n, 16)
+    np.testing.assert_array_equal(posteriors["source_id"], meta["source_id"])
+    np.testing.assert_array_equal(posteriors["obs_id"], meta["obs_id"])
+    for column in ("z_scale", "snr", "statistic", "elbo", "misfit", "nh", "hardness", "hr"):
+        assert np.all(np.isfinite(posteriors[column])), column
+    assert np.all(posteriors["z_scale"] > 0) and np.all(posteriors["snr"] > 0)
+    assert Table.read(folder / "posteriors.fits").meta["RUN"]  # provenance in the header
+
+    xy = read_table(folder / "map.fits")
+    assert np.all(np.isfinite(xy["x"])) and len(xy["x"]) == n
+
+    tracks = read_table(folder / "trajectories.fits")
+    ids, count = np.unique(meta["source_id"], return_counts=True)
+    assert set(tracks["source_id"]) == set(ids[count > 1])
+    for s in np.unique(tracks["source_id"]):
+        mine = tracks["source_id"] == s
+        assert np.all(np.diff(tracks["mjd"][mine]) > 0)
+        assert np.isnan(tracks["step"][mine][0]) and np.all(tracks["step"][mine][1:] >= 0)
+
+    ranked = read_table(folder / "anomalies.fits")
+    np.testing.assert_array_equal(ranked["rank"], np.arange(1, n + 1))
+
+    checks = read_table(folder / "calibration.fits")
+    assert len(checks["p_value"]) == 120 and np.all(
+        (0 <= checks["p_value"]) & (checks["p_value"] <= 1)
+    )
+
+    similar = read_table(folder / "similar.fits")
+    for q in np.unique(similar["query_row"]):
+        hits = similar["query_row"] == q
+        assert np.all(np.diff(similar["divergence"][hits]) >= 0)
+        assert meta["source_id"][q] not in similar["source_id"][hits]  # itself left out
+
+
+def test_explore_draws_every_figure_into_one_page(explored):
+    folder, report = explored
+    expected = [
+        "training", "map_class", "map_class_snr", "map_snr", "map_nh", "templates",
+        "activation", "calibration", "ppc", "trajectories", "hardness_intensity",
+    ]  # fmt: skip
+    made = {p.stem for p in (folder / "figures").glob("*.png")}
+    assert set(expected) <= made
+    fits = sorted(p for p in (folder / "figures").glob("fit_*.png"))
+    assert len(fits) >= 3  # one per class of the small catalogue
+    for path in (folder / "figures").glob("*.png"):
+        assert is_png(path), path
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") == len(made)
+    titles = ["Training", "Purity", "Similarity search", "Latent map", "Decoder components"]
+    titles += ["Reconstructions", "Predictive checks", "Most anomalous", "Trajectories"]
+    for title in titles:
+        assert title in page, title
+    assert "<script" not in page and "http" not in page
+
+
+def test_explore_resumes_and_redoes_after_new_training(explored, small_run):
+    folder, _ = explored
+    tables = sorted(folder.glob("*.fits"))
+    before = {p: p.stat().st_mtime_ns for p in tables}
+    explore(small_run, folder=folder, n_checks=120, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in tables} == before  # nothing made again
+    checkpoint = small_run / "checkpoint.pkl"
+    later = max(before.values()) + 10**9
+    os.utime(checkpoint, ns=(later, later))  # as if trained further
+    explore(small_run, folder=folder, n_checks=120, progress=False)
+    assert all(p.stat().st_mtime_ns > before[p] for p in tables)
+
+
+def test_commands_write_their_tables_and_figures(small_run, tmp_path, capsys):
+    posteriors = tmp_path / "posteriors.fits"
+    assert main(["encode", str(small_run), "-o", str(posteriors), "--parquet", "--quiet"]) == 0
+    table = read_table(posteriors)
+    np.testing.assert_array_equal(
+        read_table(posteriors.with_suffix(".parquet"))["snr"], table["snr"]
+    )
+
+    assert main(["similar", str(posteriors), "--row", "3", "-k", "5"]) == 0
+    similar = read_table(tmp_path / "similar.fits")
+    assert len(similar["row"]) == 5 and table["source_id"][3] not in similar["source_id"]
+    assert "kl_symmetric" in similar
+    bright = table["snr"] >= 15
+    source = str(table["source_id"][0])
+    search = ["similar", str(posteriors), "--source", source, "--min-snr", "15"]
+    search += ["--divergence", "bhattacharyya", "-o", str(tmp_path / "s2.fits")]
+    assert main(search) == 0
+    hits = read_table(tmp_path / "s2.fits")["row"]
+    assert np.all(bright[hits])
+    assert main(["similar", str(posteriors), "--source", "no-such-source"]) == 1
+    assert "no source 'no-such-source'" in capsys.readouterr().err
+
+    assert main(["map", str(posteriors), "--whiten"]) == 0
+    assert len(read_table(tmp_path / "map.fits")["x"]) == len(table["row"])
+    for name in ("label", "label_snr", "snr", "snr_snr", "nh", "nh_snr"):
+        assert is_png(tmp_path / "map" / f"{name}.png")
+
+    assert main(["trajectory", str(posteriors)]) == 0
+    assert is_png(tmp_path / "trajectories" / "map.png")
+    assert is_png(tmp_path / "trajectories" / "hardness_intensity.png")
+    assert main(["trajectory", str(posteriors), "--source", "-5"]) == 1
+
+    assert main(["anomalies", str(posteriors), "--top", "3"]) == 0
+    assert read_table(tmp_path / "anomalies.fits")["rank"][0] == 1
+
+    checks = tmp_path / "calibration.fits"
+    assert (
+        main(
+            ["check", str(small_run), "--rows", "50", "--draws", "16", "-o", str(checks), "--quiet"]
+        )
+        == 0
+    )
+    assert len(read_table(checks)["p_value"]) == 50
+    assert len(list(tmp_path.glob("ppc_row*.png"))) == 1
+
+    for extra in ([], ["--prior"]):
+        out = tmp_path / f"samples{len(extra)}.fits"
+        assert (
+            main(["sample", str(small_run), "--row", "2", "-n", "7", "-o", str(out), *extra]) == 0
+        )
+        drawn = read_table(out)
+        assert drawn["counts"].shape == (7, 84) and np.all(drawn["counts"] >= 0)
+        assert np.all(drawn["counts"] == np.round(drawn["counts"]))
+    posterior, prior = (
+        read_table(tmp_path / "samples0.fits"),
+        read_table(tmp_path / "samples1.fits"),
+    )
+    assert posterior["z"].std(0).mean() < 0.5 < prior["z"].std(0).mean()  # narrow around the source
+
+
+def test_project_whitens_and_needs_a_few_points():
+    rng = np.random.default_rng(0)
+    loc = np.concatenate([rng.normal(0, 0.1, (60, 5)), rng.normal(3, 0.1, (60, 5))])
+    xy = project(loc)
+    assert xy.shape == (120, 2) and np.all(np.isfinite(xy))
+    a, b = xy[:60].mean(0), xy[60:].mean(0)
+    spread = max(xy[:60].std(0).max(), xy[60:].std(0).max())
+    assert np.linalg.norm(a - b) > 3 * spread  # two clusters stay apart
+    assert project(loc, np.full_like(loc, 0.5)).shape == (120, 2)
+    with pytest.raises(ValueError, match="at least 4"):
+        project(loc[:3])
+
+
+def test_components_activation_and_reconstruction(small_run, small_pack):
+    vae, _ = load_run(small_run)
+    energy, values = components(vae, n=64)
+    assert energy[0] == pytest.approx(0.2) and energy[-1] == pytest.approx(12.0)
+    assert values.shape == (vae.config.n_templates, 64) and np.all(values >= 0)
+    classes, mean = mean_activation(np.array([[1.0, 0], [3, 2], [0, 4]]), ["b", "b", "a"])
+    assert list(classes) == ["a", "b"]
+    np.testing.assert_allclose(mean, [[0, 4], [2, 1]])
+    with Pack(small_pack) as pack:
+        fit = reconstruction(vae, pack, 5, n_draws=50)
+        np.testing.assert_array_equal(fit["counts"], pack.read(np.array([5]))["counts"][0])
+    lo, hi = fit["band"]
+    assert np.all(lo <= fit["model"] + 1e-6) and np.all(fit["model"] <= hi + 1e-6)
+    assert np.all(fit["model"] >= fit["background"] * 0.999)  # total = source + background

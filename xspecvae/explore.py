@@ -1,0 +1,380 @@
+"""Reading a trained run: the PaCMAP map of the posteriors, the decoder's components, fits
+with their credible bands, and :func:`explore`, which makes every table and figure of a run
+and its HTML report.
+
+:func:`explore` writes into one folder (default ``RUN/explore``)::
+
+    posteriors.fits     encode: the posterior and fit of every spectrum (plus .parquet)
+    map.fits            PaCMAP coordinates of the posterior means (x, y)
+    trajectories.fits   sources seen several times, epoch by epoch, with step divergences
+    anomalies.fits      misfit and isolation ranks, most anomalous first
+    similar.fits        example searches: the nearest posteriors of a few sources
+    calibration.fits    posterior predictive p-values of the fit statistic
+    figures/*.png       the figures; report.html: all of it on one page
+
+Each step is skipped when its file is newer than the run's checkpoint, so an interrupted
+exploration resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from xspecvae import figures
+from xspecvae.catalog import Pack
+from xspecvae.latent import Index, anomalies, encode, purity, trajectories
+from xspecvae.predictive import calibration, draw, inference_data, plot_checks
+from xspecvae.report import Section, write_report
+from xspecvae.tables import identity_columns, read_table, write_table
+from xspecvae.train import load_run
+from xspecvae.vae import VAE
+
+__all__ = [
+    "anomaly_table",
+    "components",
+    "explore",
+    "mean_activation",
+    "most_moving",
+    "posterior_table",
+    "project",
+    "reconstruction",
+    "trajectory_table",
+]
+
+
+def project(loc, scale=None, *, seed: int = 0) -> np.ndarray:
+    """PaCMAP projection (N, 2) of posterior means ``loc`` (N, D); with ``scale``, each
+    dimension is first divided by its RMS posterior width (distances in units of how well the
+    catalogue pins that dimension down)."""
+    import pacmap  # numba: imported when a map is made
+
+    x = np.asarray(loc, np.float64)
+    if scale is not None:
+        x = x / np.sqrt(np.mean(np.asarray(scale, np.float64) ** 2, 0))
+    if len(x) < 4:
+        raise ValueError(f"a map needs at least 4 sources, got {len(x)}")
+    neighbours = min(10, len(x) - 2)
+    model = pacmap.PaCMAP(n_components=2, n_neighbors=neighbours, random_state=seed)
+    return model.fit_transform(x.astype(np.float32), init="pca").astype(np.float64)
+
+
+def components(vae: VAE, n: int = 256, band=figures.ENERGY_BAND) -> tuple[np.ndarray, np.ndarray]:
+    """The decoder's K rest-frame templates (K, n) on ``n`` energies log-spaced over ``band``
+    (keV), with the energies."""
+    energy = np.geomspace(*band, n)
+    decoder = vae.config.decoder(np.asarray(vae.inst.energy_edges))
+    values = decoder.apply(
+        {"params": vae.params["decoder$params"]}, np.log(energy), method="templates"
+    )
+    return energy, np.asarray(values, np.float64).T
+
+
+def mean_activation(coefficients, labels) -> tuple[np.ndarray, np.ndarray]:
+    """The classes (sorted) and the mean branch coefficients of each (n_class, K)."""
+    labels = np.asarray(labels).astype(str)
+    classes = np.unique(labels)
+    coefficients = np.asarray(coefficients, np.float64)
+    return classes, np.stack([coefficients[labels == c].mean(0) for c in classes])
+
+
+def reconstruction(
+    vae: VAE, pack: Pack, row: int, *, n_draws: int = 200, level: float = 0.9, seed: int = 0
+) -> dict:
+    """What :func:`xspecvae.figures.spectrum_fit` draws for one spectrum of ``pack``: channel
+    edges, observed counts, scaled background (source region) and the expected total counts
+    in the source region: median and central ``level`` band over posterior draws."""
+    batch = pack.read(np.array([row]))
+    drawn = draw(vae.with_rmfs(pack.rmf), batch, n_draws, jax.random.key(seed))
+    total = drawn["source"][:, 0] + batch["alpha"][0] * drawn["background"][:, 0]
+    tail = 50 * (1 - level)
+    return {
+        "channel_lo": pack.grid.channel_lo,
+        "channel_hi": pack.grid.channel_hi,
+        "counts": batch["counts"][0],
+        "background": batch["alpha"][0] * batch["background"][0],
+        "model": np.median(total, 0),
+        "band": tuple(np.percentile(total, [tail, 100 - tail], 0)),
+        "good": batch["good"][0],
+    }
+
+
+def posterior_table(vae: VAE, pack: Pack, *, progress: bool = False, **options) -> dict:
+    """:func:`~xspecvae.latent.encode` of every spectrum with the pack's identity columns
+    (:data:`~xspecvae.tables.IDENTITY`), its ``row`` and ``instrument``."""
+    encoded = encode(vae, pack, progress=progress, **options)
+    rows = np.arange(len(pack))
+    ids = identity_columns(pack.meta, rows)
+    return {**ids, "row": rows, "instrument": np.full(len(pack), pack.instrument), **encoded}
+
+
+def explore(
+    run,
+    pack=None,
+    folder=None,
+    *,
+    snr_min: float = 10.0,
+    k: int = 10,
+    divergence: str = "kl_symmetric",
+    n_checks: int = 2000,
+    parquet: bool = False,
+    instrument: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Every table and figure of ``run`` on ``pack`` (default: the run's own) into ``folder``
+    (default ``RUN/explore``), then ``report.html``; returns the report's path."""
+    run = Path(run)
+    vae, info = load_run(run)
+    folder = Path(folder) if folder else run / "explore"
+    plots = folder / "figures"
+    pack_path = Path(pack or info["pack"])
+    built = (run / "checkpoint.pkl").stat().st_mtime
+
+    def step(name: str, make: Callable[[], dict]) -> dict:
+        """The table ``name`` (made by ``make`` unless already newer than the model)."""
+        path = folder / f"{name}.fits"
+        if path.exists() and path.stat().st_mtime > built:
+            return read_table(path)
+        if progress:
+            print(f"explore: {name}", flush=True)
+        table = make()
+        write_table(table, path, header={"RUN": str(run), "PACK": str(pack_path)})
+        if parquet:
+            write_table(table, path.with_suffix(".parquet"))
+        return table
+
+    with Pack(pack_path, instrument) as p:
+        table = step("posteriors", lambda: posterior_table(vae, p, progress=progress))
+        labelled = "label" in table and len(np.unique(table["label"])) > 1
+        high = table["snr"] >= snr_min
+        xy = step("map", lambda: _map(table))
+        xy = np.stack([xy["x"], xy["y"]], -1)
+        tracks = step("trajectories", lambda: trajectory_table(table, divergence))
+        ranked = step("anomalies", lambda: anomaly_table(table, k, divergence))
+        similar = step("similar", lambda: _examples(table, k, divergence, snr_min))
+        checks = step("calibration", lambda: _calibration(vae, p, table, n_checks, progress))
+        sections = _figures(vae, p, run, table, xy, tracks, ranked, checks, plots, high, snr_min)
+        if labelled:
+            sections.insert(1, _purity_section(table, k, high, snr_min))
+    sections.insert(2, _table_section("Similarity search", similar, table, divergence))
+    path = write_report(
+        folder / "report.html",
+        f"xspecvae: {run.name}",
+        sections,
+        subtitle=f"model {run}, catalogue {pack_path} ({len(table['row']):,} spectra)",
+    )
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The steps
+
+
+def _map(table) -> dict:
+    xy = project(table["z_loc"])
+    return {**_keys(table), "x": xy[:, 0], "y": xy[:, 1]}
+
+
+def _keys(table, rows=None) -> dict:
+    rows = slice(None) if rows is None else rows
+    keys = ("source_id", "obs_id", "ra", "dec", "row")
+    return {k: np.asarray(table[k])[rows] for k in keys if k in table}
+
+
+def trajectory_table(table, divergence: str = "kl_symmetric") -> dict:
+    """:func:`~xspecvae.latent.trajectories` of a posterior table, with each epoch's obs_id,
+    label, SNR, model hardness and photon flux (the hardness-intensity track)."""
+    steps = trajectories(table, divergence=divergence)
+    extra = {k: np.asarray(table[k])[steps["row"]] for k in ("obs_id", "label", "snr", "hardness")}
+    flux = np.asarray(table["photon_flux"])[steps["row"]]
+    return {**steps, **{k: v for k, v in extra.items() if k in table}, "photon_flux": flux}
+
+
+def anomaly_table(table, k: int = 10, divergence: str = "kl_symmetric") -> dict:
+    """:func:`~xspecvae.latent.anomalies` of a posterior table with its keys, most anomalous
+    first."""
+    ranks = anomalies(table, k=k, divergence=divergence)
+    order = np.argsort(ranks["rank"], kind="stable")
+    extra = {c: np.asarray(table[c])[order] for c in ("label", "snr") if c in table}
+    return {**_keys(table, order), **extra, **{c: v[order] for c, v in ranks.items()}}
+
+
+def _examples(table, k, divergence, snr_min, n_queries: int = 5) -> dict:
+    """Searches around a few bright sources (of distinct classes when labelled)."""
+    bright = np.flatnonzero(table["snr"] >= snr_min)
+    if len(bright) == 0:
+        bright = np.argsort(-np.asarray(table["snr"]))[:n_queries]
+    labels = np.asarray(table.get("label", np.zeros(len(table["row"]))).astype(str))
+    queries = [bright[labels[bright] == c][0] for c in np.unique(labels[bright])][:n_queries]
+    index = Index(table["z_loc"], table["z_scale"], table["source_id"])
+    rows, values = index.search(
+        table["z_loc"][queries], table["z_scale"][queries], k,
+        divergence=divergence, exclude_groups=np.asarray(table["source_id"])[queries],
+    )  # fmt: skip
+    hits = rows.ravel()
+    out = {"query_row": np.repeat(queries, k), "rank": np.tile(np.arange(1, k + 1), len(queries))}
+    out.update({f"query_{c}": np.repeat(labels[queries], k) for c in ["label"] if "label" in table})
+    return {**out, **_keys(table, hits), "divergence": values.ravel(), "label": labels[hits]}
+
+
+def _calibration(vae, pack, table, n_checks, progress) -> dict:
+    rows = np.sort(np.random.default_rng(0).choice(len(pack), min(n_checks, len(pack)), False))
+    checks = calibration(vae, pack, rows, progress=progress)
+    return {**_keys(table, checks["row"]), **{k: v for k, v in checks.items() if k != "row"}}
+
+
+def _purity_section(table, k, high, snr_min) -> Section:
+    features = {
+        name: (name, table["z_loc"], table["z_scale"])
+        for name in ("kl_symmetric", "bhattacharyya", "wasserstein", "euclidean")
+    }
+    features["hardness ratios (euclidean)"] = ("euclidean", table["hr"], None)
+    rows = []
+    for cut, keep in (("all", None), (f"SNR >= {snr_min:g}", high)):
+        got = purity(features, table["label"], k=k, groups=table["source_id"], keep=keep)
+        rows += [{"sources": cut, "distance": n, **_rounded(v)} for n, v in got.items()]
+    text = (
+        f"Share of the {k} nearest neighbours of each source (its own other observations left "
+        "out) that have its class: under the divergences between posteriors, and under the "
+        "Euclidean distance of the 4XMM hardness ratios. Balanced: the mean over classes."
+    )
+    return Section("Purity of the neighbourhoods", text, table=rows)
+
+
+def _rounded(figures_: dict) -> dict:
+    return {"mean": figures_["mean"], "balanced": figures_["balanced"]}
+
+
+def _table_section(title, table, posteriors, divergence) -> Section:
+    columns = [c for c in ("query_label", "query_row", "rank", "row", "source_id", "label")]
+    shown = {c: table[c] for c in columns if c in table}
+    shown[divergence] = table["divergence"]
+    text = "The nearest posteriors of a few bright sources (search over the whole catalogue)."
+    return Section(title, text, table=shown)
+
+
+def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr_min):
+    sections = []
+    metrics = _metrics(run)
+    curves = figures.training_curves(metrics, plots / "training.png") and plots / "training.png"
+    sections.append(Section("Training", _training_text(run, metrics), [curves]))
+
+    maps = []
+    if "label" in table:
+        figures.latent_map(
+            xy, table["label"], plots / "map_class.png", title="Class", label="class"
+        )
+        figures.latent_map(
+            xy, table["label"], plots / "map_class_snr.png", title=f"Class, SNR > {snr_min:g}",
+            label="class", keep=high,
+        )  # fmt: skip
+        maps += [plots / "map_class.png", plots / "map_class_snr.png"]
+    figures.latent_map(
+        xy, table["snr"], plots / "map_snr.png", title="SNR (model)", label="SNR", log=True
+    )
+    figures.latent_map(
+        xy,
+        table["nh"],
+        plots / "map_nh.png",
+        title="Column (model)",
+        label="N_H (1e22 cm^-2)",
+        log=True,
+    )
+    maps += [plots / "map_snr.png", plots / "map_nh.png"]
+    sections.append(
+        Section("Latent map (PaCMAP)", "PaCMAP projection of the posterior means.", maps)
+    )
+
+    energy, values = components(vae)
+    figures.templates(energy, values, plots / "templates.png")
+    shown = [plots / "templates.png"]
+    if "label" in table:
+        classes, mean = mean_activation(table["coefficients"], table["label"])
+        figures.activation(classes, mean, plots / "activation.png")
+        shown.append(plots / "activation.png")
+    sections.append(Section("Decoder components", "The DeepONet's templates (rest frame).", shown))
+
+    fits_ = []
+    labels = np.asarray(table.get("label", np.full(len(table["row"]), "all"))).astype(str)
+    for c in np.unique(labels):
+        rows = np.flatnonzero((labels == c) & high)
+        rows = rows if len(rows) else np.flatnonzero(labels == c)
+        row = int(rows[np.argmax(np.asarray(table["snr"])[rows])])
+        fit = reconstruction(vae, pack, row)
+        name = plots / f"fit_{c}.png"
+        per_dof = table["statistic"][row] / table["dof"][row]
+        figures.spectrum_fit(
+            **{k: fit[k] for k in ("channel_lo", "channel_hi", "counts", "background", "model")},
+            path=name, band=fit["band"], good=fit["good"],
+            title=f"{c}: row {row}, SNR {table['snr'][row]:.0f}, W/dof {per_dof:.2f}",
+        )  # fmt: skip
+        fits_.append(name)
+    sections.append(Section("Reconstructions", "The brightest source of each class.", fits_))
+
+    top = {k: ranked[k][:20] for k in ranked}
+    figures.histogram(
+        checks["p_value"], plots / "calibration.png", title="Posterior predictive p-values",
+        xlabel="p-value of the fit statistic", marks={"0.01": 0.01},
+    )  # fmt: skip
+    one = pack.read(np.array([int(checks["row"][0])]))
+    idata = inference_data(draw(vae.with_rmfs(pack.rmf), one, 100, jax.random.key(0)), one)
+    plot_checks(idata, plots / "ppc.png")
+    low = np.mean(checks["p_value"] < 0.01)
+    text = f"{low:.1%} of {len(checks['p_value'])} checked sources have p < 0.01."
+    sections.append(
+        Section("Predictive checks", text, [plots / "calibration.png", plots / "ppc.png"])
+    )
+    sections.append(Section("Most anomalous sources", "Ranked by misfit or isolation.", table=top))
+
+    if len(tracks["row"]):
+        sources = most_moving(tracks)
+        chosen = [np.flatnonzero(tracks["source_id"] == s) for s in sources]
+        paths = [xy[tracks["row"][i]] for i in chosen]
+        names = [
+            f"{s} ({tracks['label'][i[0]]})" if "label" in tracks else str(s)
+            for s, i in zip(sources, chosen)
+        ]
+        figures.trajectory_map(
+            xy, paths, plots / "trajectories.png", title="Latent trajectories", names=names
+        )
+        hi = [np.stack([tracks["hardness"][i], tracks["photon_flux"][i]], -1) for i in chosen]
+        figures.hardness_intensity(
+            table["hardness"], table["photon_flux"], plots / "hardness_intensity.png", tracks=hi,
+            names=names, ylabel="photon flux 0.2-12 keV (cm$^{-2}$ s$^{-1}$)",
+        )  # fmt: skip
+        text = "Sources whose posterior moved most between observations."
+        sections.append(
+            Section(
+                "Trajectories", text, [plots / "trajectories.png", plots / "hardness_intensity.png"]
+            )
+        )
+    return sections
+
+
+def most_moving(tracks, n: int = 6) -> list:
+    """The ``n`` source ids of a trajectory table with the largest steps."""
+    steps = np.nan_to_num(tracks["step"], nan=-np.inf)
+    order = np.argsort(-steps, kind="stable")
+    return list(dict.fromkeys(tracks["source_id"][order]))[:n]
+
+
+def _metrics(run: Path) -> dict:
+    import csv
+
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
+
+
+def _training_text(run: Path, metrics: dict) -> str:
+    info = json.loads((run / "config.json").read_text())
+    last = {k: float(v[-1]) for k, v in metrics.items()}
+    return (
+        f"{int(last['epoch'])} epochs; final losses per spectrum: training "
+        f"{last['train_loss']:.2f}, validation {last['validation_loss']:.2f}. "
+        f"Config: {json.dumps(info.get('config', {}))}"
+    )
