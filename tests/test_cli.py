@@ -73,3 +73,14 @@ def test_simulate_defaults_then_pack_its_ogip_files(tmp_path, monkeypatch, capsy
     with Pack(tmp_path / "xspecvae-demo.h5") as a, Pack(tmp_path / "back.h5") as b:
         assert b.n == a.n == 40
         assert sorted(b.meta["counts"]) == sorted(a.meta["counts"])
+
+
+def test_simulate_without_a_class(tmp_path, capsys):
+    from xspecvae.catalog import Pack
+
+    out = tmp_path / "p.h5"
+    assert main(["simulate", "-n", "300", "-o", str(out), "--without", "AGN", "--quiet"]) == 0
+    with Pack(out) as pack:
+        assert "AGN" not in set(pack.meta["label"]) and len(set(pack.meta["label"])) >= 4
+    assert main(["simulate", "-o", str(tmp_path / "q.h5"), "--without", "Blazar"]) == 1
+    assert "unknown classes ['Blazar']" in capsys.readouterr().err

@@ -184,14 +184,22 @@ def _simulate_parser(commands) -> None:
     simulate.add_argument(
         "--ogip", type=Path, help="also write the spectra as OGIP files in this folder"
     )
+    simulate.add_argument(
+        "--without", action="append", default=[], metavar="CLASS",
+        help="leave a class out (e.g. to inject it later as an unseen population)",
+    )  # fmt: skip
     simulate.add_argument("--restart", action="store_true", help="ignore an interrupted run")
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _simulate(args) -> int:
     from xspecvae.catalog import Pack
-    from xspecvae.simulator import DEMO_SIZE, simulate_pack, write_ogip
+    from xspecvae.simulator import CLASS_FRACTIONS, DEMO_SIZE, simulate_pack, write_ogip
 
+    unknown = set(args.without) - set(CLASS_FRACTIONS)
+    if unknown:
+        return _fail("simulate", f"unknown classes {sorted(unknown)}: {list(CLASS_FRACTIONS)}")
+    fractions = {c: w for c, w in CLASS_FRACTIONS.items() if c not in args.without}
     path = simulate_pack(
         args.output,
         DEMO_SIZE if args.n is None else args.n,
@@ -202,6 +210,7 @@ def _simulate(args) -> int:
         absorption=args.absorption,
         min_counts=args.min_counts,
         repeat_fraction=args.repeat_fraction,
+        fractions=fractions,
         resume=not args.restart,
         progress=not args.quiet,
     )
