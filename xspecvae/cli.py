@@ -53,18 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     _train_parser(commands)
     _exploration_parsers(commands)
     args = parser.parse_args(argv)
-    if args.command == "inspect":
-        return _inspect(args.files, args.json)
-    if args.command == "pack":
-        return _pack(args)
-    if args.command == "simulate":
-        return _simulate(args)
-    if args.command == "train":
-        return _train(args)
-    if args.command in _EXPLORATION:
-        return _EXPLORATION[args.command](args)
-    parser.print_help()
-    return 0
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return _COMMANDS[args.command](args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -809,7 +801,11 @@ def _fail(command: str, message: str) -> int:
     return 1
 
 
-_EXPLORATION = {
+_COMMANDS = {
+    "inspect": lambda args: _inspect(args.files, args.json),
+    "pack": _pack,
+    "simulate": _simulate,
+    "train": _train,
     "encode": _encode,
     "similar": _similar,
     "map": _map,
