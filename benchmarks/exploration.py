@@ -81,14 +81,18 @@ def anomaly_figures(folder: Path, hide: str, n: int, epochs: int) -> dict:
         labels = np.asarray(p.meta["label"])
     ranks = anomalies(table)
     hidden = labels == hide
+    bright = table["snr"] >= 10
     out = {"hidden": hide, "n_test": len(labels), "n_hidden": int(hidden.sum())}
+    out["n_hidden_snr10"] = int((hidden & bright).sum())
     for name in ("misfit_rank", "isolation_rank", "rank"):
-        r = ranks[name][hidden] / len(labels)
+        r = ranks[name] / len(labels)
         out[name] = {
-            "median_percentile": float(100 * np.median(r)),
-            "top_1pct": float(np.mean(r <= 0.01)),
-            "top_5pct": float(np.mean(r <= 0.05)),
-            "share_of_top_1pct": float(np.mean(hidden[ranks[name] <= 0.01 * len(labels)])),
+            "median_percentile": float(100 * np.median(r[hidden])),
+            "median_percentile_snr10": float(100 * np.median(r[hidden & bright])),
+            "top_1pct": float(np.mean(r[hidden] <= 0.01)),
+            "top_5pct": float(np.mean(r[hidden] <= 0.05)),
+            "top_5pct_snr10": float(np.mean(r[hidden & bright] <= 0.05)),
+            "share_of_top_1pct": float(np.mean(hidden[r <= 0.01])),
         }
     return out
 

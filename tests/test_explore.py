@@ -188,3 +188,20 @@ def test_components_activation_and_reconstruction(small_run, small_pack):
     lo, hi = fit["band"]
     assert np.all(lo <= fit["model"] + 1e-6) and np.all(fit["model"] <= hi + 1e-6)
     assert np.all(fit["model"] >= fit["background"] * 0.999)  # total = source + background
+
+
+def test_similar_encodes_a_query_spectrum_file(small_run, small_pack, tmp_path, capsys):
+    from xspecvae.simulator import write_ogip
+
+    posteriors = tmp_path / "posteriors.fits"
+    assert main(["encode", str(small_run), "-o", str(posteriors), "--quiet"]) == 0
+    files = write_ogip(small_pack, tmp_path / "ogip", rows=[11])
+    spectrum = next(p for p in files if "SRSPEC" in p.name)
+    found = tmp_path / "found.fits"
+    assert main(["similar", str(posteriors), "--spectrum", str(spectrum), "-o", str(found)]) == 0
+    hits = read_table(found)
+    assert hits["row"][0] == 11 and hits["kl_symmetric"][0] == pytest.approx(0.0, abs=1e-3)
+    broken = tmp_path / "broken.FTZ"
+    broken.write_bytes(spectrum.read_bytes()[:2000])
+    assert main(["similar", str(posteriors), "--spectrum", str(broken)]) == 1
+    assert "broken.FTZ could not be encoded" in capsys.readouterr().err

@@ -513,6 +513,12 @@ def _exploration_parsers(commands) -> None:
     query = similar.add_mutually_exclusive_group(required=True)
     query.add_argument("--source", help="query source id (its first observation, or --obs)")
     query.add_argument("--row", type=int, help="query row of the table")
+    query.add_argument(
+        "--spectrum", type=Path, help="a query spectrum file (OGIP, with the files it names), "
+        "encoded on the fly by the table's run (or --run) on its pack's grids",
+    )  # fmt: skip
+    similar.add_argument("--run", type=Path, help="the model for --spectrum")
+    similar.add_argument("--rmf-dir", type=Path, action="append", default=[], help="for --spectrum")
     similar.add_argument("--obs", help="observation id of the query source")
     similar.add_argument("--min-snr", type=float, default=0.0, help="only neighbours this bright")
     similar.add_argument("--only-instrument", help="only neighbours from this instrument")
@@ -618,7 +624,13 @@ def _similar(args) -> int:
     from xspecvae.tables import read_table, write_table
 
     table = read_table(args.table)
-    if args.row is not None:
+    if args.spectrum is not None:
+        query = _encode_query(args)
+        if isinstance(query, str):
+            return _fail("similar", query)
+        loc, scale = query["z_loc"][0], query["z_scale"][0]
+        group, where = None, f"{args.spectrum}"
+    elif args.row is not None:
         if not 0 <= args.row < len(table["row"]):
             return _fail("similar", f"--row {args.row}: the table has {len(table['row'])} rows")
         query = args.row
@@ -629,25 +641,51 @@ def _similar(args) -> int:
         if not match.any():
             return _fail("similar", f"no source {args.source!r} in {args.table}")
         query = int(np.flatnonzero(match)[np.argmin(table["mjd"][match])])
+    if args.spectrum is None:
+        loc, scale, group = (
+            table["z_loc"][query],
+            table["z_scale"][query],
+            table["source_id"][query],
+        )
+        where = f"row {query}, " + ", ".join(
+            f"{c} {table[c][query]}" for c in ("source_id", "obs_id", "label", "snr") if c in table
+        )
     keep = table["snr"] >= args.min_snr
     if args.only_instrument:
         keep &= np.asarray(table["instrument"]).astype(str) == args.only_instrument
     index = Index(table["z_loc"], table["z_scale"], table["source_id"])
     rows, values = index.search(
-        table["z_loc"][query], table["z_scale"][query], args.k, divergence=args.divergence,
-        keep=keep, exclude_groups=table["source_id"][query],
+        loc, scale, args.k, divergence=args.divergence, keep=keep,
+        exclude_groups=None if group is None else [group],
     )  # fmt: skip
     rows, values = rows[rows >= 0], values[rows >= 0]
     shown = [c for c in ("source_id", "obs_id", "ra", "dec", "label", "snr") if c in table]
     out = {c: table[c][rows] for c in shown} | {"row": rows, args.divergence: values}
     output = write_table(out, _beside(args.table, args.output, "similar.fits"))
-    print(f"query: row {query}, " + ", ".join(f"{c} {table[c][query]}" for c in shown))
+    print(f"query: {where}")
     for i, r in enumerate(rows):
         print(f"{i + 1:3d}  row {r:7d}  " + "  ".join(f"{c} {table[c][r]}" for c in shown[:2])
               + ("  " + str(table["label"][r]) if "label" in table else "")
               + f"  {args.divergence} {values[i]:.4g}")  # fmt: skip
     print(f"table: {output}")
     return 0
+
+
+def _encode_query(args) -> dict | str:
+    """The posterior table of ``--spectrum``, or why it could not be made."""
+    from astropy.table import Table
+
+    from xspecvae.explore import encode_files
+
+    header = Table.read(args.table).meta
+    run = args.run or Path(header.get("RUN", "xspecvae-run"))
+    vae, pack = _load(run, Path(header["PACK"]) if "PACK" in header else None, None)
+    with pack:
+        query, report = encode_files(vae, [args.spectrum], pack, rmf_dirs=args.rmf_dir)
+    if query is None:
+        reasons = "; ".join(f"{r['file']}: {r['reason']}" for r in report if r["reason"])
+        return f"{args.spectrum} could not be encoded ({reasons or 'nothing packed'})"
+    return query
 
 
 def _map(args) -> int:

@@ -19,6 +19,7 @@ exploration resumes where it stopped.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from xspecvae.vae import VAE
 __all__ = [
     "anomaly_table",
     "components",
+    "encode_files",
     "explore",
     "mean_activation",
     "most_moving",
@@ -110,6 +112,29 @@ def posterior_table(vae: VAE, pack: Pack, *, progress: bool = False, **options) 
     rows = np.arange(len(pack))
     ids = identity_columns(pack.meta, rows)
     return {**ids, "row": rows, "instrument": np.full(len(pack), pack.instrument), **encoded}
+
+
+def encode_files(
+    vae: VAE, files, like: Pack, *, rmf_dirs=(), substitutes: dict | None = None
+) -> tuple[dict | None, list[dict]]:
+    """Spectrum files (OGIP, with the background, ARF and RMF they name) put on the grids of
+    the pack ``like`` (the model's) and encoded: the :func:`posterior_table` of those packed
+    (None if none) and the ingestion report, one row per input file with its status."""
+    from xspecvae.catalog import PackWriter
+    from xspecvae.products import ingest
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "query.h5"
+        with PackWriter(path) as writer:
+            writer.add_grid(like.grid)
+        result = ingest(
+            files, path, rmf_dirs=rmf_dirs, substitutes=substitutes, append=True, jobs=1,
+            progress=False,
+        )  # fmt: skip
+        if not result.packed.get(like.instrument):
+            return None, result.report
+        with Pack(path, like.instrument) as query:
+            return posterior_table(vae, query), result.report
 
 
 def explore(

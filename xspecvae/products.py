@@ -166,6 +166,8 @@ def ingest(
         raise
     for section in sections:
         meta = writer.file["instruments"][section]["meta"]
+        if "file" not in meta:  # a section that has no rows yet
+            continue
         names = [np.asarray(meta[k].asstr()[:]) for k in ("file", "background_file", "arf_file")]
         for row, (spectrum, background, arf) in enumerate(zip(*names)):
             packed[section] += 1
