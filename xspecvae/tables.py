@@ -45,6 +45,10 @@ def write_table(columns: dict, path, *, header: dict | None = None) -> Path:
         data = buffer.getvalue()
         write_atomic(path, gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
     else:  # the Parquet writer wants a file name
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ImportError(f"{path}: Parquet needs pyarrow (pip install 'xspecvae[parquet]')")
         with tempfile.TemporaryDirectory() as folder:
             table.write(Path(folder) / "table.parquet", format="parquet")
             write_atomic(path, (Path(folder) / "table.parquet").read_bytes())
