@@ -88,7 +88,7 @@ def test_explore_draws_every_figure_into_one_page(explored):
     assert "<script" not in page and "http" not in page
 
 
-def test_explore_resumes_and_redoes_after_new_training(explored, small_run):
+def test_explore_resumes_and_redoes_after_new_training(explored, small_run, capsys):
     folder, _ = explored
     tables = sorted(folder.glob("*.fits"))
     before = {p: p.stat().st_mtime_ns for p in tables}
@@ -99,6 +99,10 @@ def test_explore_resumes_and_redoes_after_new_training(explored, small_run):
     os.utime(checkpoint, ns=(later, later))  # as if trained further
     explore(small_run, folder=folder, n_checks=120, progress=False)
     assert all(p.stat().st_mtime_ns > before[p] for p in tables)
+    again = {p: p.stat().st_mtime_ns for p in tables}
+    assert main(["report", str(small_run), "-o", str(folder), "--quiet"]) == 0  # the command
+    assert {p: p.stat().st_mtime_ns for p in tables} == again
+    assert f"report: {folder / 'report.html'}" in capsys.readouterr().out
 
 
 def test_commands_write_their_tables_and_figures(small_run, tmp_path, capsys):
