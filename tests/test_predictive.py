@@ -181,10 +181,11 @@ def test_inference_data_holds_the_draws_and_the_data(vae, pack, batch, posterior
 def test_calibration_gives_reproducible_p_values_per_row(vae, pack):
     rows = np.arange(48)  # two batches, the second padded
     out = calibration(vae, pack, rows, n_draws=S, batch_size=len(ROWS))
-    assert set(out) == {"p_value", "statistic", "statistic_rep", "dof", "row"}
+    assert set(out) == {"p_value", "statistic", "statistic_rep", "misfit", "dof", "row"}
     assert all(v.shape == (48,) for v in out.values())
     np.testing.assert_array_equal(out["row"], rows)
     p = out["p_value"]
+    np.testing.assert_array_equal(out["misfit"], p < 0.01)
     assert np.all((p >= 0) & (p <= 1)) and np.allclose(p * S, np.round(p * S))
     np.testing.assert_array_equal(out["dof"], pack.read(rows)["good"].sum(-1))
     # replicates of the model fit it: their statistic is about one per degree of freedom

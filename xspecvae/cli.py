@@ -791,8 +791,10 @@ def _check(args) -> int:
     output = write_table(checks, args.output or args.run / "calibration.fits")
     figure = output.with_name(f"ppc_row{row}.png")
     plot_checks(idata, figure)
-    low = checks["p_value"] < 0.01
-    print(f"calibration: {output} ({n} sources, {low.sum()} with p < 0.01); {figure}")
+    low = checks["misfit"]
+    print(
+        f"calibration: {output} ({n} sources, {low.sum()} flagged as misfits, p < 0.01); {figure}"
+    )
     return 0
 
 

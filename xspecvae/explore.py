@@ -348,8 +348,8 @@ def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr
     one = pack.read(np.array([int(checks["row"][0])]))
     idata = inference_data(draw(vae.with_rmfs(pack.rmf), one, 100, jax.random.key(0)), one)
     plot_checks(idata, plots / "ppc.png")
-    low = np.mean(checks["p_value"] < 0.01)
-    text = f"{low:.1%} of {len(checks['p_value'])} checked sources have p < 0.01."
+    low = np.mean(checks["misfit"])
+    text = f"{low:.1%} of {len(checks['p_value'])} checked sources flagged as misfits (p < 0.01)."
     sections.append(
         Section("Predictive checks", text, [plots / "calibration.png", plots / "ppc.png"])
     )

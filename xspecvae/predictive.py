@@ -100,6 +100,7 @@ def calibration(
     n_draws: int = 64,
     batch_size: int = 256,
     seed: int = 0,
+    flag: float = 0.01,
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Posterior predictive p-value of the fit statistic of the ``rows`` of ``pack`` (all
@@ -110,8 +111,8 @@ def calibration(
     ``theta_s`` and ``T`` the likelihood's deviance over good channels (W-stat: the background
     re-profiled on each data set; C-stat: the observed background taken as known, so only the
     source-region counts are replicated); ``statistic`` and ``statistic_rep``: the means over
-    the draws of ``T(y, theta_s)`` and ``T(y_rep_s, theta_s)``; ``dof`` (good channels) and
-    ``row``.
+    the draws of ``T(y, theta_s)`` and ``T(y_rep_s, theta_s)``; ``misfit`` (``p_value <
+    flag``: sources the model does not explain); ``dof`` (good channels) and ``row``.
 
     Posterior predictive p-values are conservative: the data are used twice (to fit and to
     check), so even for a perfect model they pile toward 0.5 rather than spread uniformly;
@@ -133,7 +134,8 @@ def calibration(
         out = _check(vae.config.likelihood, batch, drawn)
         out["dof"] = batch["good"].sum(-1)
         parts.append({k: np.asarray(v)[: len(chunk)] for k, v in out.items()})
-    return {**{k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, "row": rows}
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return {**out, "misfit": out["p_value"] < flag, "row": rows}
 
 
 def plot_checks(idata: az.InferenceData, path: str | os.PathLike, *, source: int = 0) -> Figure:
