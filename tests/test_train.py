@@ -78,10 +78,10 @@ def test_resume_after_sigkill(pack, finished, tmp_path):
     run = tmp_path / "killed"
     script = (
         "import time; from xspecvae import train as t; from xspecvae.vae import Config\n"
-        "real = t._atomic_write\n"
+        "real = t.write_atomic\n"
         "def slow(path, content):\n"
         "    real(path, content); time.sleep(1.0)\n"
-        "t._atomic_write = slow\n"
+        "t.write_atomic = slow\n"
         f"t.train({str(pack)!r}, {str(run)!r}, config=Config(**{SMALL.__dict__!r}),"
         f" options=t.TrainOptions(**{OPTIONS.__dict__!r}), progress=False)\n"
     )
