@@ -787,7 +787,9 @@ def _check(args) -> int:
         checks = calibration(vae, pack, rows, n_draws=args.draws, progress=not args.quiet)
         row = int(checks["row"][np.argmin(checks["p_value"])]) if args.row is None else args.row
         one = pack.read(np.array([row]))
-        idata = inference_data(draw(vae.with_rmfs(pack.rmf), one, 200, jax.random.key(0)), one)
+        centres = 0.5 * (pack.grid.channel_lo + pack.grid.channel_hi)
+        drawn = draw(vae.with_rmfs(pack.rmf), one, 200, jax.random.key(0))
+        idata = inference_data(drawn, one, channel_energy=centres)
     output = write_table(checks, args.output or args.run / "calibration.fits")
     figure = output.with_name(f"ppc_row{row}.png")
     plot_checks(idata, figure)

@@ -346,7 +346,9 @@ def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr
         xlabel="p-value of the fit statistic", marks={"0.01": 0.01},
     )  # fmt: skip
     one = pack.read(np.array([int(checks["row"][0])]))
-    idata = inference_data(draw(vae.with_rmfs(pack.rmf), one, 100, jax.random.key(0)), one)
+    centres = 0.5 * (pack.grid.channel_lo + pack.grid.channel_hi)
+    drawn = draw(vae.with_rmfs(pack.rmf), one, 100, jax.random.key(0))
+    idata = inference_data(drawn, one, channel_energy=centres)
     plot_checks(idata, plots / "ppc.png")
     low = np.mean(checks["misfit"])
     text = f"{low:.1%} of {len(checks['p_value'])} checked sources flagged as misfits (p < 0.01)."

@@ -167,6 +167,8 @@ def plot_checks(idata: az.InferenceData, path: str | os.PathLike, *, source: int
         ylabel="counts per channel",
         title=f"source {one.observed_data['source'].item()}",
     )
+    if channel.dtype.kind == "f":
+        spectrum.set_xscale("log")
     spectrum.legend()
     n_samples = replicated.sizes["chain"] * replicated.sizes["draw"]
     az.plot_ppc(
