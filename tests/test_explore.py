@@ -209,3 +209,20 @@ def test_similar_encodes_a_query_spectrum_file(small_run, small_pack, tmp_path, 
     broken.write_bytes(spectrum.read_bytes()[:2000])
     assert main(["similar", str(posteriors), "--spectrum", str(broken)]) == 1
     assert "broken.FTZ could not be encoded" in capsys.readouterr().err
+
+
+def test_demo_runs_the_whole_journey_then_resumes(tmp_path, monkeypatch, capsys):
+    from xspecvae import simulator
+
+    monkeypatch.setattr(simulator, "DEMO_SIZE", 300)  # the built-in demo, made small
+    folder = tmp_path / "demo"
+    assert main(["demo", "-o", str(folder), "--epochs", "1", "--quiet"]) == 0
+    report = folder / "explore" / "report.html"
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"report: {report}"
+    assert report.stat().st_size > 10_000 and (folder / "run" / "checkpoint.pkl").exists()
+    made = {p: p.stat().st_mtime_ns for p in [folder / "catalogue.h5", *folder.rglob("*.fits")]}
+    made[folder / "run" / "checkpoint.pkl"] = (folder / "run" / "checkpoint.pkl").stat().st_mtime_ns
+    assert main(["demo", "-o", str(folder), "--epochs", "1"]) == 0  # resumes: nothing redone
+    assert {p: p.stat().st_mtime_ns for p in made} == made
+    out = capsys.readouterr().out
+    assert "demo 3/3" in out and out.strip().endswith(f"report: {report}")
