@@ -220,7 +220,8 @@ def test_demo_runs_the_whole_journey_then_resumes(tmp_path, monkeypatch, capsys)
     report = folder / "explore" / "report.html"
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"report: {report}"
     assert report.stat().st_size > 10_000 and (folder / "run" / "checkpoint.pkl").exists()
-    made = {p: p.stat().st_mtime_ns for p in [folder / "catalogue.h5", *folder.rglob("*.fits")]}
+    made = [folder / "catalogue.h5", report, *folder.rglob("*.fits"), *folder.rglob("*.png")]
+    made = {p: p.stat().st_mtime_ns for p in made}
     made[folder / "run" / "checkpoint.pkl"] = (folder / "run" / "checkpoint.pkl").stat().st_mtime_ns
     assert main(["demo", "-o", str(folder), "--epochs", "1"]) == 0  # resumes: nothing redone
     assert {p: p.stat().st_mtime_ns for p in made} == made

@@ -863,7 +863,10 @@ def _demo(args) -> int:
     options = TrainOptions(epochs=args.epochs)
     train(pack, run, options=options, resume=(run / "config.json").exists(), progress=progress)
     say("demo 3/3: posteriors, map, searches, trajectories, checks, report", flush=True)
-    report = explore(run, pack, folder / "explore", progress=progress)
+    report = folder / "explore" / "report.html"
+    done = report.exists() and report.stat().st_mtime > (run / "checkpoint.pkl").stat().st_mtime
+    if not done:
+        report = explore(run, pack, folder / "explore", progress=progress)
     print(f"report: {report}")
     return 0
 
