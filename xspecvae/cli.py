@@ -769,7 +769,7 @@ def _anomalies(args) -> int:
     from xspecvae.tables import read_table, write_table
 
     table = read_table(args.table)
-    ranked = anomaly_table(table, args.k, args.divergence)
+    ranked = anomaly_table(table, args.k, args.divergence, args.reference)
     output = write_table(ranked, _beside(args.table, args.output, "anomalies.fits"))
     for i in range(min(args.top, len(ranked["rank"]))):
         label = f"  {ranked['label'][i]}" if "label" in ranked else ""

@@ -219,10 +219,12 @@ def trajectory_table(table, divergence: str = "kl_symmetric") -> dict:
     return {**steps, **{k: v for k, v in extra.items() if k in table}, "photon_flux": flux}
 
 
-def anomaly_table(table, k: int = 10, divergence: str = "kl_symmetric") -> dict:
+def anomaly_table(
+    table, k: int = 10, divergence: str = "kl_symmetric", reference: int = 20_000
+) -> dict:
     """:func:`~xspecvae.latent.anomalies` of a posterior table with its keys, most anomalous
     first."""
-    ranks = anomalies(table, k=k, divergence=divergence)
+    ranks = anomalies(table, k=k, divergence=divergence, reference=reference)
     order = np.argsort(ranks["rank"], kind="stable")
     extra = {c: np.asarray(table[c])[order] for c in ("label", "snr") if c in table}
     return {**_keys(table, order), **extra, **{c: v[order] for c, v in ranks.items()}}
