@@ -494,13 +494,14 @@ def _exploration_parsers(commands) -> None:
         sub.add_argument("pack", type=Path, nargs="?", help="pack (default: the run's own)")
         sub.add_argument("--instrument", help="pack section (needed if it has several)")
 
-    def table_and_search(sub, default_output):
+    def table_and_search(sub, default_output, neighbours=True):
         sub.add_argument("table", type=Path, help="posterior table made by 'xspecvae encode'")
         sub.add_argument(
             "-o", "--output", type=Path, help=f"table written (default {default_output})"
         )
         sub.add_argument("--divergence", choices=DIVERGENCES, default="kl_symmetric")
-        sub.add_argument("-k", type=int, default=10, help="neighbours (default 10)")
+        if neighbours:
+            sub.add_argument("-k", type=int, default=10, help="neighbours (default 10)")
 
     encode = commands.add_parser(
         "encode",
@@ -545,7 +546,7 @@ def _exploration_parsers(commands) -> None:
         help="sources seen several times: posteriors in time order, step divergences, drawn "
         "on the map and in a hardness-intensity diagram",
     )
-    table_and_search(trajectory, "trajectories.fits next to TABLE")
+    table_and_search(trajectory, "trajectories.fits next to TABLE", neighbours=False)
     trajectory.add_argument("--map", type=Path, help="map table (default map.fits next to TABLE)")
     trajectory.add_argument("--source", action="append", default=[], help="source ids to draw")
 
