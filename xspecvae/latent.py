@@ -37,6 +37,7 @@ __all__ = [
     "divergence",
     "encode",
     "knn_predict",
+    "model_batches",
     "purity",
     "quality",
     "trajectories",
@@ -71,22 +72,30 @@ def encode(
     (:func:`~xspecvae.catalog.hardness_ratios`).
     The pack must be on the model's grids; its own shared RMFs are used.
     """
-    if not np.allclose(pack.grid.energy_edges, vae.inst.energy_edges, rtol=1e-6):
-        raise ValueError(f"{pack.path}: its model energy grid is not the one the VAE learnt")
     rmf = vae.with_rmfs(pack.rmf).inst.rmf
-    rows = np.arange(len(pack)) if rows is None else np.asarray(rows)
     step = _encoder(vae, n_draws)
     key = jax.random.key(seed)
     parts = []
-    for start in tqdm(range(0, len(rows), batch_size), disable=not progress, desc="encode"):
-        chunk = rows[start : start + batch_size]
-        batch = pack.read(np.pad(chunk, (0, batch_size - len(chunk)), mode="edge"))
+    for start, n, batch in model_batches(vae, pack, rows, batch_size, progress, "encode"):
         out = step(
             vae.params, rmf, {k: batch[k] for k in PER_SOURCE}, jax.random.fold_in(key, start)
         )
         hr = hardness_ratios(batch, pack.grid.channel_lo, pack.grid.channel_hi)
-        parts.append({k: np.asarray(v)[: len(chunk)] for k, v in {**out, "hr": hr}.items()})
+        parts.append({k: np.asarray(v)[:n] for k, v in {**out, "hr": hr}.items()})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def model_batches(vae: VAE, pack: Pack, rows, batch_size: int, progress: bool, desc: str):
+    """The ``rows`` of ``pack`` (all when None) for a jitted step of ``vae``: after checking
+    that the pack is on the model's energy grid, yields ``(start, n, batch)`` for every
+    ``batch_size`` rows from ``start``, the last batch padded by repeating its last row so
+    that all have one shape (``n`` of its rows are real; ``batch["row"]`` says which)."""
+    if not np.allclose(pack.grid.energy_edges, vae.inst.energy_edges, rtol=1e-6):
+        raise ValueError(f"{pack.path}: its model energy grid is not the one the VAE learnt")
+    rows = np.arange(len(pack)) if rows is None else np.asarray(rows)
+    for start in tqdm(range(0, len(rows), batch_size), disable=not progress, desc=desc):
+        chunk = rows[start : start + batch_size]
+        yield start, len(chunk), pack.read(np.pad(chunk, (0, batch_size - len(chunk)), mode="edge"))
 
 
 #: Bands (keV) of the model's hardness ``(H - S) / (H + S)`` in :func:`encode`.

@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
-from tqdm import tqdm
 
 from xspecvae.catalog import PER_SOURCE, Pack
+from xspecvae.latent import model_batches
 from xspecvae.vae import LIKELIHOODS, VAE, PoissonPair
 
 __all__ = ["calibration", "draw", "inference_data", "plot_checks"]
@@ -119,21 +119,18 @@ def calibration(
     a small p (say below 0.01) flags a misfit, a large one proves little. The draws of a row
     depend only on ``seed`` and the row number, not on ``batch_size`` or the other rows.
     """
-    if not np.allclose(pack.grid.energy_edges, vae.inst.energy_edges, rtol=1e-6):
-        raise ValueError(f"{pack.path}: its model energy grid is not the one the VAE learnt")
-    rmf = vae.with_rmfs(pack.rmf).inst.rmf
     rows = np.arange(len(pack)) if rows is None else np.asarray(rows)
     batch_size = max(1, min(batch_size, len(rows)))
+    rmf = vae.with_rmfs(pack.rmf).inst.rmf
     simulate, base = _simulator(vae), jax.random.key(seed)
     parts = []
-    for start in tqdm(range(0, len(rows), batch_size), disable=not progress, desc="calibration"):
-        chunk = rows[start : start + batch_size]
-        padded = np.pad(chunk, (0, batch_size - len(chunk)), mode="edge")
-        batch = _arrays(pack.read(padded))
-        drawn = simulate(vae.params, rmf, batch, _row_keys(base, padded), False, n_draws=n_draws)
+    for _, n, data in model_batches(vae, pack, rows, batch_size, progress, "calibration"):
+        batch = _arrays(data)
+        keys = _row_keys(base, data["row"])
+        drawn = simulate(vae.params, rmf, batch, keys, False, n_draws=n_draws)
         out = _check(vae.config.likelihood, batch, drawn)
         out["dof"] = batch["good"].sum(-1)
-        parts.append({k: np.asarray(v)[: len(chunk)] for k, v in out.items()})
+        parts.append({k: np.asarray(v)[:n] for k, v in out.items()})
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return {**out, "misfit": out["p_value"] < flag, "row": rows}
 
