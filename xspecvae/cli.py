@@ -699,14 +699,13 @@ def _encode_query(args) -> dict | str:
 
 def _map(args) -> int:
     from xspecvae import figures
-    from xspecvae.explore import project
+    from xspecvae.explore import map_table
     from xspecvae.tables import read_table, write_table
 
     table = read_table(args.table)
-    xy = project(table["z_loc"], table["z_scale"] if args.whiten else None, seed=args.seed)
-    output = _beside(args.table, args.output, "map.fits")
-    keys = {k: table[k] for k in ("source_id", "obs_id", "ra", "dec", "row") if k in table}
-    write_table({**keys, "x": xy[:, 0], "y": xy[:, 1]}, output)
+    coordinates = map_table(table, whiten=args.whiten, seed=args.seed)
+    output = write_table(coordinates, _beside(args.table, args.output, "map.fits"))
+    xy = np.stack([coordinates["x"], coordinates["y"]], -1)
     folder = output.with_suffix("")
     keep = table["snr"] >= args.min_snr
     made = []
@@ -726,8 +725,7 @@ def _map(args) -> int:
 
 
 def _trajectory(args) -> int:
-    from xspecvae import figures
-    from xspecvae.explore import most_moving, trajectory_table
+    from xspecvae.explore import most_moving, trajectory_figures, trajectory_table
     from xspecvae.tables import read_table, write_table
 
     table = read_table(args.table)
@@ -747,17 +745,13 @@ def _trajectory(args) -> int:
         return _fail("trajectory", f"not seen several times: {', '.join(missing)}")
     folder = output.with_suffix("")
     map_path = args.map or args.table.with_name("map.fits")
+    xy = None
     if map_path.exists():
-        xy = read_table(map_path)
-        xy = np.stack([xy["x"], xy["y"]], -1)
-        figures.trajectory_map(
-            xy, [xy[steps["row"][i]] for i in picks], folder / "map.png",
-            title="Latent trajectories", names=chosen,
-        )  # fmt: skip
-    tracks = [np.stack([steps["hardness"][i], steps["photon_flux"][i]], -1) for i in picks]
-    figures.hardness_intensity(
-        table["hardness"], table["photon_flux"], folder / "hardness_intensity.png",
-        tracks=tracks, names=chosen, ylabel="photon flux 0.2-12 keV (cm$^{-2}$ s$^{-1}$)",
+        coordinates = read_table(map_path)
+        xy = np.stack([coordinates["x"], coordinates["y"]], -1)
+    trajectory_figures(
+        table, steps, picks, chosen, folder / "hardness_intensity.png",
+        xy=xy, map_path=folder / "map.png",
     )  # fmt: skip
     for s, i in zip(chosen, picks):
         print(f"  source {s}: steps " + ", ".join(f"{v:.3g}" for v in steps["step"][i][1:]))
@@ -784,25 +778,20 @@ def _anomalies(args) -> int:
 
 
 def _check(args) -> int:
-    import jax
-
-    from xspecvae.predictive import calibration, draw, inference_data, plot_checks
+    from xspecvae.explore import calibration_table, check_figure
     from xspecvae.tables import write_table
 
     vae, pack = _load(args.run, args.pack, args.instrument)
+    output = args.output or args.run / "calibration.fits"
     with pack:
-        n = min(args.rows, len(pack))
-        rows = np.sort(np.random.default_rng(0).choice(len(pack), n, replace=False))
-        checks = calibration(vae, pack, rows, n_draws=args.draws, progress=not args.quiet)
+        checks = calibration_table(
+            vae, pack, args.rows, n_draws=args.draws, progress=not args.quiet
+        )
         row = int(checks["row"][np.argmin(checks["p_value"])]) if args.row is None else args.row
-        one = pack.read(np.array([row]))
-        centres = 0.5 * (pack.grid.channel_lo + pack.grid.channel_hi)
-        drawn = draw(vae.with_rmfs(pack.rmf), one, 200, jax.random.key(0))
-        idata = inference_data(drawn, one, channel_energy=centres)
-    output = write_table(checks, args.output or args.run / "calibration.fits")
-    figure = output.with_name(f"ppc_row{row}.png")
-    plot_checks(idata, figure)
-    low = checks["misfit"]
+        figure = output.with_name(f"ppc_row{row}.png")
+        check_figure(vae, pack, row, figure)
+    write_table(checks, output)
+    n, low = len(checks["row"]), checks["misfit"]
     print(
         f"calibration: {output} ({n} sources, {low.sum()} flagged as misfits, p < 0.01); {figure}"
     )

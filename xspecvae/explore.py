@@ -37,6 +37,8 @@ from xspecvae.vae import VAE
 
 __all__ = [
     "anomaly_table",
+    "calibration_table",
+    "check_figure",
     "components",
     "encode_files",
     "explore",
@@ -44,7 +46,9 @@ __all__ = [
     "most_moving",
     "posterior_table",
     "project",
+    "map_table",
     "reconstruction",
+    "trajectory_figures",
     "trajectory_table",
 ]
 
@@ -103,6 +107,15 @@ def reconstruction(
         "band": tuple(np.percentile(total, [tail, 100 - tail], 0)),
         "good": batch["good"][0],
     }
+
+
+def check_figure(vae: VAE, pack: Pack, row: int, path, *, n_draws: int = 200):
+    """The ArviZ predictive check (:func:`~xspecvae.predictive.plot_checks`) of one spectrum
+    of ``pack``, against channel energy; returns the figure."""
+    one = pack.read(np.array([row]))
+    drawn = draw(vae.with_rmfs(pack.rmf), one, n_draws, jax.random.key(0))
+    centres = 0.5 * (pack.grid.channel_lo + pack.grid.channel_hi)
+    return plot_checks(inference_data(drawn, one, channel_energy=centres), path)
 
 
 def posterior_table(vae: VAE, pack: Pack, *, progress: bool = False, **options) -> dict:
@@ -176,16 +189,16 @@ def explore(
         table = step("posteriors", lambda: posterior_table(vae, p, progress=progress))
         labelled = "label" in table and len(np.unique(table["label"])) > 1
         high = table["snr"] >= snr_min
-        xy = step("map", lambda: _map(table))
+        xy = step("map", lambda: map_table(table))
         xy = np.stack([xy["x"], xy["y"]], -1)
         tracks = step("trajectories", lambda: trajectory_table(table, divergence))
         ranked = step("anomalies", lambda: anomaly_table(table, k, divergence))
         similar = step("similar", lambda: _examples(table, k, divergence, snr_min))
-        checks = step("calibration", lambda: _calibration(vae, p, table, n_checks, progress))
+        checks = step("calibration", lambda: calibration_table(vae, p, n_checks, progress=progress))
         sections = _figures(vae, p, run, table, xy, tracks, ranked, checks, plots, high, snr_min)
         if labelled:
             sections.insert(1, _purity_section(table, k, high, snr_min))
-    sections.insert(2, _table_section("Similarity search", similar, table, divergence))
+    sections.insert(2, _table_section("Similarity search", similar, divergence))
     path = write_report(
         folder / "report.html",
         f"xspecvae: {run.name}",
@@ -199,8 +212,10 @@ def explore(
 # The steps
 
 
-def _map(table) -> dict:
-    xy = project(table["z_loc"])
+def map_table(table, *, whiten: bool = False, seed: int = 0) -> dict:
+    """:func:`project` of a posterior table (whitened by the scales if asked) with its keys:
+    columns ``x``, ``y``."""
+    xy = project(table["z_loc"], table["z_scale"] if whiten else None, seed=seed)
     return {**_keys(table), "x": xy[:, 0], "y": xy[:, 1]}
 
 
@@ -244,14 +259,17 @@ def _examples(table, k, divergence, snr_min, n_queries: int = 5) -> dict:
     )  # fmt: skip
     hits = rows.ravel()
     out = {"query_row": np.repeat(queries, k), "rank": np.tile(np.arange(1, k + 1), len(queries))}
-    out.update({f"query_{c}": np.repeat(labels[queries], k) for c in ["label"] if "label" in table})
+    if "label" in table:
+        out["query_label"] = np.repeat(labels[queries], k)
     return {**out, **_keys(table, hits), "divergence": values.ravel(), "label": labels[hits]}
 
 
-def _calibration(vae, pack, table, n_checks, progress) -> dict:
-    rows = np.sort(np.random.default_rng(0).choice(len(pack), min(n_checks, len(pack)), False))
-    checks = calibration(vae, pack, rows, progress=progress)
-    return {**_keys(table, checks["row"]), **{k: v for k, v in checks.items() if k != "row"}}
+def calibration_table(vae: VAE, pack: Pack, n: int = 2000, **options) -> dict:
+    """:func:`~xspecvae.predictive.calibration` of ``n`` rows of ``pack`` drawn at random
+    (seed 0; all when ``n`` is at least the pack's size), with their identity columns."""
+    rows = np.sort(np.random.default_rng(0).choice(len(pack), min(n, len(pack)), False))
+    checks = calibration(vae, pack, rows, **options)
+    return {**identity_columns(pack.meta, rows), **checks}
 
 
 def _purity_section(table, k, high, snr_min) -> Section:
@@ -263,7 +281,10 @@ def _purity_section(table, k, high, snr_min) -> Section:
     rows = []
     for cut, keep in (("all", None), (f"SNR >= {snr_min:g}", high)):
         got = purity(features, table["label"], k=k, groups=table["source_id"], keep=keep)
-        rows += [{"sources": cut, "distance": n, **_rounded(v)} for n, v in got.items()]
+        rows += [
+            {"sources": cut, "distance": n, "mean": v["mean"], "balanced": v["balanced"]}
+            for n, v in got.items()
+        ]
     text = (
         f"Share of the {k} nearest neighbours of each source (its own other observations left "
         "out) that have its class: under the divergences between posteriors, and under the "
@@ -272,12 +293,8 @@ def _purity_section(table, k, high, snr_min) -> Section:
     return Section("Purity of the neighbourhoods", text, table=rows)
 
 
-def _rounded(figures_: dict) -> dict:
-    return {"mean": figures_["mean"], "balanced": figures_["balanced"]}
-
-
-def _table_section(title, table, posteriors, divergence) -> Section:
-    columns = [c for c in ("query_label", "query_row", "rank", "row", "source_id", "label")]
+def _table_section(title, table, divergence) -> Section:
+    columns = ("query_label", "query_row", "rank", "row", "source_id", "label")
     shown = {c: table[c] for c in columns if c in table}
     shown[divergence] = table["divergence"]
     text = "The nearest posteriors of a few bright sources (search over the whole catalogue)."
@@ -287,8 +304,8 @@ def _table_section(title, table, posteriors, divergence) -> Section:
 def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr_min):
     sections = []
     metrics = _metrics(run)
-    curves = figures.training_curves(metrics, plots / "training.png") and plots / "training.png"
-    sections.append(Section("Training", _training_text(run, metrics), [curves]))
+    figures.training_curves(metrics, plots / "training.png")
+    sections.append(Section("Training", _training_text(run, metrics), [plots / "training.png"]))
 
     maps = []
     if "label" in table:
@@ -347,11 +364,7 @@ def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr
         checks["p_value"], plots / "calibration.png", title="Posterior predictive p-values",
         xlabel="p-value of the fit statistic", marks={"0.01": 0.01},
     )  # fmt: skip
-    one = pack.read(np.array([int(checks["row"][0])]))
-    centres = 0.5 * (pack.grid.channel_lo + pack.grid.channel_hi)
-    drawn = draw(vae.with_rmfs(pack.rmf), one, 100, jax.random.key(0))
-    idata = inference_data(drawn, one, channel_energy=centres)
-    plot_checks(idata, plots / "ppc.png")
+    check_figure(vae, pack, int(checks["row"][0]), plots / "ppc.png", n_draws=100)
     low = np.mean(checks["misfit"])
     text = f"{low:.1%} of {len(checks['p_value'])} checked sources flagged as misfits (p < 0.01)."
     sections.append(
@@ -362,18 +375,13 @@ def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr
     if len(tracks["row"]):
         sources = most_moving(tracks)
         chosen = [np.flatnonzero(tracks["source_id"] == s) for s in sources]
-        paths = [xy[tracks["row"][i]] for i in chosen]
         names = [
             f"{s} ({tracks['label'][i[0]]})" if "label" in tracks else str(s)
             for s, i in zip(sources, chosen)
         ]
-        figures.trajectory_map(
-            xy, paths, plots / "trajectories.png", title="Latent trajectories", names=names
-        )
-        hi = [np.stack([tracks["hardness"][i], tracks["photon_flux"][i]], -1) for i in chosen]
-        figures.hardness_intensity(
-            table["hardness"], table["photon_flux"], plots / "hardness_intensity.png", tracks=hi,
-            names=names, ylabel="photon flux 0.2-12 keV (cm$^{-2}$ s$^{-1}$)",
+        trajectory_figures(
+            table, tracks, chosen, names, plots / "hardness_intensity.png",
+            xy=xy, map_path=plots / "trajectories.png",
         )  # fmt: skip
         text = "Sources whose posterior moved most between observations."
         sections.append(
@@ -382,6 +390,21 @@ def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr
             )
         )
     return sections
+
+
+def trajectory_figures(table, tracks, chosen, names, path, *, xy=None, map_path=None) -> None:
+    """The tracks ``chosen`` (rows of the trajectory table ``tracks``, one array per source,
+    labelled ``names``) in the model's hardness-intensity diagram (``path``) over the whole
+    posterior ``table``, and, given the map coordinates ``xy`` of the table, on the map
+    (``map_path``)."""
+    if xy is not None:
+        paths = [xy[tracks["row"][i]] for i in chosen]
+        figures.trajectory_map(xy, paths, map_path, title="Latent trajectories", names=names)
+    hi = [np.stack([tracks["hardness"][i], tracks["photon_flux"][i]], -1) for i in chosen]
+    figures.hardness_intensity(
+        table["hardness"], table["photon_flux"], path, tracks=hi, names=names,
+        ylabel="photon flux 0.2-12 keV (cm$^{-2}$ s$^{-1}$)",
+    )  # fmt: skip
 
 
 def most_moving(tracks, n: int = 6) -> list:
