@@ -22,6 +22,7 @@ def test_tables_round_trip(tmp_path, name):
     assert list(back) == list(columns)
     for k, v in columns.items():
         np.testing.assert_array_equal(back[k], v)
+    assert read_table(path, with_header=True)[1]["RUN"] == "demo"
     table = Table.read(path)  # what a user (or TOPCAT) opens
     assert table.meta["RUN"] == "demo" and table["z_loc"].shape == (5, 16)
     if name.startswith("t.fits"):

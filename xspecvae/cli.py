@@ -632,25 +632,16 @@ def _similar(args) -> int:
     from xspecvae.latent import Index
     from xspecvae.tables import read_table, write_table
 
-    table = read_table(args.table)
+    table, header = read_table(args.table, with_header=True)
     if args.spectrum is not None:
-        query = _encode_query(args)
+        query = _encode_query(args, header)
         if isinstance(query, str):
             return _fail("similar", query)
-        loc, scale = query["z_loc"][0], query["z_scale"][0]
-        group, where = None, f"{args.spectrum}"
-    elif args.row is not None:
-        if not 0 <= args.row < len(table["row"]):
-            return _fail("similar", f"--row {args.row}: the table has {len(table['row'])} rows")
-        query = args.row
+        loc, scale, group, where = query["z_loc"][0], query["z_scale"][0], None, args.spectrum
     else:
-        match = np.asarray(table["source_id"]).astype(str) == args.source
-        if args.obs is not None:
-            match &= np.asarray(table["obs_id"]).astype(str) == args.obs
-        if not match.any():
-            return _fail("similar", f"no source {args.source!r} in {args.table}")
-        query = int(np.flatnonzero(match)[np.argmin(table["mjd"][match])])
-    if args.spectrum is None:
+        query = _query_row(args, table)
+        if isinstance(query, str):
+            return _fail("similar", query)
         loc, scale, group = (
             table["z_loc"][query],
             table["z_scale"][query],
@@ -680,13 +671,25 @@ def _similar(args) -> int:
     return 0
 
 
-def _encode_query(args) -> dict | str:
-    """The posterior table of ``--spectrum``, or why it could not be made."""
-    from astropy.table import Table
+def _query_row(args, table) -> int | str:
+    """The table row of ``--row`` or ``--source`` (its first observation, or ``--obs``), or
+    why there is none."""
+    if args.row is not None:
+        if not 0 <= args.row < len(table["row"]):
+            return f"--row {args.row}: the table has {len(table['row'])} rows"
+        return args.row
+    match = np.asarray(table["source_id"]).astype(str) == args.source
+    if args.obs is not None:
+        match &= np.asarray(table["obs_id"]).astype(str) == args.obs
+    if not match.any():
+        return f"no source {args.source!r} in {args.table}"
+    return int(np.flatnonzero(match)[np.argmin(table["mjd"][match])])
 
+
+def _encode_query(args, header: dict) -> dict | str:
+    """The posterior table of ``--spectrum``, or why it could not be made."""
     from xspecvae.explore import encode_files
 
-    header = Table.read(args.table).meta
     run = args.run or Path(header.get("RUN", "xspecvae-run"))
     vae, pack = _load(run, Path(header["PACK"]) if "PACK" in header else None, None)
     with pack:

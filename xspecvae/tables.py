@@ -55,12 +55,14 @@ def write_table(columns: dict, path, *, header: dict | None = None) -> Path:
     return path
 
 
-def read_table(path) -> dict[str, np.ndarray]:
-    """A table written by :func:`write_table` (or any FITS/Parquet table) as numpy columns."""
+def read_table(path, *, with_header: bool = False):
+    """A table written by :func:`write_table` (or any FITS/Parquet table) as numpy columns;
+    with ``with_header``, also its header keywords: ``(columns, header)``."""
     path = Path(path)
     table = Table.read(path, format=_format(path))
     table.convert_bytestring_to_unicode()  # FITS strings come back as bytes
-    return {name: np.asarray(table[name]) for name in table.colnames}
+    columns = {name: np.asarray(table[name]) for name in table.colnames}
+    return (columns, dict(table.meta)) if with_header else columns
 
 
 def identity_columns(meta: dict, rows) -> dict[str, np.ndarray]:
