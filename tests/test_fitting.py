@@ -1,0 +1,105 @@
+"""Classical fits recover the parameters of spectra simulated from the same models."""
+
+import jax
+import numpy as np
+import pytest
+
+from xspecvae.catalog import Grid, Pack, PackWriter
+from xspecvae.fitting import MODELS, fit, fit_latent
+from xspecvae.instrument import builtin_pn_response
+from xspecvae.physics import CrossSection, absorption, diskbb, powerlaw
+
+TRUE = {
+    "powerlaw": {"nh": 0.5, "gamma": 1.8, "norm": 2e-3},
+    "diskbb+powerlaw": {"nh": 0.3, "t_in": 1.5, "disk_norm": 0.05, "gamma": 1.7, "pl_norm": 1e-3},
+}
+
+
+def _photons(edges, sigma, model, p):
+    """The true photon spectrum, written out here (numpy in, float64)."""
+    with jax.enable_x64(True):
+        shape = powerlaw(edges, p["gamma"], p.get("norm", p.get("pl_norm")))
+        if "t_in" in p:
+            shape = shape + diskbb(edges, p["t_in"], p["disk_norm"])
+        return np.asarray(absorption(sigma, p["nh"]) * shape)
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory):
+    """Two bright spectra (one per model of TRUE) with a flat background, Poisson noise."""
+    response = builtin_pn_response(n_energy=400)
+    grid = Grid.from_response("pn", response)
+    rmf = grid.regroup(response).astype(np.float64)
+    edges = grid.energy_edges
+    sigma = CrossSection.morrison_mccammon().on(edges)
+    arf = np.interp(np.sqrt(edges[1:] * edges[:-1]), [0.1, 1.5, 12.0], [200.0, 1200.0, 100.0])
+    exposure, alpha = 40e3, 0.1
+    rng = np.random.default_rng(3)
+    counts, backgrounds = [], []
+    for model, p in TRUE.items():
+        source = exposure * (_photons(edges, sigma, model, p) * arf) @ rmf
+        background = np.full(grid.n_channel, 30.0)
+        counts.append(rng.poisson(source + alpha * background))
+        backgrounds.append(rng.poisson(background))
+    path = tmp_path_factory.mktemp("fit") / "fit.h5"
+    n = len(TRUE)
+    with PackWriter(path) as writer:
+        writer.add_grid(grid)
+        writer.add_rmf("pn", "builtin", rmf.astype(np.float32))
+        writer.append(
+            "pn", counts=counts, background=backgrounds, alpha=np.full((n, grid.n_channel), alpha),
+            exposure=np.full(n, exposure), arf=np.tile(arf, (n, 1)), rmf_index=np.zeros(n, int),
+            meta=dict(
+                source_id=np.arange(n), obs_id=np.array(["0"] * n), mjd=np.zeros(n),
+                ra=np.zeros(n), dec=np.zeros(n), label=np.array(list(TRUE)),
+                file=np.array([f"{m}.fits" for m in TRUE]),
+            ),
+        )  # fmt: skip
+    with Pack(path) as p:
+        yield p
+
+
+@pytest.mark.parametrize("row, model", list(enumerate(TRUE)))
+def test_fit_recovers_the_true_parameters(pack, row, model):
+    result = fit(pack, row, model)
+    assert set(result.parameters) == set(MODELS[model].names)
+    for name, value in TRUE[model].items():
+        error = result.errors[name]
+        assert np.isfinite(error) and error > 0, name
+        assert abs(result.parameters[name] - value) < 4 * error, (name, result.parameters, error)
+    assert result.dof == int(pack.read([row])["good"].sum()) - len(MODELS[model].names)
+    assert 0.5 < result.statistic / result.dof < 1.6
+
+
+def test_fit_is_at_least_as_good_as_the_truth_and_nested_models_order(pack):
+    """The statistic at the fit is below the one at the true parameters; the two-component
+    spectrum is fitted far better by the model that made it than by a power law alone."""
+    edges = pack.grid.energy_edges
+    sigma = CrossSection.morrison_mccammon().on(edges)
+    one = pack.read([1])
+    rmf = np.asarray(pack.rmf[0], np.float64)
+    truth = (
+        one["exposure"][0]
+        * (_photons(edges, sigma, "d", TRUE["diskbb+powerlaw"]) * one["arf"][0])
+        @ rmf
+    )
+    best = fit(pack, 1, "diskbb+powerlaw")
+    from xspecvae.vae import wstat_value
+
+    at_truth = float(wstat_value(truth, one["alpha"][0], one["counts"][0], one["background"][0]))
+    assert best.statistic <= at_truth + 1e-6
+    assert fit(pack, 1, "powerlaw").statistic > best.statistic + 25.0
+    np.testing.assert_allclose(best.source.sum(), truth.sum(), rtol=0.05)
+
+
+def test_fit_latent_improves_on_the_encoder(small_run, small_pack):
+    from xspecvae.latent import encode
+    from xspecvae.train import load_run
+
+    vae, _ = load_run(small_run)
+    with Pack(small_pack) as p:
+        row = int(np.argmax(p.meta["counts"]))
+        amortized = float(encode(vae, p, rows=[row])["statistic"][0])
+        result = fit_latent(vae, p, row)
+    assert result.statistic <= amortized + 1e-3
+    assert result.parameters["z"].shape == (vae.config.latent_dim,)

@@ -1,0 +1,255 @@
+"""Classical fits of one spectrum, the baseline a reconstruction is judged against.
+
+An absorbed XSPEC-like model (:data:`MODELS`: ``tbabs*powerlaw``, ``tbabs*diskbb``,
+``tbabs*(diskbb+powerlaw)``) is folded through the spectrum's own ARF, RMF and exposure on the
+pack's grids, exactly as the VAE folds its spectra, and fitted by minimising the likelihood's
+statistic (W-stat, or C-stat with the background known) with L-BFGS-B from several starts, in
+float64. :func:`fit_latent` fits the VAE's decoder the same way: its latent optimised for the
+one source instead of read off the encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import product
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.optimize import minimize
+
+from xspecvae.catalog import PER_SOURCE, Pack
+from xspecvae.physics import CrossSection, absorption, diskbb, powerlaw
+from xspecvae.vae import LIKELIHOODS, VAE
+
+__all__ = ["MODELS", "Fit", "SpectralModel", "fit", "fit_latent"]
+
+
+@dataclass(frozen=True, eq=False)
+class SpectralModel:
+    """An absorbed additive model: ``photons(edges, sigma, *parameters)`` (photons/cm^2/s per
+    bin), its parameter names (XSPEC's units: ``nh`` 1e22 cm^-2, temperatures keV, norms as
+    XSPEC), bounds, which are fitted in log, which are normalisations (set from the counts at
+    each start), and the starting values of the others (every combination is tried)."""
+
+    photons: object
+    names: tuple[str, ...]
+    bounds: tuple[tuple[float, float], ...]
+    log: tuple[bool, ...]
+    norms: tuple[int, ...]
+    starts: dict
+
+    def unpack(self, theta):
+        return [jnp.exp(t) if lg else t for t, lg in zip(theta, self.log)]
+
+    def counts(self, theta, data):
+        """Expected source counts per channel: the photons folded by ``data["response"]``."""
+        return self.photons(data["edges"], data["sigma"], *self.unpack(theta)) @ data["response"]
+
+
+def _pl(edges, sigma, nh, gamma, norm):
+    return absorption(sigma, nh) * powerlaw(edges, gamma, norm)
+
+
+def _disk(edges, sigma, nh, t_in, norm):
+    return absorption(sigma, nh) * diskbb(edges, t_in, norm)
+
+
+def _disk_pl(edges, sigma, nh, t_in, disk_norm, gamma, pl_norm):
+    return absorption(sigma, nh) * (
+        diskbb(edges, t_in, disk_norm) + powerlaw(edges, gamma, pl_norm)
+    )
+
+
+_NH, _NORM, _T = (1e-4, 1e3), (1e-12, 1e12), (0.02, 10.0)
+MODELS = {
+    "powerlaw": SpectralModel(
+        _pl, ("nh", "gamma", "norm"), (_NH, (-3.0, 10.0), _NORM), (True, False, True), (2,),
+        {0: (0.01, 0.3, 3.0), 1: (1.0, 2.0, 3.5)},
+    ),
+    "diskbb": SpectralModel(
+        _disk, ("nh", "t_in", "norm"), (_NH, _T, _NORM), (True, True, True), (2,),
+        {0: (0.01, 0.3, 3.0), 1: (0.2, 1.0, 2.5)},
+    ),
+    "diskbb+powerlaw": SpectralModel(
+        _disk_pl,
+        ("nh", "t_in", "disk_norm", "gamma", "pl_norm"),
+        (_NH, _T, _NORM, (-3.0, 10.0), _NORM),
+        (True, True, True, False, True),
+        (2, 4),
+        {0: (0.03, 0.5), 1: (0.2, 1.0, 2.5), 3: (2.0,)},
+    ),
+}  # fmt: skip
+
+
+#: L-BFGS-B to the bottom of the long valleys of degenerate components (disc against power law)
+_TOLERANCE = {"ftol": 1e-13, "gtol": 1e-7, "maxiter": 5000}
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The best fit: ``parameters`` and their 1-sigma ``errors`` (from the curvature of the
+    statistic; NaN where it is not positive definite), the ``statistic`` and ``dof`` (good
+    channels less free parameters), the expected source counts per channel (``source``) and
+    the total in the source region with the background profiled (``total``)."""
+
+    model: str
+    parameters: dict
+    errors: dict
+    statistic: float
+    dof: int
+    source: np.ndarray
+    total: np.ndarray
+
+
+def fit(
+    pack: Pack,
+    row: int,
+    model: str = "powerlaw",
+    *,
+    cross_section: CrossSection | None = None,
+    likelihood: str = "wstat",
+) -> Fit:
+    """Fit ``model`` (a key of :data:`MODELS`) to spectrum ``row`` of ``pack``; absorption by
+    ``cross_section`` (e.g. ``CrossSection.from_fits("xsect_tbabs_wilm.fits")``; Morrison &
+    McCammon when None)."""
+    spec = MODELS[model]
+    cross_section = cross_section or CrossSection.morrison_mccammon()
+    with jax.enable_x64(True):
+        data = _data(pack, row)
+        data["edges"] = jnp.asarray(pack.grid.energy_edges, jnp.float64)
+        data["sigma"] = jnp.asarray(cross_section.on(pack.grid.energy_edges))
+        objective = _objective(spec.counts, likelihood)
+        good = np.asarray(data["good"])
+        net = float(np.sum((data["n"] - data["alpha"] * data["b"])[good]))
+        bounds = [np.log(b) if lg else b for b, lg in zip(spec.bounds, spec.log)]
+        best = None
+        for start in _starts(spec):
+            theta = np.array([np.log(v) if lg else v for v, lg in zip(start, spec.log)])
+            for i in spec.norms:  # each component starts with its share of the net counts
+                alone = np.where(np.isin(np.arange(len(theta)), spec.norms), -np.inf, theta)
+                alone[i] = 0.0
+                one = float(np.sum(np.asarray(spec.counts(jnp.asarray(alone), data))[good]))
+                theta[i] = np.log(max(net, 1.0) / len(spec.norms) / max(one, 1e-300))
+            theta = np.clip(theta, *np.transpose(bounds))
+            result = minimize(
+                objective.bind(data), theta, jac=True, method="L-BFGS-B", bounds=bounds,
+                options=_TOLERANCE,
+            )  # fmt: skip
+            if best is None or result.fun < best.fun:
+                best = result
+        theta = jnp.asarray(best.x)
+        values = [float(v) for v in spec.unpack(theta)]
+        errors = _errors(objective, theta, data, values, spec.log)
+        source, total = (np.asarray(f(theta, data)) for f in (spec.counts, objective.total))
+    return Fit(
+        model, dict(zip(spec.names, values)), dict(zip(spec.names, errors)), float(best.fun),
+        int(good.sum()) - len(spec.names), source, total,
+    )  # fmt: skip
+
+
+def fit_latent(vae: VAE, pack: Pack, row: int) -> Fit:
+    """The VAE's decoder fitted to spectrum ``row``: the maximum a posteriori latent (``z``
+    and ``log_norm``, from the encoder's posterior mean) with the decoder fixed. ``statistic``
+    is the fit statistic there (the prior's penalty excluded); ``dof`` counts the latent."""
+    vae = vae.with_rmfs(pack.rmf)
+    batch = {k: jnp.asarray(v) for k, v in pack.read(np.array([row])).items() if k in PER_SOURCE}
+    q = vae.posterior(batch)
+    counts, prior = _latent(vae)
+    objective = _objective(counts, vae.config.likelihood, prior)
+    data = {**_data(pack, row), "batch": batch}
+    start = np.concatenate([np.asarray(q.z_loc[0]), np.asarray(q.norm_loc)]).astype(np.float64)
+    result = minimize(objective.bind(data), start, jac=True, method="L-BFGS-B", options=_TOLERANCE)
+    theta = jnp.asarray(result.x, jnp.float32)
+    return Fit(
+        "vae", {"z": result.x[:-1], "log_norm": float(result.x[-1])}, {},
+        float(objective.statistic(theta, data)), int(np.sum(data["good"])) - len(start),
+        np.asarray(counts(theta, data)), np.asarray(objective.total(theta, data)),
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=4)
+def _latent(vae: VAE):
+    """The decoder's counts of ``theta = (z, log_norm)`` and the prior's penalty (-2 log)."""
+    loc, scale = vae.inst.norm_prior
+
+    def counts(theta, data):
+        return vae.decode(theta[None, :-1], theta[-1:], data["batch"])[1][0]
+
+    def prior(theta, data):
+        return jnp.sum(theta[:-1] ** 2) + ((theta[-1] - loc) / scale) ** 2
+
+    return counts, prior
+
+
+def _data(pack: Pack, row: int) -> dict:
+    """One spectrum's counts and its folding matrix ``exposure * arf * rmf`` (E, C)."""
+    one = pack.read(np.array([row]))
+    rmf = np.asarray(pack.rmf[int(one["rmf_index"][0])], np.float64)
+    response = one["exposure"][0] * np.asarray(one["arf"][0], np.float64)[:, None] * rmf
+    return {
+        "n": jnp.asarray(one["counts"][0], float),
+        "b": jnp.asarray(one["background"][0], float),
+        "alpha": jnp.asarray(one["alpha"][0], float),
+        "good": jnp.asarray(one["good"][0]),
+        "response": jnp.asarray(response),
+    }
+
+
+class _Objective:
+    """The fit statistic of ``counts(theta, data)`` (plus a ``penalty(theta, data)``), jitted
+    once for every spectrum of the same shapes; :meth:`bind` gives scipy its function."""
+
+    def __init__(self, counts, likelihood: str, penalty=None):
+        make = LIKELIHOODS[likelihood]
+
+        def pair(theta, data):
+            return make(counts(theta, data), data["alpha"], data["n"], data["b"], data["good"])
+
+        def statistic(theta, data):
+            return pair(theta, data).deviance(jnp.stack([data["n"], data["b"]], -1))
+
+        def loss(theta, data):
+            return statistic(theta, data) + (0.0 if penalty is None else penalty(theta, data))
+
+        self.statistic = jax.jit(statistic)
+        self.total = jax.jit(lambda theta, data: pair(theta, data).rates[..., 0])
+        self.hessian = jax.jit(jax.hessian(statistic))
+        self._step = jax.jit(jax.value_and_grad(loss))
+
+    def bind(self, data: dict):
+        dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+        def value_and_grad(theta):
+            value, grad = self._step(jnp.asarray(theta, dtype), data)
+            if not np.isfinite(float(value)):
+                return 1e300, np.zeros_like(theta)
+            return float(value), np.asarray(grad, np.float64)
+
+        return value_and_grad
+
+
+_objective = lru_cache(maxsize=16)(_Objective)
+
+
+def _starts(spec: SpectralModel):
+    shape = [i for i in range(len(spec.names)) if i not in spec.norms]
+    for values in product(*(spec.starts[i] for i in shape)):
+        start = [1.0] * len(spec.names)
+        for i, v in zip(shape, values):
+            start[i] = v
+        yield start
+
+
+def _errors(objective, theta, data, values, log) -> list[float]:
+    """1-sigma errors: the covariance ``2 H^-1`` of the statistic's Hessian ``H`` in the
+    fitted parameters, carried to log-fitted ones by ``d value = value d log value``."""
+    hessian = np.asarray(objective.hessian(theta, data), np.float64)
+    try:
+        covariance = 2.0 * np.linalg.inv(hessian)
+    except np.linalg.LinAlgError:
+        return [float("nan")] * len(values)
+    variance = np.diag(covariance)
+    sd = np.where(variance > 0, np.sqrt(np.abs(variance)), np.nan)
+    return [float(s * v if lg else s) for s, v, lg in zip(sd, values, log)]
