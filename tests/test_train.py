@@ -195,3 +195,45 @@ def test_the_model_loads_without_the_pack(pack, finished, tmp_path):
     assert q.z_loc.shape == (32, SMALL.latent_dim) and source.shape == batch["counts"].shape
     assert np.all(np.isfinite(source)) and np.all(source.sum(-1) > 0)
     assert np.all(decoded.nh >= 0)
+
+
+def test_fine_tuning_starts_from_the_trained_run(pack, finished, tmp_path):
+    """With a learning rate of 0 a fine-tuned run ends with its initial run's parameters,
+    config and instrument (the size flags given are ignored); with a real one it moves."""
+    other = simulate_pack(tmp_path / "other.h5", 200, seed=9, progress=False)
+    frozen = TrainOptions(epochs=1, batch_size=32, learning_rate=0.0, kl_warmup_epochs=0)
+    train(other, tmp_path / "ft0", config=Config(), options=frozen, init=finished, progress=False)
+    assert same_params(finished, tmp_path / "ft0")
+    tuned, info = load_run(tmp_path / "ft0")
+    start = load_run(finished)[0]
+    assert tuned.config == SMALL and info["init"] == str(finished.resolve())
+    np.testing.assert_array_equal(tuned.inst.norm_prior, start.inst.norm_prior)
+    np.testing.assert_array_equal(tuned.inst.area, start.inst.area)
+    moving = TrainOptions(epochs=1, batch_size=32, kl_warmup_epochs=0)
+    train(other, tmp_path / "ft1", options=moving, init=finished, progress=False)
+    assert not same_params(finished, tmp_path / "ft1")
+    assert np.isfinite(metrics(tmp_path / "ft1")[0]["validation_loss"])
+
+
+def test_fine_tuning_refuses_a_pack_on_other_grids(finished, tmp_path):
+    from xspecvae.catalog import Grid, PackWriter
+    from xspecvae.instrument import builtin_pn_response
+
+    response = builtin_pn_response(n_energy=300)  # the training pack has 1200 energies
+    grid = Grid.from_response("pn", response)
+    n, c = 64, grid.n_channel
+    with PackWriter(tmp_path / "coarse.h5") as writer:
+        writer.add_grid(grid)
+        writer.add_rmf("pn", "builtin", grid.regroup(response))
+        writer.append(
+            "pn", counts=np.full((n, c), 5.0), background=np.ones((n, c)),
+            alpha=np.full((n, c), 0.1), exposure=np.full(n, 1e4),
+            arf=np.full((n, grid.n_energy), 100.0), rmf_index=np.zeros(n, int),
+            meta=dict(source_id=np.arange(n), obs_id=np.array(["1"] * n), mjd=np.zeros(n),
+                      ra=np.zeros(n), dec=np.zeros(n), label=np.array([""] * n),
+                      file=np.array([f"{i}.fits" for i in range(n)])),
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="--grids-of"):
+        train(
+            tmp_path / "coarse.h5", tmp_path / "ft", options=OPTIONS, init=finished, progress=False
+        )

@@ -40,6 +40,7 @@ __all__ = [
     "PER_SOURCE",
     "SCHEMA_VERSION",
     "Grid",
+    "grids_of",
     "Pack",
     "PackWriter",
     "append_pack",
@@ -609,6 +610,15 @@ def append_pack(path, other) -> None:
                     truth={k: v[rows] for k, v in source.truth.items()},
                 )
     writer.close()
+
+
+def grids_of(path) -> list[Grid]:
+    """The grids of every instrument section of the pack at ``path``."""
+    grids = []
+    for instrument in _instruments(Path(path)):
+        with Pack(path, instrument) as pack:
+            grids.append(pack.grid)
+    return grids
 
 
 def _instruments(path: Path) -> list[str]:

@@ -108,10 +108,18 @@ def _pack_parser(commands) -> None:
     pack.add_argument(
         "--append", action="store_true", help="add the new spectra of INPUTS to an existing PACK"
     )
+    pack.add_argument(
+        "--grids-of",
+        type=Path,
+        metavar="PACK",
+        help="put the spectra on the grids of PACK (e.g. the pack a model was trained on, so "
+        "that the model can read this one)",
+    )
     pack.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _pack(args) -> int:
+    from xspecvae.catalog import grids_of
     from xspecvae.products import ingest
 
     substitutes = {}
@@ -134,6 +142,7 @@ def _pack(args) -> int:
         jobs=args.jobs,
         resume=not args.restart,
         append=args.append,
+        grids=grids_of(args.grids_of) if args.grids_of else (),
         progress=not args.quiet,
     )
     status = Counter(r["status"] for r in result.report)
@@ -425,6 +434,13 @@ def _train_parser(commands) -> None:
         "--absorption", type=Path, help="cross-section table (default: Morrison & McCammon)"
     )
     train.add_argument("--resume", action="store_true", help="continue the run in RUN")
+    train.add_argument(
+        "--init",
+        type=Path,
+        metavar="RUN",
+        help="fine-tune: start from the trained RUN (its parameters, model sizes and "
+        "instrument; the size flags and --absorption are then ignored)",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     cluster = train.add_argument_group("several processes (jax.distributed)")
     cluster.add_argument(
@@ -466,9 +482,10 @@ def _train(args) -> int:
             instrument=args.instrument,
             absorption=args.absorption,
             resume=args.resume,
+            init=args.init,
             progress=not args.quiet,
         )
-    except (TrainingError, OGIPError) as err:
+    except (TrainingError, OGIPError, ValueError) as err:
         print(f"xspecvae train: {err}", file=sys.stderr)
         return 1
     if not metrics:
@@ -487,6 +504,7 @@ def _train(args) -> int:
 
 
 def _exploration_parsers(commands) -> None:
+    from xspecvae.fitting import MODELS
     from xspecvae.latent import DIVERGENCES
 
     def run_and_pack(sub):
@@ -591,6 +609,34 @@ def _exploration_parsers(commands) -> None:
     report.add_argument("--divergence", choices=DIVERGENCES, default="kl_symmetric")
     report.add_argument("--parquet", action="store_true", help="also write .parquet tables")
     report.add_argument("--quiet", action="store_true", help="no progress")
+
+    compare = commands.add_parser(
+        "compare",
+        help="set the spectra of a pack (e.g. real sources) against the run's reference "
+        "catalogue: VAE and classical fits, place in the map, nearest reference posteriors, "
+        "one HTML report",
+        description="Encode PACK with RUN; fit every spectrum with absorbed classical models "
+        "and with the decoder's latent optimised; map it with the reference catalogue (the "
+        "pack the run, or the run it was fine-tuned from, learnt on) and find its nearest "
+        "reference posteriors. Writes FOLDER/{posteriors,reference,fits,map,sources}.fits, "
+        "figures and report.html. About a second per spectrum and model.",
+    )
+    compare.add_argument("run", type=Path, help="run")
+    compare.add_argument("pack", type=Path, help="pack on the run's grids (pack --grids-of)")
+    compare.add_argument("-o", "--output", type=Path, help="folder (default RUN/compare-PACK)")
+    compare.add_argument("--reference", type=Path, help="reference pack (default: see above)")
+    compare.add_argument(
+        "--fit", action="append", choices=sorted(MODELS), help="classical model (repeatable; "
+        "default powerlaw and diskbb+powerlaw, each absorbed)",
+    )  # fmt: skip
+    compare.add_argument("--absorption", type=Path, help="cross-section table (default: the run's)")
+    compare.add_argument(
+        "--show", action="append", default=[], metavar="TEXT",
+        help="also draw the spectra whose file name contains TEXT (repeatable)",
+    )  # fmt: skip
+    compare.add_argument("-k", type=int, default=10, help="nearest reference posteriors")
+    compare.add_argument("--divergence", choices=DIVERGENCES, default="kl_symmetric")
+    compare.add_argument("--quiet", action="store_true", help="no progress")
 
 
 def _load(run: Path, pack: Path | None, instrument: str | None):
@@ -839,6 +885,18 @@ def _report(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from xspecvae.compare import compare
+
+    path = compare(
+        args.run, args.pack, args.output, reference=args.reference,
+        models=tuple(args.fit or ("powerlaw", "diskbb+powerlaw")), absorption=args.absorption,
+        show=args.show, k=args.k, divergence=args.divergence, progress=not args.quiet,
+    )  # fmt: skip
+    print(f"report: {path}")
+    return 0
+
+
 def _demo(args) -> int:
     from xspecvae.explore import explore
     from xspecvae.simulator import demo_pack
@@ -882,6 +940,7 @@ _COMMANDS = {
     "check": _check,
     "sample": _sample,
     "report": _report,
+    "compare": _compare,
     "demo": _demo,
 }
 

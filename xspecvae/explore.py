@@ -37,6 +37,7 @@ from xspecvae.vae import VAE
 
 __all__ = [
     "anomaly_table",
+    "cached_table",
     "calibration_table",
     "check_figure",
     "components",
@@ -133,15 +134,12 @@ def encode_files(
     """Spectrum files (OGIP, with the background, ARF and RMF they name) put on the grids of
     the pack ``like`` (the model's) and encoded: the :func:`posterior_table` of those packed
     (None if none) and the ingestion report, one row per input file with its status."""
-    from xspecvae.catalog import PackWriter
     from xspecvae.products import ingest
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "query.h5"
-        with PackWriter(path) as writer:
-            writer.add_grid(like.grid)
         result = ingest(
-            files, path, rmf_dirs=rmf_dirs, substitutes=substitutes, append=True, jobs=1,
+            files, path, rmf_dirs=rmf_dirs, substitutes=substitutes, grids=[like.grid], jobs=1,
             progress=False,
         )  # fmt: skip
         if not result.packed.get(like.instrument):
@@ -173,17 +171,10 @@ def explore(
     built = (run / "checkpoint.pkl").stat().st_mtime
 
     def step(name: str, make: Callable[[], dict]) -> dict:
-        """The table ``name`` (made by ``make`` unless already newer than the model)."""
-        path = folder / f"{name}.fits"
-        if path.exists() and path.stat().st_mtime > built:
-            return read_table(path)
-        if progress:
-            print(f"explore: {name}", flush=True)
-        table = make()
-        write_table(table, path, header={"RUN": str(run), "PACK": str(pack_path)})
-        if parquet:
-            write_table(table, path.with_suffix(".parquet"))
-        return table
+        return cached_table(
+            folder / f"{name}.fits", built, make, header={"RUN": str(run), "PACK": str(pack_path)},
+            parquet=parquet, progress=progress,
+        )  # fmt: skip
 
     with Pack(pack_path, instrument) as p:
         table = step("posteriors", lambda: posterior_table(vae, p, progress=progress))
@@ -210,6 +201,28 @@ def explore(
 
 # ---------------------------------------------------------------------------------------------
 # The steps
+
+
+def cached_table(
+    path: Path,
+    built: float,
+    make: Callable[[], dict],
+    *,
+    header: dict,
+    parquet=False,
+    progress=True,
+) -> dict:
+    """The table at ``path`` if newer than ``built`` (the model's time stamp), otherwise made
+    by ``make`` and written (FITS with ``header``, and Parquet beside it with ``parquet``)."""
+    if path.exists() and path.stat().st_mtime > built:
+        return read_table(path)
+    if progress:
+        print(f"{path.parent.name}: {path.stem}", flush=True)
+    table = make()
+    write_table(table, path, header=header)
+    if parquet:
+        write_table(table, path.with_suffix(".parquet"))
+    return table
 
 
 def map_table(table, *, whiten: bool = False, seed: int = 0) -> dict:

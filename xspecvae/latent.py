@@ -90,7 +90,7 @@ def model_batches(vae: VAE, pack: Pack, rows, batch_size: int, progress: bool, d
     that the pack is on the model's energy grid, yields ``(start, n, batch)`` for every
     ``batch_size`` rows from ``start``, the last batch padded by repeating its last row so
     that all have one shape (``n`` of its rows are real; ``batch["row"]`` says which)."""
-    if not np.allclose(pack.grid.energy_edges, vae.inst.energy_edges, rtol=1e-6):
+    if not vae.learnt_on(pack.grid.energy_edges):
         raise ValueError(f"{pack.path}: its model energy grid is not the one the VAE learnt")
     rows = np.arange(len(pack)) if rows is None else np.asarray(rows)
     for start in tqdm(range(0, len(rows), batch_size), disable=not progress, desc=desc):

@@ -87,6 +87,7 @@ def ingest(
     jobs: int | None = None,
     resume: bool = True,
     append: bool = False,
+    grids=(),
     progress: bool = True,
 ) -> Ingestion:
     """Pack the spectra found in ``inputs`` (files or directories, searched recursively).
@@ -98,7 +99,8 @@ def ingest(
     ``source_id``. ``jobs`` worker processes read the files (all cores by default). An
     interrupted run is resumed unless ``resume`` is False; with ``append`` an existing pack
     gains the spectra it does not hold yet (on its own grids), the new file replacing it
-    atomically.
+    atomically. ``grids`` (:class:`~xspecvae.catalog.Grid`) fix the grids of their instruments
+    (e.g. those of the pack a model was trained on, so that the model can read the new one).
     """
     pack = Path(pack)
     files = _files(inputs)
@@ -122,6 +124,8 @@ def ingest(
         Pack(pack).close()  # refuse a damaged or outdated pack before building on it
         shutil.copyfile(pack, partial)
     writer = PackWriter(pack, provenance=provenance, resume=resume or append)
+    for grid in grids:
+        writer.add_grid(grid)
     done = {}
     for section in writer.file["instruments"]:
         for row, name in enumerate(writer.committed(section)):

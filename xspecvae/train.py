@@ -87,6 +87,7 @@ def train(
     instrument: str | None = None,
     absorption=None,
     resume: bool = False,
+    init=None,
     max_steps: int | None = None,
     progress: bool = True,
 ) -> dict:
@@ -96,6 +97,9 @@ def train(
     ``absorption`` is a cross-section table (FITS, ENERGY and SIGMA, e.g.
     ``xsect_tbabs_wilm.fits``); Morrison & McCammon when None. With ``resume`` the run
     continues from its checkpoint with its saved settings (the arguments are ignored).
+    ``init`` (fine-tuning) is a trained run to start from: its parameters, its ``config`` and
+    its instrument arrays (model grid, cross-sections, reference response, prior of the
+    normalisation) replace ``config`` and ``absorption``; the pack must be on its grids.
     ``max_steps`` stops after that many steps in total (for tests and time-boxed jobs).
     """
     run = Path(run)
@@ -110,9 +114,12 @@ def train(
             )
         config, options = Config(**saved["config"]), TrainOptions(**saved["options"])
         pack_path, instrument, absorption = saved["pack"], saved["instrument"], saved["absorption"]
+        init = saved.get("init")
     elif checkpoint.exists():
         raise TrainingError(f"{run} holds a run already: resume it or train into another folder")
-    config, options = config or Config(), options or TrainOptions()
+    start = load_run(init)[0] if init is not None else None
+    config = start.config if start is not None else config or Config()
+    options = options or TrainOptions()
     leader = jax.process_index() == 0
     processes, devices = jax.process_count(), jax.device_count()
     if options.batch_size % devices:
@@ -124,8 +131,16 @@ def train(
         mine_train, mine_val = (rows[jax.process_index()] for rows in split)
         data = pack.read(np.concatenate([mine_train, mine_val]))
         data = {k: v for k, v in data.items() if k in PER_SOURCE}
-        cross_section = CrossSection.from_fits(absorption) if absorption else None
-        inst = Instrument.from_pack(pack, *_reference(data), cross_section)
+        if start is None:
+            cross_section = CrossSection.from_fits(absorption) if absorption else None
+            inst = Instrument.from_pack(pack, *_reference(data), cross_section)
+        elif start.learnt_on(pack.grid.energy_edges):
+            inst, absorption = start.with_rmfs(pack.rmf).inst, None
+        else:
+            raise ValueError(
+                f"{pack.path} is not on the model grid of {init}: pack it with "
+                "--grids-of the pack that run was trained on"
+            )
         instrument, grid = pack.instrument, pack.grid
     n_train, n_val = sum(map(len, split[0])), sum(map(len, split[1]))
     train_rows = np.arange(len(mine_train))  # positions in ``data``
@@ -145,7 +160,11 @@ def train(
             for k, v in data.items()
         }
 
-    state = svi.init(jax.random.key(options.seed), {k: v[:local_batch] for k, v in data.items()})
+    state = svi.init(
+        jax.random.key(options.seed),
+        {k: v[:local_batch] for k, v in data.items()},
+        init_params=None if start is None else start.params,
+    )
     epoch, step, losses, history = 0, 0, [], []
     if resume and checkpoint.exists():
         with open(checkpoint, "rb") as f:
@@ -160,6 +179,7 @@ def train(
             "pack": str(Path(pack_path).resolve()),
             "instrument": instrument,
             "absorption": None if absorption is None else str(Path(absorption).resolve()),
+            "init": None if init is None else str(Path(init).resolve()),
             "n_train": n_train,
             "n_validation": n_val,
             "processes": processes,
@@ -220,15 +240,15 @@ def train(
                 return {}
         seconds = time.perf_counter() - start
         epoch += 1
-        validation = [
-            float(_local(evaluate(state, place(val_rows[j : j + local_batch]))))
-            for j in range(0, min(map(len, split[1])) - local_batch + 1, local_batch)
+        validation = [  # (size, loss per spectrum) of each batch, the last one shorter
+            (m, float(_local(evaluate(state, place(val_rows[j : j + m])))))
+            for j, m in _chunks(min(map(len, split[1])), local_batch, jax.local_device_count())
         ]
         history.append({
             "epoch": epoch,
             "step": step,
             "train_loss": float(np.mean(losses)),
-            "validation_loss": float(np.mean(validation)) if validation else math.nan,  # -ELBO
+            "validation_loss": _weighted_mean(validation),  # -ELBO
             "kl_weight": kl,
             "seconds": seconds,
             "spectra_per_s": (steps_per_epoch - first) * options.batch_size / seconds,
@@ -285,6 +305,18 @@ def split_rows(n: int, options: TrainOptions, processes: int = 1):
         np.array_split(np.flatnonzero(~held), processes),
         np.array_split(np.flatnonzero(held), processes),
     )
+
+
+def _chunks(n: int, size: int, multiple: int) -> list[tuple[int, int]]:
+    """``(start, length)`` of batches of ``size`` over ``n`` rows, the last one shorter and cut
+    to a ``multiple`` of the devices (the few rows left over are not evaluated)."""
+    spans = [(j, min(size, n - j)) for j in range(0, n, size)]
+    return [(j, m - m % multiple) for j, m in spans if m >= multiple]
+
+
+def _weighted_mean(pairs) -> float:
+    total = sum(m for m, _ in pairs)
+    return sum(m * v for m, v in pairs) / total if total else math.nan
 
 
 def _reference(data: dict) -> tuple[np.ndarray, np.ndarray]:

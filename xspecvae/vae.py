@@ -432,6 +432,12 @@ class VAE:
         apply = partial(decoder.apply, {"params": self.params["decoder$params"]})
         return _source_counts(apply, z, log_norm, batch, self.inst)
 
+    def learnt_on(self, energy_edges: ArrayLike) -> bool:
+        """Whether ``energy_edges`` are the model energy grid this VAE learnt."""
+        edges = np.asarray(energy_edges)
+        mine = np.asarray(self.inst.energy_edges)
+        return edges.shape == mine.shape and np.allclose(edges, mine, rtol=1e-6)
+
     def with_rmfs(self, rmf: ArrayLike) -> VAE:
         """The same VAE for a pack whose shared RMFs (R, E, C) are other than training's (this
         very VAE, so that its compiled functions are reused, when they are the same)."""
