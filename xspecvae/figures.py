@@ -33,6 +33,7 @@ __all__ = [
     "templates",
     "trajectory_map",
     "training_curves",
+    "versus",
 ]
 
 ENERGY_BAND = (0.2, 12.0)  # keV, the EPIC band shown on every energy axis
@@ -110,11 +111,14 @@ def latent_map(
     categorical: bool | None = None,
     log: bool = False,
     keep=None,
+    overlay=None,
 ) -> Figure:
     """The 2-D map ``xy`` (N, 2) coloured by ``values`` (N,): class names (legend with the
     counts drawn) or numbers (colour bar ``label``, log colours when ``log``; non-finite and,
     with ``log``, non-positive values grey). ``categorical=None``: classes for string, object
-    or bool dtypes. ``keep`` (N,) bool draws only those points in colour, the rest grey."""
+    or bool dtypes. ``keep`` (N,) bool draws only those points in colour, the rest grey.
+    ``overlay=(points, names, legend)`` marks other sources (M, 2) as black stars, those with
+    a non-empty name labelled, under ``legend`` in the legend."""
     xy = np.asarray(xy, dtype=float)
     values = np.asarray(values)
     if values.shape != (len(xy),):
@@ -147,6 +151,20 @@ def latent_map(
         cmap = colormaps["viridis"].with_extremes(bad=_GREY)
         points = _scatter(ax, xy[order], c=numbers[order], norm=norm, cmap=cmap, **style)
         figure.colorbar(points, ax=ax, label=label)
+    if overlay is not None:
+        points, names, legend = overlay
+        points = np.asarray(points, dtype=float).reshape(-1, 2)
+        ax.scatter(*points.T, marker="*", s=60, color="black", edgecolors="white",
+                   linewidths=0.5, zorder=3, label=f"{legend} ({len(points)})")  # fmt: skip
+        for (x, y), name in zip(points, names, strict=True):
+            if name:
+                ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points",
+                            fontsize="small", zorder=4)  # fmt: skip
+        if not categorical:
+            ax.legend(fontsize="small")
+        else:
+            ax.legend(handles + [ax.collections[-1]], labels + [f"{legend} ({len(points)})"],
+                      title=label, fontsize="small")  # fmt: skip
     ax.set(title=title, xlabel="PaCMAP 1", ylabel="PaCMAP 2")
     return _save(figure, path)
 
@@ -251,12 +269,13 @@ def spectrum_fit(
     band=None,
     good=None,
     title: str = "",
+    others: Mapping | None = None,
 ) -> Figure:
     """A fit: per channel (edges ``channel_lo``, ``channel_hi`` keV) the observed source-region
     ``counts`` with Poisson errors, the ``background`` scaled to the source region, the
     ``model``'s total expected counts (source + background) and its credible ``band=(lo, hi)``,
     all per keV; channels with ``good`` False in grey; residuals (counts - model) / sqrt(model)
-    below."""
+    below. ``others`` (name -> total expected counts) adds other fits as dashed lines."""
     lo, hi = np.asarray(channel_lo, dtype=float), np.asarray(channel_hi, dtype=float)
     width = hi - lo
     centre = np.sqrt(lo * hi)
@@ -296,12 +315,17 @@ def spectrum_fit(
         label="background",
     )
     top.plot(centre, model / width, color="tab:red", lw=1.2, label="model", zorder=3)
+    others = dict(others or {})
+    colours = _palette(10)[[2, 4, 5, 6, 8, 9]]  # clear of the data's, model's and background's
+    for (name, other), colour in zip(others.items(), colours[np.arange(len(others)) % 6]):
+        top.plot(centre, np.asarray(other) / width, "--", color=colour, lw=1, label=name, zorder=3)
     shown = np.concatenate([(counts / width)[counts > 0], (model / width)[model > 0]])
     if len(shown):
         top.set_ylim(0.5 * shown.min(), 2.0 * shown.max())
     top.set(yscale="log", ylabel="Counts keV$^{-1}$", title=title)
     handles = dict(zip(*top.get_legend_handles_labels()[::-1], strict=True))  # label: handle
-    names = [n for n in ("data", "ignored", "background", "model", "credible band") if n in handles]
+    order = ("data", "ignored", "background", "model", "credible band", *others)
+    names = [n for n in order if n in handles]
     top.legend([handles[name] for name in names], names, fontsize="small")
     bottom.axhline(0.0, color="tab:red", lw=1)
     bottom.set_ylabel(r"(data $-$ model) / $\sqrt{\mathrm{model}}$", fontsize="small")
@@ -339,4 +363,23 @@ def histogram(values, path, *, title: str, xlabel: str, bins=20, marks=None) -> 
     if marks:
         ax.legend(fontsize="small")
     ax.set(title=title, xlabel=xlabel, ylabel="number")
+    return _save(figure, path)
+
+
+def versus(x, y, path, *, title: str, xlabel: str, ylabel: str, names=None) -> Figure:
+    """``y`` against ``x`` (N,) on log axes with the line y = x; points with a non-empty
+    name in ``names`` (N,) labelled."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    figure, (ax,) = _figure(6.0, 5.0)
+    ax.scatter(x, y, s=14, color="tab:blue", alpha=0.8)
+    finite = np.concatenate([x, y])[np.isfinite(np.concatenate([x, y]))]
+    finite = finite[finite > 0]
+    if len(finite):
+        span = [0.7 * finite.min(), 1.4 * finite.max()]
+        ax.plot(span, span, color="0.4", lw=1, ls="--", label="y = x")
+        ax.legend(fontsize="small")
+    for xi, yi, name in zip(x, y, names if names is not None else [""] * len(x), strict=True):
+        if name:
+            ax.annotate(name, (xi, yi), xytext=(4, 4), textcoords="offset points", fontsize="small")
+    ax.set(xscale="log", yscale="log", title=title, xlabel=xlabel, ylabel=ylabel)
     return _save(figure, path)

@@ -1,0 +1,270 @@
+"""Spectra set against a run's reference catalogue: real sources among the simulated ones.
+
+:func:`compare` encodes the spectra of a pack (e.g. real pipeline products packed with
+``--grids-of`` the training pack), fits each one classically (:mod:`xspecvae.fitting`) and
+with the decoder's latent optimised, places them in a PaCMAP map of the reference catalogue
+(the simulation the run learnt from) and finds their nearest reference posteriors, into one
+folder (default ``RUN/compare-PACK``)::
+
+    posteriors.fits   encode of the pack's spectra
+    reference.fits    encode of the reference catalogue
+    fits.fits         every spectrum's fits: statistic, dof, parameters and 1-sigma errors of
+                      each classical model, the decoder's MAP fit, expected counts per channel
+    map.fits          PaCMAP coordinates of the reference and the spectra, mapped together
+    sources.fits      the summary: W/dof of every fit, the nearest reference classes
+    figures/*.png, report.html
+
+Classical fits take about a second per spectrum and model: this is for hundreds of sources,
+not a whole catalogue. Steps are skipped when their file is newer than the run's checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from xspecvae import figures
+from xspecvae.catalog import Pack
+from xspecvae.explore import cached_table, posterior_table, project, reconstruction
+from xspecvae.fitting import MODELS, fit, fit_latent
+from xspecvae.latent import Index
+from xspecvae.physics import CrossSection
+from xspecvae.report import Section, write_report
+from xspecvae.tables import write_table
+from xspecvae.train import load_run
+
+__all__ = ["compare", "fit_table", "source_table"]
+
+
+def compare(
+    run,
+    pack,
+    folder=None,
+    *,
+    reference=None,
+    models=("powerlaw", "diskbb+powerlaw"),
+    absorption=None,
+    show=(),
+    n_shown: int = 6,
+    k: int = 10,
+    divergence: str = "kl_symmetric",
+    progress: bool = True,
+) -> Path:
+    """Every table and figure of ``pack`` against ``reference`` (default: the pack the run,
+    or the run it was fine-tuned from, was trained on) into ``folder``, then ``report.html``;
+    returns the report's path. ``models`` are keys of :data:`~xspecvae.fitting.MODELS`,
+    absorbed by ``absorption`` (default: the run's cross-sections). Reconstructions are drawn
+    for the spectra whose file name contains one of ``show`` and the ``n_shown`` of highest
+    SNR."""
+    run = Path(run)
+    vae, info = load_run(run)
+    pack = Path(pack)
+    reference = Path(reference or _origin(info)["pack"])
+    folder = Path(folder) if folder else run / f"compare-{pack.name.split('.')[0]}"
+    absorption = absorption or _origin(info)["absorption"]
+    cross_section = CrossSection.from_fits(absorption) if absorption else None
+    built = (run / "checkpoint.pkl").stat().st_mtime
+    header = {"RUN": str(run), "PACK": str(pack), "REFPACK": str(reference)}
+
+    def step(name, make):
+        return cached_table(folder / f"{name}.fits", built, make, header=header, progress=progress)
+
+    with Pack(pack) as target, Pack(reference) as known:
+        table = step("posteriors", lambda: posterior_table(vae, target, progress=progress))
+        ref = step("reference", lambda: posterior_table(vae, known, progress=progress))
+        fits = step(
+            "fits", lambda: fit_table(vae, target, models, cross_section, progress=progress)
+        )
+        placed = step("map", lambda: _joint_map(ref, table))
+        summary = source_table(table, fits, ref, models, k=k, divergence=divergence)
+        write_table(summary, folder / "sources.fits", header=header)
+        shown = _shown(table, show, n_shown)
+        sections = _sections(vae, target, run, table, fits, ref, placed, summary, models, shown,
+                             folder / "figures")  # fmt: skip
+    return write_report(
+        folder / "report.html",
+        f"xspecvae: {pack.name} against {reference.name}",
+        sections,
+        subtitle=f"model {run}, {len(table['row'])} spectra of {pack}, reference {reference} "
+        f"({len(ref['row']):,} spectra)",
+    )
+
+
+def fit_table(vae, pack: Pack, models, cross_section=None, *, progress: bool = False) -> dict:
+    """For every spectrum of ``pack``: each classical model's ``<model>_statistic``,
+    ``_dof``, ``_<parameter>`` and ``_<parameter>_err`` and ``_total`` (expected counts per
+    channel in the source region), and the same ``vae_map_...`` of the decoder's MAP fit
+    (:func:`~xspecvae.fitting.fit_latent`). A fit that fails is NaN, with its ``_error``."""
+    columns: dict[str, list] = {}
+    nan = np.full(pack.grid.n_channel, np.nan)
+    for row in tqdm(range(len(pack)), disable=not progress, desc="fits"):
+        for model in (*models, "vae_map"):
+            names = () if model == "vae_map" else MODELS[model].names
+            try:
+                if model == "vae_map":
+                    result = fit_latent(vae, pack, row)
+                else:
+                    result = fit(pack, row, model, cross_section=cross_section)
+                values = {"statistic": result.statistic, "dof": result.dof, "error": ""}
+                values["total"] = result.total
+                for name in names:
+                    values[name], values[f"{name}_err"] = (
+                        result.parameters[name],
+                        result.errors[name],
+                    )
+            except (ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
+                values = {"statistic": np.nan, "dof": -1, "error": str(err), "total": nan}
+                values.update({n: np.nan for n in names} | {f"{n}_err": np.nan for n in names})
+            for key, value in values.items():
+                columns.setdefault(f"{model}_{key}", []).append(value)
+    return {"row": np.arange(len(pack)), **{k: np.asarray(v) for k, v in columns.items()}}
+
+
+def source_table(table, fits, ref, models, *, k: int = 10, divergence="kl_symmetric") -> dict:
+    """One row per spectrum: its identity, SNR, the W/dof of the encoder's fit
+    (``w_dof``), of the decoder's MAP fit and of each classical model, the classical model
+    with the lowest W/dof, and its ``k`` nearest reference posteriors (``neighbours``, rows of
+    the reference; with labels, ``neighbour_classes`` and the most common, ``nearest_class``)."""
+    keys = ("source_id", "obs_id", "ra", "dec", "mjd", "file", "row")
+    out = {key: np.asarray(table[key]) for key in keys if key in table}
+    out["name"] = np.array([source_name(f) for f in table["file"]])
+    out["snr"] = table["snr"]
+    out["w_dof"] = table["statistic"] / table["dof"]
+    for model in ("vae_map", *models):
+        out[f"{model}_w_dof"] = fits[f"{model}_statistic"] / np.maximum(fits[f"{model}_dof"], 1)
+    classical = np.stack([out[f"{m}_w_dof"] for m in models], -1)
+    best = np.argmin(np.where(np.isfinite(classical), classical, np.inf), -1)
+    out["best_model"] = np.asarray(models)[best]
+    out["best_w_dof"] = np.take_along_axis(classical, best[:, None], -1)[:, 0]
+    rows, values = Index(ref["z_loc"], ref["z_scale"]).search(
+        table["z_loc"], table["z_scale"], k, divergence=divergence
+    )
+    out["neighbours"], out["nearest_divergence"] = rows, values[:, 0]
+    if "label" in ref and len(np.unique(ref["label"])) > 1:
+        labels = np.asarray(ref["label"]).astype(str)[rows]
+        counted = [Counter(line).most_common() for line in labels]
+        out["neighbour_classes"] = np.array(
+            [", ".join(f"{c} {n}" for c, n in c_) for c_ in counted]
+        )
+        out["nearest_class"] = np.array([c_[0][0] for c_ in counted])
+    return out
+
+
+def source_name(file) -> str:
+    """A short name: ``src NNNN`` for pipeline products (``...SRSPECNNNN...``), otherwise the
+    spectrum's folder."""
+    match = re.search(r"SRSPEC(\w+?)\.", Path(str(file)).name)
+    return f"src {match.group(1)}" if match else Path(str(file)).parent.name
+
+
+def _origin(info: dict) -> dict:
+    """The settings of the run that learnt from scratch, through any fine-tuning."""
+    while info.get("init"):
+        info = json.loads((Path(info["init"]) / "config.json").read_text())
+    return info
+
+
+def _joint_map(ref, table) -> dict:
+    """PaCMAP of the reference and the spectra together (``set``: reference or target)."""
+    xy = project(np.concatenate([ref["z_loc"], table["z_loc"]]))
+    n = len(ref["row"])
+    rows = np.concatenate([ref["row"], table["row"]])
+    kind = np.array(["reference"] * n + ["target"] * len(table["row"]))
+    return {"set": kind, "row": rows, "x": xy[:, 0], "y": xy[:, 1]}
+
+
+def _shown(table, patterns, n: int) -> list[int]:
+    files = np.asarray(table["file"]).astype(str)
+    named = [i for i, f in enumerate(files) if any(p in f for p in patterns)]
+    bright = [int(i) for i in np.argsort(-np.asarray(table["snr"])) if i not in named]
+    return named + bright[:n]
+
+
+def _sections(vae, pack, run, table, fits, ref, placed, summary, models, shown, plots):
+    names = summary["name"]
+    marked = np.array([names[i] if i in shown else "" for i in range(len(names))])
+    is_target = placed["set"] == "target"
+    xy = np.stack([placed["x"], placed["y"]], -1)
+    labels = ref["label"] if "label" in ref else np.full(len(ref["row"]), "reference")
+    figures.latent_map(
+        xy[~is_target], labels, plots / "map.png", title="Reference catalogue and the spectra",
+        label="reference class", categorical=True, overlay=(xy[is_target], marked, "spectra"),
+    )  # fmt: skip
+    figures.latent_map(
+        xy[~is_target], ref["snr"], plots / "map_snr.png", title="Reference SNR and the spectra",
+        label="SNR (model)", log=True, overlay=(xy[is_target], marked, "spectra"),
+    )  # fmt: skip
+    figures.versus(
+        summary["best_w_dof"], summary["w_dof"], plots / "statistic.png",
+        title="Fit statistic per spectrum", xlabel="best classical fit: W / dof",
+        ylabel="VAE (encoder's posterior mean): W / dof", names=marked,
+    )  # fmt: skip
+
+    fits_, rows_ = [], []
+    for i in shown:
+        fit_ = reconstruction(vae, pack, i)
+        others = {"decoder MAP": fits["vae_map_total"][i]}
+        others |= {f"{m} ({summary[f'{m}_w_dof'][i]:.2f})": fits[f"{m}_total"][i] for m in models}
+        path = plots / f"fit_{i}.png"
+        figures.spectrum_fit(
+            **{c: fit_[c] for c in ("channel_lo", "channel_hi", "counts", "background", "model")},
+            path=path, band=fit_["band"], good=fit_["good"], others=others,
+            title=f"{names[i]} ({summary['obs_id'][i]}): SNR {table['snr'][i]:.0f}, "
+            f"VAE W/dof {summary['w_dof'][i]:.2f}",
+        )  # fmt: skip
+        fits_.append(path)
+        row = {"name": names[i], "obs_id": summary["obs_id"][i], "SNR": float(table["snr"][i])}
+        row["VAE W/dof"] = float(summary["w_dof"][i])
+        row["decoder MAP W/dof"] = float(summary["vae_map_w_dof"][i])
+        for m in models:
+            row[f"{m} W/dof"] = float(summary[f"{m}_w_dof"][i])
+            for p in MODELS[m].names:
+                value, error = fits[f"{m}_{p}"][i], fits[f"{m}_{p}_err"][i]
+                row[f"{m}: {p}"] = f"{value:.4g} ± {error:.2g}"
+        if "neighbour_classes" in summary:
+            row["nearest reference classes"] = summary["neighbour_classes"][i]
+        rows_.append(row)
+
+    w = {"VAE (encoder)": summary["w_dof"], "decoder MAP": summary["vae_map_w_dof"]}
+    w |= {m: summary[f"{m}_w_dof"] for m in models}
+    medians = "; ".join(f"{name} {np.nanmedian(v):.2f}" for name, v in w.items())
+    better = np.mean(summary["w_dof"] <= summary["best_w_dof"])
+    text = (
+        f"{len(names)} spectra. Median W/dof: {medians}. The encoder's fit is at least as good "
+        f"as the best classical fit for {better:.0%} of them. The VAE's dof are its good "
+        "channels; the classical fits' are the good channels less their free parameters, the "
+        "decoder MAP's less the latent dimensions."
+    )
+    shown_table = Section("Shown spectra", "Fits and nearest reference classes.", table=rows_)
+    sections = [Section("Fit statistics", text, [plots / "statistic.png"]), shown_table]
+    map_text = (
+        "PaCMAP of the posterior means of the reference catalogue and of the spectra, "
+        "mapped together; the spectra are the black stars."
+    )
+    sections.append(
+        Section("Place in the map", map_text, [plots / "map.png", plots / "map_snr.png"])
+    )
+    sections.append(
+        Section(
+            "Reconstructions",
+            "Counts, background, the VAE's posterior predictive band (red) and the other fits "
+            "(dashed, W/dof in brackets).",
+            fits_,
+        )
+    )
+    info = json.loads((run / "config.json").read_text())
+    if info.get("init"):
+        sections.append(
+            Section(
+                "Fine-tuning",
+                f"The run starts from {info['init']} and was trained on {info['pack']} "
+                f"({info['n_train']} training, {info['n_validation']} validation spectra): "
+                f"{json.dumps(info['options'])}",
+            )
+        )
+    return sections
