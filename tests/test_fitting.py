@@ -101,5 +101,7 @@ def test_fit_latent_improves_on_the_encoder(small_run, small_pack):
         row = int(np.argmax(p.meta["counts"]))
         amortized = float(encode(vae, p, rows=[row])["statistic"][0])
         result = fit_latent(vae, p, row)
+        n_good = int(p.read([row])["good"].sum())
     assert result.statistic <= amortized + 1e-3
     assert result.parameters["z"].shape == (vae.config.latent_dim,)
+    assert result.dof == n_good - vae.config.latent_dim - 1

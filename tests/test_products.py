@@ -294,11 +294,17 @@ def test_cli_pack(pps, xmm, tmp_path, capsys):
     assert "7 input files" in text and "2 packed" in text and "5 used" in text
 
 
-def test_round_trip_simulate_ogip_pack(tmp_path):
-    """simulate -> OGIP files -> pack gives the simulated arrays back."""
+@pytest.mark.parametrize("flagged", [0.0, 0.5])
+def test_round_trip_simulate_ogip_pack(tmp_path, flagged):
+    """simulate -> OGIP files -> pack gives the simulated arrays back, bad channels (QUALITY)
+    included."""
     from xspecvae.simulator import simulate_pack, write_ogip
 
-    simulated = simulate_pack(tmp_path / "sim.h5", 24, seed=3, chunk=24, progress=False)
+    simulated = simulate_pack(
+        tmp_path / "sim.h5", 24, seed=3, chunk=24, flagged_fraction=flagged, progress=False
+    )
+    with Pack(simulated) as p:
+        assert (~p.read()["good"]).any() == (flagged > 0)
     write_ogip(simulated, tmp_path / "ogip")
     result = ingest([tmp_path / "ogip"], tmp_path / "back.h5", jobs=1, progress=False)
     assert result.packed == {"pn": 24} and not result.rejected

@@ -412,3 +412,18 @@ def test_write_ogip_gives_the_pack_back(population, tmp_path):
         assert (source.ra, source.dec) == (meta["ra"][row], meta["dec"][row])
         assert source.object == meta["label"][row] and background.kind == "BKG"
         assert abs(source.mjd_obs - meta["mjd"][row]) < 1e-6
+
+
+def test_flagged_spectra_lose_the_bins_below_0_3_kev(tmp_path):
+    """flagged_fraction marks the bins under 0.3 keV bad in that share of the spectra, as the
+    pn pipeline's QUALITY does, without changing the spectra (flags are drawn last)."""
+    path = simulate_pack(tmp_path / "f.h5", 400, seed=4, flagged_fraction=0.5, progress=False)
+    data, _, _, pack = load(path)
+    low = pack.grid.channel_lo < simulator.FLAGGED_BELOW
+    assert 1 <= low.sum() <= 3
+    flagged = ~data["good"].all(1)
+    assert 0.4 < flagged.mean() < 0.6
+    assert np.all(data["good"][flagged] == ~low) and data["good"][~flagged].all()
+    plain = load(simulate_pack(tmp_path / "p.h5", 400, seed=4, progress=False))[0]
+    assert plain["good"].all()
+    np.testing.assert_array_equal(plain["counts"], data["counts"])

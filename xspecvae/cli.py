@@ -191,6 +191,11 @@ def _simulate_parser(commands) -> None:
         "--repeat-fraction", type=float, default=0.1, help="share of sources seen several times"
     )
     simulate.add_argument(
+        "--flagged-fraction", type=float, default=0.0,
+        help="share of spectra with the bins below 0.3 keV flagged bad, as pn pipeline "
+        "products are (use about 1 for a model that will read them)",
+    )  # fmt: skip
+    simulate.add_argument(
         "--ogip", type=Path, help="also write the spectra as OGIP files in this folder"
     )
     simulate.add_argument(
@@ -219,6 +224,7 @@ def _simulate(args) -> int:
         absorption=args.absorption,
         min_counts=args.min_counts,
         repeat_fraction=args.repeat_fraction,
+        flagged_fraction=args.flagged_fraction,
         fractions=fractions,
         resume=not args.restart,
         progress=not args.quiet,

@@ -9,7 +9,7 @@ folder (default ``RUN/compare-PACK``)::
     posteriors.fits   encode of the pack's spectra
     reference.fits    encode of the reference catalogue
     fits.fits         every spectrum's fits: statistic, dof, parameters and 1-sigma errors of
-                      each classical model, the decoder's MAP fit, expected counts per channel
+                      each classical model and of the decoder's fit, expected counts per channel
     map.fits          PaCMAP coordinates of the reference and the spectra, mapped together
     sources.fits      the summary: W/dof of every fit, the nearest reference classes
     figures/*.png, report.html
@@ -98,15 +98,15 @@ def compare(
 def fit_table(vae, pack: Pack, models, cross_section=None, *, progress: bool = False) -> dict:
     """For every spectrum of ``pack``: each classical model's ``<model>_statistic``,
     ``_dof``, ``_<parameter>`` and ``_<parameter>_err`` and ``_total`` (expected counts per
-    channel in the source region), and the same ``vae_map_...`` of the decoder's MAP fit
+    channel in the source region), and the same ``decoder_...`` of the decoder's fit
     (:func:`~xspecvae.fitting.fit_latent`). A fit that fails is NaN, with its ``_error``."""
     columns: dict[str, list] = {}
     nan = np.full(pack.grid.n_channel, np.nan)
     for row in tqdm(range(len(pack)), disable=not progress, desc="fits"):
-        for model in (*models, "vae_map"):
-            names = () if model == "vae_map" else MODELS[model].names
+        for model in (*models, "decoder"):
+            names = () if model == "decoder" else MODELS[model].names
             try:
-                if model == "vae_map":
+                if model == "decoder":
                     result = fit_latent(vae, pack, row)
                 else:
                     result = fit(pack, row, model, cross_section=cross_section)
@@ -127,7 +127,7 @@ def fit_table(vae, pack: Pack, models, cross_section=None, *, progress: bool = F
 
 def source_table(table, fits, ref, models, *, k: int = 10, divergence="kl_symmetric") -> dict:
     """One row per spectrum: its identity, SNR, the W/dof of the encoder's fit
-    (``w_dof``), of the decoder's MAP fit and of each classical model, the classical model
+    (``w_dof``), of the decoder's fit and of each classical model, the classical model
     with the lowest W/dof, and its ``k`` nearest reference posteriors (``neighbours``, rows of
     the reference; with labels, ``neighbour_classes`` and the most common, ``nearest_class``)."""
     keys = ("source_id", "obs_id", "ra", "dec", "mjd", "file", "row")
@@ -135,7 +135,7 @@ def source_table(table, fits, ref, models, *, k: int = 10, divergence="kl_symmet
     out["name"] = np.array([source_name(f) for f in table["file"]])
     out["snr"] = table["snr"]
     out["w_dof"] = table["statistic"] / table["dof"]
-    for model in ("vae_map", *models):
+    for model in ("decoder", *models):
         out[f"{model}_w_dof"] = fits[f"{model}_statistic"] / np.maximum(fits[f"{model}_dof"], 1)
     classical = np.stack([out[f"{m}_w_dof"] for m in models], -1)
     best = np.argmin(np.where(np.isfinite(classical), classical, np.inf), -1)
@@ -208,7 +208,7 @@ def _sections(vae, pack, run, table, fits, ref, placed, summary, models, shown, 
     fits_, rows_ = [], []
     for i in shown:
         fit_ = reconstruction(vae, pack, i)
-        others = {"decoder MAP": fits["vae_map_total"][i]}
+        others = {"decoder fit": fits["decoder_total"][i]}
         others |= {f"{m} ({summary[f'{m}_w_dof'][i]:.2f})": fits[f"{m}_total"][i] for m in models}
         path = plots / f"fit_{i}.png"
         figures.spectrum_fit(
@@ -220,7 +220,7 @@ def _sections(vae, pack, run, table, fits, ref, placed, summary, models, shown, 
         fits_.append(path)
         row = {"name": names[i], "obs_id": summary["obs_id"][i], "SNR": float(table["snr"][i])}
         row["VAE W/dof"] = float(summary["w_dof"][i])
-        row["decoder MAP W/dof"] = float(summary["vae_map_w_dof"][i])
+        row["decoder fit W/dof"] = float(summary["decoder_w_dof"][i])
         for m in models:
             row[f"{m} W/dof"] = float(summary[f"{m}_w_dof"][i])
             for p in MODELS[m].names:
@@ -230,7 +230,7 @@ def _sections(vae, pack, run, table, fits, ref, placed, summary, models, shown, 
             row["nearest reference classes"] = summary["neighbour_classes"][i]
         rows_.append(row)
 
-    w = {"VAE (encoder)": summary["w_dof"], "decoder MAP": summary["vae_map_w_dof"]}
+    w = {"VAE (encoder)": summary["w_dof"], "decoder fit": summary["decoder_w_dof"]}
     w |= {m: summary[f"{m}_w_dof"] for m in models}
     medians = "; ".join(f"{name} {np.nanmedian(v):.2f}" for name, v in w.items())
     better = np.mean(summary["w_dof"] <= summary["best_w_dof"])
@@ -238,7 +238,7 @@ def _sections(vae, pack, run, table, fits, ref, placed, summary, models, shown, 
         f"{len(names)} spectra. Median W/dof: {medians}. The encoder's fit is at least as good "
         f"as the best classical fit for {better:.0%} of them. The VAE's dof are its good "
         "channels; the classical fits' are the good channels less their free parameters, the "
-        "decoder MAP's less the latent dimensions."
+        "decoder fit's (its latent optimised: maximum likelihood) less the latent's dimensions."
     )
     shown_table = Section("Shown spectra", "Fits and nearest reference classes.", table=rows_)
     sections = [Section("Fit statistics", text, [plots / "statistic.png"]), shown_table]

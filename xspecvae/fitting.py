@@ -150,37 +150,34 @@ def fit(
 
 
 def fit_latent(vae: VAE, pack: Pack, row: int) -> Fit:
-    """The VAE's decoder fitted to spectrum ``row``: the maximum a posteriori latent (``z``
-    and ``log_norm``, from the encoder's posterior mean) with the decoder fixed. ``statistic``
-    is the fit statistic there (the prior's penalty excluded); ``dof`` counts the latent."""
-    vae = vae.with_rmfs(pack.rmf)
+    """The VAE's decoder used as a spectral model and fitted to spectrum ``row``: the latent
+    (``z`` and ``log_norm``) of maximum likelihood, from the encoder's posterior mean, with
+    the decoder fixed. ``dof`` is the good channels less the latent's dimensions."""
     batch = {k: jnp.asarray(v) for k, v in pack.read(np.array([row])).items() if k in PER_SOURCE}
     q = vae.posterior(batch)
-    counts, prior = _latent(vae)
-    objective = _objective(counts, vae.config.likelihood, prior)
-    data = {**_data(pack, row), "batch": batch}
+    counts = _decoder_counts(vae)
+    objective = _objective(counts, vae.config.likelihood)
+    data = {**_data(pack, row), "batch": batch, "rmf": jnp.asarray(pack.rmf, jnp.float32)}
     start = np.concatenate([np.asarray(q.z_loc[0]), np.asarray(q.norm_loc)]).astype(np.float64)
     result = minimize(objective.bind(data), start, jac=True, method="L-BFGS-B", options=_TOLERANCE)
     theta = jnp.asarray(result.x, jnp.float32)
     return Fit(
-        "vae", {"z": result.x[:-1], "log_norm": float(result.x[-1])}, {},
+        "decoder", {"z": result.x[:-1], "log_norm": float(result.x[-1])}, {},
         float(objective.statistic(theta, data)), int(np.sum(data["good"])) - len(start),
         np.asarray(counts(theta, data)), np.asarray(objective.total(theta, data)),
     )  # fmt: skip
 
 
 @lru_cache(maxsize=4)
-def _latent(vae: VAE):
-    """The decoder's counts of ``theta = (z, log_norm)`` and the prior's penalty (-2 log)."""
-    loc, scale = vae.inst.norm_prior
+def _decoder_counts(vae: VAE):
+    """The decoder's counts of ``theta = (z, log_norm)`` through the pack's RMFs (compiled once
+    for every pack of the same shapes)."""
 
     def counts(theta, data):
-        return vae.decode(theta[None, :-1], theta[-1:], data["batch"])[1][0]
+        model = VAE(vae.config, vae.params, vae.inst._replace(rmf=data["rmf"]))
+        return model.decode(theta[None, :-1], theta[-1:], data["batch"])[1][0]
 
-    def prior(theta, data):
-        return jnp.sum(theta[:-1] ** 2) + ((theta[-1] - loc) / scale) ** 2
-
-    return counts, prior
+    return counts
 
 
 def _data(pack: Pack, row: int) -> dict:
@@ -198,10 +195,10 @@ def _data(pack: Pack, row: int) -> dict:
 
 
 class _Objective:
-    """The fit statistic of ``counts(theta, data)`` (plus a ``penalty(theta, data)``), jitted
-    once for every spectrum of the same shapes; :meth:`bind` gives scipy its function."""
+    """The fit statistic of ``counts(theta, data)``, jitted once for every spectrum of the
+    same shapes; :meth:`bind` gives scipy its function."""
 
-    def __init__(self, counts, likelihood: str, penalty=None):
+    def __init__(self, counts, likelihood: str):
         make = LIKELIHOODS[likelihood]
 
         def pair(theta, data):
@@ -210,13 +207,10 @@ class _Objective:
         def statistic(theta, data):
             return pair(theta, data).deviance(jnp.stack([data["n"], data["b"]], -1))
 
-        def loss(theta, data):
-            return statistic(theta, data) + (0.0 if penalty is None else penalty(theta, data))
-
         self.statistic = jax.jit(statistic)
         self.total = jax.jit(lambda theta, data: pair(theta, data).rates[..., 0])
         self.hessian = jax.jit(jax.hessian(statistic))
-        self._step = jax.jit(jax.value_and_grad(loss))
+        self._step = jax.jit(jax.value_and_grad(statistic))
 
     def bind(self, data: dict):
         dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32

@@ -743,23 +743,25 @@ def write_pha(
     backscal: float = 1.0,
     first_channel: int = 0,
     header: dict | None = None,
+    quality=None,
 ) -> Path:
     """Write a type I spectrum of integer ``counts`` per channel (CHANNEL, COUNTS columns;
-    QUALITY and GROUPING 0 as keywords). ``header`` adds or overrides keywords of the
-    SPECTRUM extension (e.g. RESPFILE, ANCRFILE, BACKFILE, OBS_ID, HDUCLAS2)."""
+    GROUPING 0 as a keyword; QUALITY 0 as a keyword, or a column when ``quality`` is given).
+    ``header`` adds or overrides keywords of the SPECTRUM extension (e.g. RESPFILE, ANCRFILE,
+    BACKFILE, OBS_ID, HDUCLAS2)."""
     counts = np.asarray(counts)
     if counts.ndim != 1 or counts.size == 0 or np.any(counts < 0):
         raise ValueError("counts must be a non-empty vector of non-negative values")
     if np.any(counts != np.round(counts)):
         raise ValueError("counts must be whole numbers")
     n = counts.size
-    table = fits.BinTableHDU.from_columns(
-        [
-            fits.Column(name="CHANNEL", format="J", array=np.arange(n) + first_channel),
-            fits.Column(name="COUNTS", format="J", unit="count", array=counts.astype(np.int32)),
-        ],
-        name="SPECTRUM",
-    )
+    columns = [
+        fits.Column(name="CHANNEL", format="J", array=np.arange(n) + first_channel),
+        fits.Column(name="COUNTS", format="J", unit="count", array=counts.astype(np.int32)),
+    ]
+    if quality is not None:
+        columns.append(fits.Column(name="QUALITY", format="I", array=np.asarray(quality)))
+    table = fits.BinTableHDU.from_columns(columns, name="SPECTRUM")
     keywords = dict(
         _OGIP,
         HDUCLAS1="SPECTRUM",
@@ -774,7 +776,6 @@ def write_pha(
         CORRSCAL=1.0,
         POISSERR=True,
         SYS_ERR=0.0,
-        QUALITY=0,
         GROUPING=0,
         BACKFILE="none",
         RESPFILE="none",
@@ -783,6 +784,8 @@ def write_pha(
         TLMIN1=first_channel,
         TLMAX1=first_channel + n - 1,
     )
+    if quality is None:
+        keywords["QUALITY"] = 0
     keywords.update(header or {})
     table.header.update(keywords)
     return _write_hdus(path, [table])

@@ -107,6 +107,9 @@ CLASS_FRACTIONS = {
 }
 #: Spectra in the built-in demo catalogue (:func:`demo_pack`).
 DEMO_SIZE = 20_000
+#: keV below which pn pipeline products flag channels bad (see ``flagged_fraction``).
+FLAGGED_BELOW = 0.3
+
 #: Pack name of the built-in response (:func:`xspecvae.instrument.builtin_pn_response`).
 BUILTIN_RMF_NAME = "builtin_pn.rmf"
 
@@ -188,6 +191,7 @@ def simulate_pack(
     resume: bool = True,
     progress: bool = True,
     fractions: dict | None = None,
+    flagged_fraction: float = 0.0,
 ) -> Path:
     """Simulate ``n`` spectra into the pack ``path`` (see the module docstring).
 
@@ -205,11 +209,15 @@ def simulate_pack(
     chunk : rows per chunk (the unit of randomness and of resuming).
     resume : continue ``<path>.partial`` if it was made with the same options.
     fractions : class fractions (label -> weight); default :data:`CLASS_FRACTIONS`.
+    flagged_fraction : share of the spectra whose bins below :data:`FLAGGED_BELOW` keV are
+        flagged bad (``good`` False), as in pn pipeline products (their QUALITY flags).
     """
     if n < 1 or chunk < 1:
         raise ValueError("n and chunk must be positive")
     if not 0 <= repeat_fraction <= 1:
         raise ValueError("repeat_fraction must be between 0 and 1")
+    if not 0 <= flagged_fraction <= 1:
+        raise ValueError("flagged_fraction must be between 0 and 1")
     weights = _class_weights(fractions)
     rmfs = [Path(p) for p in ([rmfs] if isinstance(rmfs, str | Path) else rmfs)]
     options = dict(
@@ -223,6 +231,7 @@ def simulate_pack(
         repeat_fraction=float(repeat_fraction),
         chunk=int(chunk),
         fractions=dict(zip(CLASSES, weights.tolist())),
+        flagged_fraction=float(flagged_fraction),
     )
     provenance = dict(
         command="simulate",
@@ -266,6 +275,7 @@ def simulate_pack(
                     repeat_fraction=repeat_fraction,
                     weights=weights,
                     lattice=lattice,
+                    flagged_fraction=flagged_fraction,
                 )
                 writer.append("pn", **rows)
                 bar.update(size)
@@ -361,8 +371,13 @@ def write_ogip(pack_path, directory, *, instrument: str = "pn", rows=None, rmfs=
                 channels = np.zeros(grid.grouping.n_channel, dtype=np.int64)
                 channels[grid.grouping.start] = np.rint(values).astype(np.int64)
                 extra = dict(header, HDUCLAS2=hduclas2)
+                quality = None
                 if kind == "BGSPEC":
                     extra.update(BACKFILE="none", ANCRFILE="none")
+                elif not batch["good"][i].all():  # the bad bins' channels, QUALITY 5
+                    quality = np.zeros(grid.grouping.n_channel, dtype=np.int16)
+                    for j in np.flatnonzero(~batch["good"][i]):
+                        quality[grid.grouping.start[j] : grid.grouping.stop[j]] = 5
                 written.append(
                     write_pha(
                         directory / names_i[kind],
@@ -371,6 +386,7 @@ def write_ogip(pack_path, directory, *, instrument: str = "pn", rows=None, rmfs=
                         backscal=backscal,
                         first_channel=grid.first_channel,
                         header=extra,
+                        quality=quality,
                     )
                 )
             area = np.zeros(grid.n_rmf_energy)
@@ -993,8 +1009,9 @@ def _simulate_sources(instrument, rng, m, *, min_counts, repeat_fraction, weight
 
 
 def _simulate_chunk(
-    instrument, rng, size, *, first_row, min_counts, repeat_fraction, weights, lattice
-) -> dict:
+    instrument, rng, size, *, first_row, min_counts, repeat_fraction, weights, lattice,
+    flagged_fraction=0.0,
+) -> dict:  # fmt: skip
     """``size`` rows (spectra) for :meth:`PackWriter.append`, rows ``first_row`` onwards."""
     parts, have, sources = [], 0, 0
     while have < size:
@@ -1040,7 +1057,18 @@ def _simulate_chunk(
         rmf_index=rows["rmf_index"],
         meta=meta,
         truth=rows["truth"],
+        good=_flags(instrument.grid, rng, size, flagged_fraction),
     )
+
+
+def _flags(grid, rng, size: int, fraction: float) -> np.ndarray:
+    """``good`` (size, C): False below :data:`FLAGGED_BELOW` keV in a ``fraction`` of rows
+    (no random draw when the fraction is 0, so that such packs stay as they were)."""
+    good = np.ones((size, grid.n_channel), bool)
+    if fraction > 0:
+        flagged = rng.random(size) < fraction
+        good[flagged] = grid.channel_lo >= FLAGGED_BELOW - 1e-9
+    return good
 
 
 def _take(part: dict, size: int) -> dict:
