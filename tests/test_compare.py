@@ -69,6 +69,11 @@ def test_a_second_run_reuses_the_fits_and_the_command_works(compared, small_run,
                  "--show", "nothing-matches", "-k", "5", "--quiet"]) == 0  # fmt: skip
     assert (out / "fits.fits").stat().st_mtime_ns == before
     assert capsys.readouterr().out.strip() == f"report: {out / 'report.html'}"
+    # other models: the fits are made again, not read back without their columns
+    assert main(["compare", str(small_run), str(target), "-o", str(out), "--fit", "diskbb",
+                 "--quiet"]) == 0  # fmt: skip
+    assert "diskbb_t_in" in read_table(out / "fits.fits")
+    assert "diskbb_w_dof" in read_table(out / "sources.fits")
 
 
 def test_source_names():

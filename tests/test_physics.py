@@ -84,6 +84,16 @@ def test_powerlaw_integral(index):
     np.testing.assert_allclose(got, integrate(lambda e: 2.5 * e**-index, edges), rtol=1e-9)
 
 
+def test_powerlaw_gradient_in_the_index_at_index_1():
+    """At index 1 (slope 0) the derivative of each bin's integral in the index is
+    -int ln(E) E^-1 dE = -(ln^2 E_hi - ln^2 E_lo) / 2, not 0."""
+    edges = np.geomspace(0.2, 12.0, 30)
+    with jax.enable_x64(True):
+        got = np.asarray(jax.jacfwd(lambda g: powerlaw(edges, g))(1.0))
+    expected = -(np.log(edges[1:]) ** 2 - np.log(edges[:-1]) ** 2) / 2
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
 def test_powerlaw_float32_narrow_bins_and_broadcasting():
     edges = np.linspace(1.0, 1.01, 11).astype(np.float32).astype(float)  # 1 eV bins
     got = np.asarray(powerlaw(edges, np.array([1.5, 2.0]), np.array([1.0, 3.0])))

@@ -70,6 +70,7 @@ def compare(
     cross_section = CrossSection.from_fits(absorption) if absorption else None
     built = (run / "checkpoint.pkl").stat().st_mtime
     header = {"RUN": str(run), "PACK": str(pack), "REFPACK": str(reference)}
+    header |= {"MODELS": ",".join(models), "ABSORB": str(absorption)}  # what the tables hold
 
     def step(name, make):
         return cached_table(folder / f"{name}.fits", built, make, header=header, progress=progress)
@@ -109,7 +110,8 @@ def fit_table(vae, pack: Pack, models, cross_section=None, *, progress: bool = F
                 if model == "decoder":
                     result = fit_latent(vae, pack, row)
                 else:
-                    result = fit(pack, row, model, cross_section=cross_section)
+                    result = fit(pack, row, model, cross_section=cross_section,
+                                 likelihood=vae.config.likelihood)  # fmt: skip
                 values = {"statistic": result.statistic, "dof": result.dof, "error": ""}
                 values["total"] = result.total
                 for name in names:
@@ -136,7 +138,10 @@ def source_table(table, fits, ref, models, *, k: int = 10, divergence="kl_symmet
     out["snr"] = table["snr"]
     out["w_dof"] = table["statistic"] / table["dof"]
     for model in ("decoder", *models):
-        out[f"{model}_w_dof"] = fits[f"{model}_statistic"] / np.maximum(fits[f"{model}_dof"], 1)
+        dof = fits[f"{model}_dof"]
+        out[f"{model}_w_dof"] = np.where(
+            dof > 0, fits[f"{model}_statistic"] / np.maximum(dof, 1), np.nan
+        )
     classical = np.stack([out[f"{m}_w_dof"] for m in models], -1)
     best = np.argmin(np.where(np.isfinite(classical), classical, np.inf), -1)
     out["best_model"] = np.asarray(models)[best]

@@ -212,10 +212,13 @@ def cached_table(
     parquet=False,
     progress=True,
 ) -> dict:
-    """The table at ``path`` if newer than ``built`` (the model's time stamp), otherwise made
-    by ``make`` and written (FITS with ``header``, and Parquet beside it with ``parquet``)."""
+    """The table at ``path`` if newer than ``built`` (the model's time stamp) and made with the
+    same ``header`` (the settings it depends on), otherwise made by ``make`` and written (FITS
+    with ``header``, and Parquet beside it with ``parquet``)."""
     if path.exists() and path.stat().st_mtime > built:
-        return read_table(path)
+        table, stored = read_table(path, with_header=True)
+        if all(str(stored.get(k)) == str(v) for k, v in header.items()):
+            return table
     if progress:
         print(f"{path.parent.name}: {path.stem}", flush=True)
     table = make()

@@ -83,6 +83,8 @@ MODELS = {
 }  # fmt: skip
 
 
+_FAILED = 1e300  # the value scipy is given where the statistic is not finite
+
 #: L-BFGS-B to the bottom of the long valleys of degenerate components (disc against power law)
 _TOLERANCE = {"ftol": 1e-13, "gtol": 1e-7, "maxiter": 5000}
 
@@ -130,7 +132,7 @@ def fit(
             for i in spec.norms:  # each component starts with its share of the net counts
                 alone = np.where(np.isin(np.arange(len(theta)), spec.norms), -np.inf, theta)
                 alone[i] = 0.0
-                one = float(np.sum(np.asarray(spec.counts(jnp.asarray(alone), data))[good]))
+                one = float(np.sum(np.asarray(objective.counts(jnp.asarray(alone), data))[good]))
                 theta[i] = np.log(max(net, 1.0) / len(spec.norms) / max(one, 1e-300))
             theta = np.clip(theta, *np.transpose(bounds))
             result = minimize(
@@ -139,10 +141,12 @@ def fit(
             )  # fmt: skip
             if best is None or result.fun < best.fun:
                 best = result
+        if best.fun >= _FAILED or not good.any():
+            raise ArithmeticError(f"{pack.path} row {row}: {model} has no finite fit")
         theta = jnp.asarray(best.x)
         values = [float(v) for v in spec.unpack(theta)]
         errors = _errors(objective, theta, data, values, spec.log)
-        source, total = (np.asarray(f(theta, data)) for f in (spec.counts, objective.total))
+        source, total = (np.asarray(f(theta, data)) for f in (objective.counts, objective.total))
     return Fit(
         model, dict(zip(spec.names, values)), dict(zip(spec.names, errors)), float(best.fun),
         int(good.sum()) - len(spec.names), source, total,
@@ -164,7 +168,7 @@ def fit_latent(vae: VAE, pack: Pack, row: int) -> Fit:
     return Fit(
         "decoder", {"z": result.x[:-1], "log_norm": float(result.x[-1])}, {},
         float(objective.statistic(theta, data)), int(np.sum(data["good"])) - len(start),
-        np.asarray(counts(theta, data)), np.asarray(objective.total(theta, data)),
+        np.asarray(objective.counts(theta, data)), np.asarray(objective.total(theta, data)),
     )  # fmt: skip
 
 
@@ -207,9 +211,9 @@ class _Objective:
         def statistic(theta, data):
             return pair(theta, data).deviance(jnp.stack([data["n"], data["b"]], -1))
 
+        self.counts = jax.jit(counts)
         self.statistic = jax.jit(statistic)
         self.total = jax.jit(lambda theta, data: pair(theta, data).rates[..., 0])
-        self.hessian = jax.jit(jax.hessian(statistic))
         self._step = jax.jit(jax.value_and_grad(statistic))
 
     def bind(self, data: dict):
@@ -217,9 +221,10 @@ class _Objective:
 
         def value_and_grad(theta):
             value, grad = self._step(jnp.asarray(theta, dtype), data)
-            if not np.isfinite(float(value)):
-                return 1e300, np.zeros_like(theta)
-            return float(value), np.asarray(grad, np.float64)
+            value, grad = float(value), np.asarray(grad, np.float64)
+            if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+                return _FAILED, np.zeros_like(theta)
+            return value, grad
 
         return value_and_grad
 
@@ -237,13 +242,28 @@ def _starts(spec: SpectralModel):
 
 
 def _errors(objective, theta, data, values, log) -> list[float]:
-    """1-sigma errors: the covariance ``2 H^-1`` of the statistic's Hessian ``H`` in the
-    fitted parameters, carried to log-fitted ones by ``d value = value d log value``."""
-    hessian = np.asarray(objective.hessian(theta, data), np.float64)
-    try:
-        covariance = 2.0 * np.linalg.inv(hessian)
-    except np.linalg.LinAlgError:
+    """1-sigma errors: the covariance ``2 H^-1`` of the statistic's Hessian ``H``
+    (:func:`_hessian`) in the fitted parameters (NaN unless ``H`` is positive definite),
+    carried to log-fitted ones by ``d value = value d log value``."""
+    hessian = _hessian(objective, theta, data)
+    if not np.all(np.isfinite(hessian)) or np.linalg.eigvalsh(hessian).min() <= 0:
         return [float("nan")] * len(values)
-    variance = np.diag(covariance)
-    sd = np.where(variance > 0, np.sqrt(np.abs(variance)), np.nan)
+    sd = np.sqrt(np.diag(2.0 * np.linalg.inv(hessian)))
     return [float(s * v if lg else s) for s, v, lg in zip(sd, values, log)]
+
+
+def _hessian(objective, theta, data) -> np.ndarray:
+    """The statistic's Hessian by central differences of its gradient, which is exact with
+    the background profiled (envelope theorem); autodiff's Hessian would hold the profiled
+    background fixed and understate the errors of background-dominated spectra."""
+    grad = objective.bind(data)
+    theta = np.asarray(theta, np.float64)
+    steps = 1e-4 * np.maximum(1.0, np.abs(theta))
+    columns = []
+    for i, h in enumerate(steps):
+        up, down = theta.copy(), theta.copy()
+        up[i] += h
+        down[i] -= h
+        columns.append((grad(up)[1] - grad(down)[1]) / (2 * h))
+    hessian = np.array(columns)
+    return 0.5 * (hessian + hessian.T)

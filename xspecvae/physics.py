@@ -116,10 +116,14 @@ def powerlaw(energy_edges, index, norm=1.0):
     over leading axes: result (..., n_bins)."""
     lo, width = _bins(energy_edges)  # width = log(E_hi/E_lo), exact for narrow bins
     slope = 1.0 - jnp.asarray(index)[..., None]
-    # E_lo^s (exp(s w) - 1) / s, with expm1 for narrow bins and the limit w at s = 0
-    zero = slope == 0
-    safe = jnp.where(zero, 1.0, slope)
-    integral = jnp.where(zero, width, jnp.expm1(safe * width) / safe) * jnp.exp(slope * jnp.log(lo))
+    # E_lo^s (exp(s w) - 1) / s, with expm1 for narrow bins and, near s = 0, its series (so
+    # that the derivative in the index is right there too; error ~ (s w)^3 / 24)
+    x = slope * width
+    small = jnp.abs(x) < 1e-3
+    safe = jnp.where(small, 1.0, slope)
+    series = width * (1.0 + x / 2.0 + x * x / 6.0)
+    integral = jnp.where(small, series, jnp.expm1(safe * width) / safe)
+    integral = integral * jnp.exp(slope * jnp.log(lo))
     return jnp.asarray(norm)[..., None] * integral
 
 

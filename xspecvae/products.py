@@ -124,8 +124,12 @@ def ingest(
         Pack(pack).close()  # refuse a damaged or outdated pack before building on it
         shutil.copyfile(pack, partial)
     writer = PackWriter(pack, provenance=provenance, resume=resume or append)
-    for grid in grids:
-        writer.add_grid(grid)
+    try:
+        for grid in grids:
+            writer.add_grid(grid)
+    except ValueError:
+        writer.file.close()
+        raise
     done = {}
     for section in writer.file["instruments"]:
         for row, name in enumerate(writer.committed(section)):

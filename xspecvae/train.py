@@ -117,7 +117,9 @@ def train(
         init = saved.get("init")
     elif checkpoint.exists():
         raise TrainingError(f"{run} holds a run already: resume it or train into another folder")
-    start = load_run(init)[0] if init is not None else None
+    # a resumed fine-tuning takes its instrument from its own checkpoint, not from ``init``
+    own = resume and checkpoint.exists()
+    start = load_run(run if own else init)[0] if init is not None else None
     config = start.config if start is not None else config or Config()
     options = options or TrainOptions()
     leader = jax.process_index() == 0
