@@ -19,6 +19,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm, Normalize, to_rgba_array
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 from xspecvae.files import write_atomic
 
@@ -382,4 +383,9 @@ def versus(x, y, path, *, title: str, xlabel: str, ylabel: str, names=None) -> F
         if name:
             ax.annotate(name, (xi, yi), xytext=(4, 4), textcoords="offset points", fontsize="small")
     ax.set(xscale="log", yscale="log", title=title, xlabel=xlabel, ylabel=ylabel)
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    some = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else "")  # 0.2, 0.5, 2, 5
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(some)
     return _save(figure, path)
