@@ -35,7 +35,7 @@ from xspecvae.fitting import MODELS, fit, fit_latent
 from xspecvae.latent import Index
 from xspecvae.physics import CrossSection
 from xspecvae.report import Section, write_report
-from xspecvae.tables import write_table
+from xspecvae.tables import IDENTITY, write_table
 from xspecvae.train import load_run
 
 __all__ = ["compare", "fit_table", "source_table"]
@@ -64,9 +64,10 @@ def compare(
     run = Path(run)
     vae, info = load_run(run)
     pack = Path(pack)
-    reference = Path(reference or _origin(info)["pack"])
+    origin = _origin(info)
+    reference = Path(reference or origin["pack"])
     folder = Path(folder) if folder else run / f"compare-{pack.name.split('.')[0]}"
-    absorption = absorption or _origin(info)["absorption"]
+    absorption = absorption or origin["absorption"]
     cross_section = CrossSection.from_fits(absorption) if absorption else None
     built = (run / "checkpoint.pkl").stat().st_mtime
     header = {"RUN": str(run), "PACK": str(pack), "REFPACK": str(reference)}
@@ -132,8 +133,7 @@ def source_table(table, fits, ref, models, *, k: int = 10, divergence="kl_symmet
     (``w_dof``), of the decoder's fit and of each classical model, the classical model
     with the lowest W/dof, and its ``k`` nearest reference posteriors (``neighbours``, rows of
     the reference; with labels, ``neighbour_classes`` and the most common, ``nearest_class``)."""
-    keys = ("source_id", "obs_id", "ra", "dec", "mjd", "file", "row")
-    out = {key: np.asarray(table[key]) for key in keys if key in table}
+    out = {key: np.asarray(table[key]) for key in (*IDENTITY, "row") if key in table}
     out["name"] = np.array([source_name(f) for f in table["file"]])
     out["snr"] = table["snr"]
     out["w_dof"] = table["statistic"] / table["dof"]

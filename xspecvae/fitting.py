@@ -119,9 +119,7 @@ def fit(
     spec = MODELS[model]
     cross_section = cross_section or CrossSection.morrison_mccammon()
     with jax.enable_x64(True):
-        data = _data(pack, row)
-        data["edges"] = jnp.asarray(pack.grid.energy_edges, jnp.float64)
-        data["sigma"] = jnp.asarray(cross_section.on(pack.grid.energy_edges))
+        data = _spectrum(pack, row, cross_section)
         objective = _objective(spec.counts, likelihood)
         good = np.asarray(data["good"])
         net = float(np.sum((data["n"] - data["alpha"] * data["b"])[good]))
@@ -157,11 +155,12 @@ def fit_latent(vae: VAE, pack: Pack, row: int) -> Fit:
     """The VAE's decoder used as a spectral model and fitted to spectrum ``row``: the latent
     (``z`` and ``log_norm``) of maximum likelihood, from the encoder's posterior mean, with
     the decoder fixed. ``dof`` is the good channels less the latent's dimensions."""
-    batch = {k: jnp.asarray(v) for k, v in pack.read(np.array([row])).items() if k in PER_SOURCE}
+    one = pack.read(np.array([row]))
+    batch = {k: jnp.asarray(v) for k, v in one.items() if k in PER_SOURCE}
     q = vae.posterior(batch)
     counts = _decoder_counts(vae)
     objective = _objective(counts, vae.config.likelihood)
-    data = {**_data(pack, row), "batch": batch, "rmf": jnp.asarray(pack.rmf, jnp.float32)}
+    data = {**_observed(one), "batch": batch, "rmf": jnp.asarray(pack.rmf, jnp.float32)}
     start = np.concatenate([np.asarray(q.z_loc[0]), np.asarray(q.norm_loc)]).astype(np.float64)
     result = minimize(objective.bind(data), start, jac=True, method="L-BFGS-B", options=_TOLERANCE)
     theta = jnp.asarray(result.x, jnp.float32)
@@ -184,17 +183,28 @@ def _decoder_counts(vae: VAE):
     return counts
 
 
-def _data(pack: Pack, row: int) -> dict:
-    """One spectrum's counts and its folding matrix ``exposure * arf * rmf`` (E, C)."""
+def _spectrum(pack: Pack, row: int, cross_section: CrossSection) -> dict:
+    """What a classical fit of spectrum ``row`` needs (float64 under ``jax.enable_x64``): its
+    counts, its folding matrix ``exposure * arf * rmf`` (E, C), the model energy grid and the
+    cross-sections on it."""
     one = pack.read(np.array([row]))
     rmf = np.asarray(pack.rmf[int(one["rmf_index"][0])], np.float64)
     response = one["exposure"][0] * np.asarray(one["arf"][0], np.float64)[:, None] * rmf
+    return {
+        **_observed(one),
+        "response": jnp.asarray(response),
+        "edges": jnp.asarray(pack.grid.energy_edges, jnp.float64),
+        "sigma": jnp.asarray(cross_section.on(pack.grid.energy_edges)),
+    }
+
+
+def _observed(one: dict) -> dict:
+    """What the statistic needs of one spectrum read from a pack (``Pack.read`` of one row)."""
     return {
         "n": jnp.asarray(one["counts"][0], float),
         "b": jnp.asarray(one["background"][0], float),
         "alpha": jnp.asarray(one["alpha"][0], float),
         "good": jnp.asarray(one["good"][0]),
-        "response": jnp.asarray(response),
     }
 
 

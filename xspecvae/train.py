@@ -119,8 +119,8 @@ def train(
         raise TrainingError(f"{run} holds a run already: resume it or train into another folder")
     # a resumed fine-tuning takes its instrument from its own checkpoint, not from ``init``
     own = resume and checkpoint.exists()
-    start = load_run(run if own else init)[0] if init is not None else None
-    config = start.config if start is not None else config or Config()
+    initial = load_run(run if own else init)[0] if init is not None else None
+    config = initial.config if initial is not None else config or Config()
     options = options or TrainOptions()
     leader = jax.process_index() == 0
     processes, devices = jax.process_count(), jax.device_count()
@@ -133,11 +133,11 @@ def train(
         mine_train, mine_val = (rows[jax.process_index()] for rows in split)
         data = pack.read(np.concatenate([mine_train, mine_val]))
         data = {k: v for k, v in data.items() if k in PER_SOURCE}
-        if start is None:
+        if initial is None:
             cross_section = CrossSection.from_fits(absorption) if absorption else None
             inst = Instrument.from_pack(pack, *_reference(data), cross_section)
-        elif start.learnt_on(pack.grid.energy_edges):
-            inst, absorption = start.with_rmfs(pack.rmf).inst, None
+        elif initial.learnt_on(pack.grid.energy_edges):
+            inst, absorption = initial.with_rmfs(pack.rmf).inst, None
         else:
             raise ValueError(
                 f"{pack.path} is not on the model grid of {init}: pack it with "
@@ -165,7 +165,7 @@ def train(
     state = svi.init(
         jax.random.key(options.seed),
         {k: v[:local_batch] for k, v in data.items()},
-        init_params=None if start is None else start.params,
+        init_params=None if initial is None else initial.params,
     )
     epoch, step, losses, history = 0, 0, [], []
     if resume and checkpoint.exists():
