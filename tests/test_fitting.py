@@ -16,7 +16,7 @@ TRUE = {
 }
 
 
-def _photons(edges, sigma, model, p):
+def _photons(edges, sigma, p):
     """The true photon spectrum, written out here (numpy in, float64)."""
     with jax.enable_x64(True):
         shape = powerlaw(edges, p["gamma"], p.get("norm", p.get("pl_norm")))
@@ -25,37 +25,47 @@ def _photons(edges, sigma, model, p):
         return np.asarray(absorption(sigma, p["nh"]) * shape)
 
 
-@pytest.fixture(scope="module")
-def pack(tmp_path_factory):
-    """Two bright spectra (one per model of TRUE) with a flat background, Poisson noise."""
+def _simulated(path, truths, *, arf, exposure, alpha, background, seed):
+    """A pack of one Poisson spectrum per parameter dict of ``truths`` through the built-in
+    response (400 energies), the ARF ``arf(centres)``, with a flat ``background`` (counts per
+    channel in the background region)."""
     response = builtin_pn_response(n_energy=400)
     grid = Grid.from_response("pn", response)
     rmf = grid.regroup(response).astype(np.float64)
     edges = grid.energy_edges
     sigma = CrossSection.morrison_mccammon().on(edges)
-    arf = np.interp(np.sqrt(edges[1:] * edges[:-1]), [0.1, 1.5, 12.0], [200.0, 1200.0, 100.0])
-    exposure, alpha = 40e3, 0.1
-    rng = np.random.default_rng(3)
+    area = arf(np.sqrt(edges[1:] * edges[:-1]))
+    rng = np.random.default_rng(seed)
+    n, c = len(truths), grid.n_channel
+    level = np.full(c, float(background))
     counts, backgrounds = [], []
-    for model, p in TRUE.items():
-        source = exposure * (_photons(edges, sigma, model, p) * arf) @ rmf
-        background = np.full(grid.n_channel, 30.0)
-        counts.append(rng.poisson(source + alpha * background))
-        backgrounds.append(rng.poisson(background))
-    path = tmp_path_factory.mktemp("fit") / "fit.h5"
-    n = len(TRUE)
+    for p in truths:
+        source = exposure * (_photons(edges, sigma, p) * area) @ rmf
+        counts.append(rng.poisson(source + alpha * level))
+        backgrounds.append(rng.poisson(level))
     with PackWriter(path) as writer:
         writer.add_grid(grid)
         writer.add_rmf("pn", "builtin", rmf.astype(np.float32))
         writer.append(
-            "pn", counts=counts, background=backgrounds, alpha=np.full((n, grid.n_channel), alpha),
-            exposure=np.full(n, exposure), arf=np.tile(arf, (n, 1)), rmf_index=np.zeros(n, int),
+            "pn", counts=counts, background=backgrounds, alpha=np.full((n, c), alpha),
+            exposure=np.full(n, exposure), arf=np.tile(area, (n, 1)), rmf_index=np.zeros(n, int),
             meta=dict(
                 source_id=np.arange(n), obs_id=np.array(["0"] * n), mjd=np.zeros(n),
-                ra=np.zeros(n), dec=np.zeros(n), label=np.array(list(TRUE)),
-                file=np.array([f"{m}.fits" for m in TRUE]),
+                ra=np.zeros(n), dec=np.zeros(n), label=np.array([""] * n),
+                file=np.array([f"{i}.fits" for i in range(n)]),
             ),
         )  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory):
+    """Two bright spectra (one per model of TRUE) with a flat background, Poisson noise."""
+    path = _simulated(
+        tmp_path_factory.mktemp("fit") / "fit.h5", list(TRUE.values()), exposure=40e3,
+        alpha=0.1, background=30.0, seed=3,
+        arf=lambda e: np.interp(e, [0.1, 1.5, 12.0], [200.0, 1200.0, 100.0]),
+    )  # fmt: skip
     with Pack(path) as p:
         yield p
 
@@ -80,9 +90,7 @@ def test_fit_is_at_least_as_good_as_the_truth_and_nested_models_order(pack):
     one = pack.read([1])
     rmf = np.asarray(pack.rmf[0], np.float64)
     truth = (
-        one["exposure"][0]
-        * (_photons(edges, sigma, "d", TRUE["diskbb+powerlaw"]) * one["arf"][0])
-        @ rmf
+        one["exposure"][0] * (_photons(edges, sigma, TRUE["diskbb+powerlaw"]) * one["arf"][0]) @ rmf
     )
     best = fit(pack, 1, "diskbb+powerlaw")
     with jax.enable_x64(True):
@@ -112,36 +120,18 @@ def test_errors_count_the_profiled_background(tmp_path):
     """On a background-dominated spectrum the curvature must include the background's
     profiling: the Hessian's diagonal equals second differences of the statistic itself
     (every value of which profiles the background anew), where autodiff's is larger."""
-    from xspecvae.fitting import _data, _hessian, _objective
+    from xspecvae.fitting import _hessian, _objective, _spectrum
 
-    response = builtin_pn_response(n_energy=400)
-    grid = Grid.from_response("pn", response)
-    rmf = grid.regroup(response).astype(np.float64)
-    edges = grid.energy_edges
-    sigma = CrossSection.morrison_mccammon().on(edges)
-    arf = np.full(grid.n_energy, 500.0)
-    source = 20e3 * (_photons(edges, sigma, "pl", TRUE["powerlaw"]) * arf) @ rmf
-    rng = np.random.default_rng(8)
-    background = np.full(grid.n_channel, 400.0)
-    n, c = 1, grid.n_channel
-    with PackWriter(tmp_path / "bg.h5") as writer:
-        writer.add_grid(grid)
-        writer.add_rmf("pn", "builtin", rmf.astype(np.float32))
-        writer.append(
-            "pn", counts=rng.poisson(source + 0.5 * background)[None], alpha=np.full((n, c), 0.5),
-            background=rng.poisson(background)[None], exposure=np.full(n, 20e3), arf=arf[None],
-            rmf_index=np.zeros(n, int),
-            meta=dict(source_id=np.arange(n), obs_id=np.array(["0"]), mjd=np.zeros(n),
-                      ra=np.zeros(n), dec=np.zeros(n), label=np.array(["x"]),
-                      file=np.array(["bg.fits"])),
-        )  # fmt: skip
-    with Pack(tmp_path / "bg.h5") as p:
+    path = _simulated(
+        tmp_path / "bg.h5", [TRUE["powerlaw"]], arf=lambda e: np.full(e.shape, 500.0),
+        exposure=20e3, alpha=0.5, background=400.0, seed=8,
+    )  # fmt: skip
+    with Pack(path) as p:
         result = fit(p, 0, "powerlaw")
         p_ = result.parameters
         theta = np.array([np.log(p_["nh"]), p_["gamma"], np.log(p_["norm"])])
         with jax.enable_x64(True):
-            data = _data(p, 0)
-            data["edges"], data["sigma"] = jax.numpy.asarray(edges), jax.numpy.asarray(sigma)
+            data = _spectrum(p, 0, CrossSection.morrison_mccammon())
             objective = _objective(MODELS["powerlaw"].counts, "wstat")
             hessian = _hessian(objective, theta, data)
             held = np.asarray(jax.hessian(objective.statistic)(jax.numpy.asarray(theta), data))
