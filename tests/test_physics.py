@@ -333,6 +333,36 @@ def test_plasma_abundance_scales_the_lines_only():
     assert len(fe) == 1 and PLASMA_LINES[fe[0], 3] >= 0.5  # EW ~0.5-1 keV at solar abundance
 
 
+def test_plasma_line_fluxes_follow_the_table():
+    """plasma - bremsstrahlung holds abundance * EW(kT) * continuum density at each line, EW
+    from the table's bell in ln kT: all lines together over the grid (the broad Fe L blend
+    overlaps Ne IX and Ne X), and line by line within 5 sigma for the isolated ones."""
+    energy, sigma, peak, ew_peak, below, above = PLASMA_LINES.T
+    # the lines the issue names: O VII, O VIII, Ne IX, Ne X, Mg XI, Mg XII, Si, S, Fe XXV
+    for centre in (0.574, 0.654, 0.922, 1.022, 1.352, 1.473, 1.865, 2.46, 6.7):
+        assert np.min(np.abs(energy - centre)) < 0.01, centre
+    assert np.sum((energy > 0.7) & (energy < 1.2) & (sigma >= 0.05)) == 1  # the Fe L blend
+    kT = np.array([0.3, 1.0, 4.0])
+    abundance = np.array([[0.3], [1.0]])
+    log_ratio = np.log(kT[:, None] / peak)
+    width = np.where(kT[:, None] < peak, below, above)
+    ew = ew_peak * np.exp(-0.5 * (log_ratio / width) ** 2)  # (kT, line)
+    density = np.array([[2.0 * bremss_density(e, t) for e in energy] for t in kT])
+    expected = abundance[..., None] * ew * density  # (abundance, kT, line), photons/cm^2/s
+    edges = np.linspace(0.2, 10.0, 9801)  # 1 eV bins; the Fe L blend 6 sigma inside
+    with jax.enable_x64(True):
+        lines = np.asarray(plasma(edges, kT, 2.0, abundance) - bremsstrahlung(edges, kT, 2.0))
+    np.testing.assert_allclose(lines.sum(-1), expected.sum(-1), rtol=1e-8)
+    # isolated: every other line is more than 6 of its sigmas away from the 5-sigma window
+    clear = np.abs(energy[:, None] - energy) > 5 * sigma[:, None] + 6 * sigma
+    np.fill_diagonal(clear, True)
+    isolated = np.flatnonzero(clear.all(1))
+    assert {1.865, 2.46, 6.7} <= set(energy[isolated])
+    for i in isolated:
+        window = band(edges, lines, energy[i] - 5 * sigma[i], energy[i] + 5 * sigma[i])
+        np.testing.assert_allclose(window, expected[..., i], rtol=1e-5, err_msg=energy[i])
+
+
 # Absorption
 
 

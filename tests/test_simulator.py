@@ -1,5 +1,7 @@
 """The population simulator and the OGIP writers."""
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -118,7 +120,6 @@ def test_pack_holds_truth_and_meta_for_every_row(population):
         assert np.all(np.isfinite(truth[column][agn])), column
     assert np.all(np.isnan(truth["redshift"][star]) & np.isnan(truth["nh"][star]))
     assert np.all(np.isfinite(truth["kt"][star]) & np.isnan(truth["norm_powerlaw"][star]))
-    assert np.all((truth["kt"][star] >= 0.2) & (truth["kt"][star] <= 1.5))
     assert 0.2 < np.mean(agn & (truth["nh"] > 1)) / np.mean(agn) < 0.4  # N_H > 1e22
     assert set(truth["state"][label == "XRB"]) <= {"soft", "hard"}
     assert set(truth["state"][label != "XRB"]) == {""}
@@ -189,33 +190,73 @@ def rebuilt(label, t, edges):
         line = component(physics.gaussian_line, 6.4, t["line_sigma"], t["norm_line"])
         cover = physics.partial_covering(rest, t["nh"], 1 - t["scatter_fraction"])
         return power + line, galactic * (cover * power + line)
-    if label in ("star", "cluster"):
+    if label in ("star", "cluster", "CV"):
         spectrum = component(physics.plasma, t["kt"], t["norm_plasma"], t["abundance"])
         if np.isfinite(t["kt2"]):
             spectrum += component(physics.plasma, t["kt2"], t["norm_plasma2"], t["abundance"])
-        return spectrum, galactic * spectrum
-    if label == "XRB":
-        spectrum = component(physics.diskbb, t["t_in"], t["norm_diskbb"])
+        if label != "CV":
+            return spectrum, galactic * spectrum
+        # CV: Fe XXV 6.7 keV is in the plasma; a 6.4 keV line escapes the partial coverer
+        line = component(physics.gaussian_line, 6.4, t["line_sigma"], t["norm_line"])
+        cover = physics.partial_covering(cross.on(edges), t["cover_nh"], t["cover_fraction"])
+        return spectrum + line, galactic * (cover * spectrum + line)
+    # XRB and ULX: a disc plus a power law or (ULX) a cool blackbody; SSS and TDE: one of the two
+    disc = label in ("XRB", "ULX")
+    spectrum = component(physics.diskbb, t["t_in"], t["norm_diskbb"]) if disc else 0.0
+    if np.isfinite(t["bb_kt"]):
+        spectrum += component(physics.blackbody, t["bb_kt"], t["norm_blackbody"])
+    else:
         spectrum += component(physics.powerlaw, t["gamma"], t["norm_powerlaw"])
-    else:  # SSS
-        spectrum = component(physics.blackbody, t["bb_kt"], t["norm_blackbody"])
-    return spectrum, galactic * physics.absorption(rest, t["nh"]) * spectrum
+    intrinsic = 1.0 if np.isnan(t["nh"]) else physics.absorption(rest, t["nh"])  # TDE: none
+    return spectrum, galactic * intrinsic * spectrum
 
 
 def test_truth_reproduces_counts_and_fluxes(population):
+    """Spectra rebuilt from the truth give the expected counts and fluxes: the first 3 rows of
+    every class and set of components (one or two plasmas; a blackbody or a power law)."""
     data, meta, truth, pack = load(population)
     edges = pack.grid.energy_edges
     band = np.clip(np.minimum(edges[1:], 12.0) - np.maximum(edges[:-1], 0.2), 0, None)
     band /= np.diff(edges)
-    for label in ("AGN", "star", "cluster", "XRB", "SSS"):
-        for row in np.flatnonzero(meta["label"] == label)[:6]:
-            t = {name: values[row] for name, values in truth.items()}
-            unabsorbed, observed = (np.asarray(s, dtype=float) for s in rebuilt(label, t, edges))
-            folded = (observed * data["arf"][row]) @ pack.rmf[data["rmf_index"][row]]
-            counts = data["exposure"][row] * folded.sum()
-            np.testing.assert_allclose(counts, t["expected_counts"], rtol=1e-3, err_msg=label)
-            np.testing.assert_allclose(observed @ band, t["photon_flux"], rtol=1e-3)
-            np.testing.assert_allclose(unabsorbed @ band, t["photon_flux_unabsorbed"], rtol=1e-3)
+    components = np.stack([np.isfinite(v) for k, v in truth.items() if k.startswith("norm_")], 1)
+    seen = Counter()
+    for row, label in enumerate(meta["label"]):
+        kind = (label, *components[row])
+        seen[kind] += 1
+        if seen[kind] > 3:
+            continue
+        t = {name: values[row] for name, values in truth.items()}
+        unabsorbed, observed = (np.asarray(s, dtype=float) for s in rebuilt(label, t, edges))
+        folded = (observed * data["arf"][row]) @ pack.rmf[data["rmf_index"][row]]
+        counts = data["exposure"][row] * folded.sum()
+        np.testing.assert_allclose(counts, t["expected_counts"], rtol=1e-3, err_msg=label)
+        np.testing.assert_allclose(observed @ band, t["photon_flux"], rtol=1e-3)
+        np.testing.assert_allclose(unabsorbed @ band, t["photon_flux_unabsorbed"], rtol=1e-3)
+    assert len(seen) == len(simulator.CLASSES) + 3  # stars, ULXs and TDEs come in two kinds
+
+
+def within(values, lo, hi, name):
+    """``values`` lie in [lo, hi] and reach the lowest and the highest quarter of it (in log)."""
+    reach = (hi / lo) ** 0.25
+    assert lo * (1 - 1e-6) <= values.min() < lo * reach, (name, values.min())
+    assert hi / reach < values.max() <= hi * (1 + 1e-6), (name, values.max())
+
+
+def test_parameter_ranges(population):
+    """The class parameters span the documented ranges (keV; columns in 1e22 cm^-2)."""
+    _, meta, truth, _ = load(population)
+    label = meta["label"]
+    within(truth["kt"][label == "CV"], 5.0, 40.0, "CV kT")
+    within(truth["bb_kt"][label == "SSS"], 0.03, 0.1, "SSS kT")
+    within(truth["kt"][label == "cluster"], 1.0, 8.0, "cluster kT")
+    assert np.all(truth["redshift"][label == "cluster"] > 0)
+    star = label == "star"
+    kt2 = truth["kt2"][star]  # the second plasma of two-temperature stars
+    within(np.concatenate([truth["kt"][star], kt2[np.isfinite(kt2)]]), 0.2, 1.5, "star kT")
+    agn = (label == "AGN") & (meta["epoch"] == 1)  # later epochs walk in N_H and jitter in Gamma
+    assert truth["gamma"][agn].mean() == pytest.approx(1.9, abs=0.03)
+    assert truth["gamma"][agn].std() == pytest.approx(0.3, abs=0.03)
+    within(truth["nh"][agn], 0.01, 100.0, "AGN N_H")
 
 
 # ---------------------------------------------------------------------------------------------
