@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import time
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from xspecvae import train as training
@@ -64,14 +66,17 @@ def test_losses_fall_and_the_run_is_self_describing(finished, pack):
     assert saved["n_train"] + saved["n_validation"] == 640
 
 
-def test_resume_reaches_the_same_parameters(pack, finished, tmp_path):
+@pytest.mark.parametrize("stop", [6, 8])  # mid-epoch; after the epoch's last step (of 8)
+def test_resume_reaches_the_same_parameters(pack, finished, tmp_path, stop):
     run = tmp_path / "b"
-    train(pack, run, config=SMALL, options=OPTIONS, progress=False, max_steps=6)
+    train(pack, run, config=SMALL, options=OPTIONS, progress=False, max_steps=stop)
     assert json.loads((run / "config.json").read_text())["options"]["epochs"] == 2
     train(pack, run, resume=True, progress=False)  # options come from the run
     assert same_params(run, finished)
     assert [r["epoch"] for r in metrics(run)] == [1, 2]
     np.testing.assert_allclose(metrics(run)[1]["train_loss"], metrics(finished)[1]["train_loss"])
+    # the interrupted epoch's time counts both sessions: its throughput is a real one
+    assert 0 < metrics(run)[0]["spectra_per_s"] < 10 * metrics(finished)[0]["spectra_per_s"]
 
 
 def test_resume_after_sigkill(pack, finished, tmp_path):
@@ -101,11 +106,25 @@ def test_resume_after_sigkill(pack, finished, tmp_path):
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(pack, tmp_path, monkeypatch):
     monkeypatch.setattr(training, "_kl_weight", lambda options, epoch: [1.0, np.nan][epoch])
     run = tmp_path / "nan"
-    with pytest.raises(TrainingError, match="non-finite loss at epoch 1"):
+    with pytest.raises(TrainingError, match="non-finite loss or parameters at epoch 1") as error:
         train(pack, run, config=SMALL, options=OPTIONS, progress=False)
+    assert f"--init {run}" in str(error.value)  # the way on: resuming would fail again
     assert len(metrics(run)) == 1
     monkeypatch.undo()
-    assert params(run)["decoder$params"]  # the epoch-1 checkpoint is intact
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params(run)))
+
+
+def test_non_finite_parameters_after_a_finite_loss_are_never_saved(pack, tmp_path, monkeypatch):
+    """The update of step 7 makes the parameters NaN although its loss (computed before the
+    update) is finite; the step-8 checkpoint must not hold them."""
+    nan_from_7 = lambda count: jax.numpy.where(count >= 7, jax.numpy.nan, 1e-3)  # noqa: E731
+    monkeypatch.setattr(training, "_optimizer", lambda options, total: optax.sgd(nan_from_7))
+    run = tmp_path / "nan-params"
+    with pytest.raises(TrainingError, match="at epoch 0, step 7"):
+        train(pack, run, config=SMALL, options=OPTIONS, progress=False)
+    with open(run / "checkpoint.pkl", "rb") as f:
+        assert pickle.load(f)["step"] == 4
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params(run)))
 
 
 def test_two_devices(pack, finished, tmp_path):

@@ -32,6 +32,7 @@ from functools import partial
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.experimental import multihost_utils
@@ -167,12 +168,13 @@ def train(
         {k: v[:local_batch] for k, v in data.items()},
         init_params=None if initial is None else initial.params,
     )
-    epoch, step, losses, history = 0, 0, [], []
+    epoch, step, losses, history, elapsed = 0, 0, [], [], 0.0
     if resume and checkpoint.exists():
         with open(checkpoint, "rb") as f:
             saved = pickle.load(f)
         state, epoch, step = saved["state"], saved["epoch"], saved["step"]
         losses, history = saved["losses"], saved["history"]
+        elapsed = saved.get("elapsed", 0.0)
     elif leader:
         run.mkdir(parents=True, exist_ok=True)
         settings = {
@@ -189,7 +191,7 @@ def train(
         }
         write_atomic(run / "config.json", json.dumps(settings, indent=1).encode())
     state = multihost_utils.host_local_array_to_global_array(state, mesh, PartitionSpec())
-    update, evaluate = jax.jit(svi.update), jax.jit(svi.evaluate)
+    update, evaluate = jax.jit(partial(_checked_update, svi)), jax.jit(svi.evaluate)
     model_arrays = {
         "config": asdict(config),
         "instrument": {k: np.asarray(v) for k, v in inst._asdict().items()},
@@ -202,6 +204,9 @@ def train(
             host = jax.device_get(_local(state))
             content = {"state": host, "params": svi.get_params(host), **model_arrays}
             content.update(epoch=epoch, step=step, losses=losses, history=history)
+            content["elapsed"] = (
+                time.perf_counter() - start if step > epoch * steps_per_epoch else 0
+            )
             write_atomic(checkpoint, pickle.dumps(content))
             _write_metrics(run / "metrics.csv", history)
 
@@ -214,25 +219,23 @@ def train(
         order = np.random.default_rng([options.seed, 0, epoch, jax.process_index()])
         order = order.permutation(train_rows)
         kl = _kl_weight(options, epoch)
-        first = step - epoch * steps_per_epoch
-        start = time.perf_counter()
-        batch = place(order[first * local_batch : (first + 1) * local_batch])
+        first = step - epoch * steps_per_epoch  # steps of this epoch already taken
+        start, elapsed = time.perf_counter() - elapsed, 0.0  # a resumed epoch keeps its time
+        if first < steps_per_epoch:  # not when resumed from the epoch's last step
+            batch = place(order[first * local_batch : (first + 1) * local_batch])
         for k in range(first, steps_per_epoch):
-            new_state, loss = update(state, batch, kl_weight=kl, free_bits=options.free_bits)
+            new_state, loss, finite = update(state, batch, kl, options.free_bits)
             if k + 1 < steps_per_epoch:  # prepared while the device works on this step
                 batch = place(order[(k + 1) * local_batch : (k + 2) * local_batch])
             loss = float(_local(loss))
-            if not math.isfinite(loss):
+            if not _local(finite):
                 bar.close()
-                raise TrainingError(
-                    f"non-finite loss at epoch {epoch}, step {step}; the last good checkpoint "
-                    f"({checkpoint}) is kept: lower the learning rate and resume"
-                )
+                raise TrainingError(_non_finite(run, epoch, step, options.learning_rate))
             state, step = new_state, step + 1
             losses.append(loss)
             bar.update()
             if step % 10 == 0 or k + 1 == steps_per_epoch:
-                rate = (k + 1 - first) * options.batch_size / (time.perf_counter() - start)
+                rate = (k + 1) * options.batch_size / (time.perf_counter() - start)
                 bar.set_postfix(epoch=epoch, loss=f"{loss:.1f}", spectra_per_s=f"{rate:,.0f}")
             if step % options.checkpoint_every == 0:
                 save()
@@ -253,7 +256,7 @@ def train(
             "validation_loss": _weighted_mean(validation),  # -ELBO
             "kl_weight": kl,
             "seconds": seconds,
-            "spectra_per_s": (steps_per_epoch - first) * options.batch_size / seconds,
+            "spectra_per_s": steps_per_epoch * options.batch_size / seconds,
         })  # fmt: skip
         losses = []
         save()
@@ -273,6 +276,14 @@ def make_svi(
 
     optimizer = _optimizer(options, total_steps)
     return SVI(per_spectrum(model), per_spectrum(guide), optimizer, TraceMeanField_ELBO())
+
+
+def _checked_update(svi: SVI, state, batch, kl_weight, free_bits):
+    """``svi.update`` and whether its loss and the new parameters are all finite."""
+    state, loss = svi.update(state, batch, kl_weight=kl_weight, free_bits=free_bits)
+    leaves = jax.tree.leaves(svi.optim.get_params(state.optim_state))
+    finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))
+    return state, loss, finite
 
 
 def load_run(run: str | os.PathLike) -> tuple[VAE, dict]:
@@ -346,6 +357,18 @@ def _optimizer(options: TrainOptions, total_steps: int):
         end_value=options.learning_rate * 0.05,
     )
     return optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
+
+
+def _non_finite(run: Path, epoch: int, step: int, learning_rate: float) -> str:
+    """What went wrong and the way on (resuming would repeat the very same steps)."""
+    what = f"non-finite loss or parameters at epoch {epoch}, step {step}"
+    rate = f"--learning-rate {learning_rate / 3:.2g}"
+    if not (run / "checkpoint.pkl").exists():
+        return f"{what}, before any checkpoint: train again with a lower {rate}"
+    return (
+        f"{what}; the last good checkpoint is kept in {run}. Resuming would repeat the same "
+        f"steps: continue from it in a new folder, xspecvae train PACK -o NEW --init {run} {rate}"
+    )
 
 
 def _kl_weight(options: TrainOptions, epoch: int) -> float:
