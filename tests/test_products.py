@@ -340,3 +340,122 @@ def test_append_adds_only_new_spectra(pps, xmm, tmp_path):
         assert len(set(pack.meta["source_id"])) == 3
     again = ingest([second], out, append=True, **kwargs)  # nothing new: nothing doubled
     assert again.packed == {"pn": 3}
+
+
+def with_column(name: str, values) -> callable:
+    """A ``rewrite`` change adding (or replacing) a per-channel column of the SPECTRUM table."""
+
+    def change(hdul):
+        table = hdul["SPECTRUM"]
+        columns = [c for c in table.columns if c.name != name]
+        columns.append(fits.Column(name=name, format="E", array=np.asarray(values, float)))
+        hdul["SPECTRUM"] = fits.BinTableHDU.from_columns(columns, header=table.header)
+        hdul["SPECTRUM"].header.remove(name, ignore_missing=True)  # the column, not a keyword
+
+    return change
+
+
+def test_two_rmfs_of_one_name_are_kept_apart(pps, xmm, tmp_path):
+    """Per-observation RMFs often share a name (PN.rmf): each spectrum gets its own."""
+    sdy6 = xmm / "responses" / "epn_e3_ef20_sdY6_v19.0.rmf"
+    folders = []
+    for k, (src, scale) in enumerate((("0001", 1.0), ("0002", 0.9))):
+        folder = copy_sources(pps, tmp_path / f"obs{k}", [src])
+        spectrum = folder / f"P0760940101PNS003SRSPEC{src}.FTZ"
+        rewrite(spectrum, lambda h: h["SPECTRUM"].header.update(RESPFILE="PN.rmf"))
+        with fits.open(sdy6) as hdul:
+            for row in hdul["MATRIX"].data["MATRIX"]:
+                row *= scale
+            hdul.writeto(folder / "PN.rmf")
+        folders.append(folder)
+    result = ingest(folders, tmp_path / "p.h5", jobs=1, progress=False)
+    assert result.packed == {"pn": 2}
+    with Pack(result.pack) as pack:
+        assert pack.rmf_names == ["PN.rmf", "PN.rmf (2)"]
+        np.testing.assert_allclose(pack.rmf[1], 0.9 * pack.rmf[0], rtol=1e-5, atol=1e-9)
+        index = dict(
+            zip((Path(f).parent.name for f in pack.meta["file"]), pack.read()["rmf_index"])
+        )
+        assert index == {"obs0": 0, "obs1": 1}
+    report = by_name(result)
+    assert [r["status"] for r in result.report if r["file"].endswith("PN.rmf")] == ["used"] * 2
+    assert report["P0760940101PNS003SRSPEC0002.FTZ"]["status"] == "packed"
+
+
+def test_an_interrupted_pack_of_other_inputs_is_not_resumed(pps, xmm, tmp_path, monkeypatch):
+    kwargs = dict(rmf_dirs=[xmm / "responses"], substitutes=SUBSTITUTE, jobs=1, progress=False)
+    first = copy_sources(pps, tmp_path / "first", ["0001", "0002", "0003"])
+    second = copy_sources(pps, tmp_path / "second", ["0005"])
+    monkeypatch.setattr(products, "APPEND_EVERY", 1)
+    real_append = products._append
+
+    def dying_append(*args):
+        real_append(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(products, "_append", dying_append)
+    with pytest.raises(KeyboardInterrupt):
+        ingest([first], tmp_path / "p.h5", **kwargs)
+    monkeypatch.setattr(products, "_append", real_append)
+    result = ingest([second], tmp_path / "p.h5", emax=10.0, **kwargs)
+    with Pack(result.pack) as pack:
+        assert [Path(f).parent.name for f in pack.meta["file"]] == ["second"]
+        assert pack.grid.channel_hi[-1] <= 10.0 + 0.2  # the new options, not the stale ones
+
+
+def test_catalogue_source_ids(pps, xmm, tmp_path):
+    """4XMM SRCIDs by (OBS_ID, SRC_NUM): sources 0x1C = 28 and 0x67 = 103 of the observation
+    are in the catalogue extract, 0001 is not and keeps a position id."""
+    folder = copy_sources(pps, tmp_path / "obs", ["0001", "001C", "0067"])
+    catalogue = xmm / "catalog" / "4xmm_dr11s_extract.fits"
+    result = ingest(
+        [folder], tmp_path / "p.h5", rmf_dirs=[xmm / "responses"], substitutes=SUBSTITUTE,
+        catalogue=catalogue, jobs=1, progress=False,
+    )  # fmt: skip
+    with Pack(result.pack) as pack:
+        ids = dict(zip(pack.meta["src_num"], pack.meta["source_id"]))
+        assert pack.provenance["catalogue_matched"] == 2
+    assert ids[28] == 3067718060100038 and ids[103] == 3067718060100215
+    assert 0 <= ids[1] < 3
+
+
+def test_given_ids_spread_over_position_groups():
+    groups = np.array([0, 0, 1, 1, 1, 2, 3])
+    known = np.array([-1, 2, 3, 3, 1, -1, -1])
+    ids = products._with_given_ids(groups, known)
+    # catalogue ids kept; a group's unknown rows take its most frequent one; the groups
+    # without any keep their number, shifted past the catalogue ids they could be confused with
+    np.testing.assert_array_equal(ids, [2, 2, 3, 3, 1, 6, 7])
+    far = products._with_given_ids(groups, np.array([-1, 3e15, -1, -1, -1, -1, -1]).astype(int))
+    np.testing.assert_array_equal(far, [3e15, 3e15, 1, 1, 1, 2, 3])
+
+
+def test_area_and_background_scales_as_columns(pps, xmm, tmp_path):
+    """AREASCAL multiplies the exposure (XSPEC's model counts are rate x EXPOSURE x AREASCAL);
+    one that varies over channels is refused; BACKSCAL as a column gives each bin the
+    background-weighted mean alpha of its channels."""
+    folder = copy_sources(pps, tmp_path / "obs", ["0001", "0002", "0003"])
+    name = lambda kind, src: folder / f"P0760940101PNS003{kind}{src}.FTZ"  # noqa: E731
+    rewrite(name("SRSPEC", "0001"), lambda h: h["SPECTRUM"].header.update(AREASCAL=0.5))
+    rewrite(name("SRSPEC", "0002"), with_column("AREASCAL", np.linspace(0.5, 1.0, 4096)))
+    backscal = np.linspace(1e6, 3e6, 4096)
+    rewrite(name("BGSPEC", "0003"), with_column("BACKSCAL", backscal))
+    result = ingest(
+        [folder], tmp_path / "p.h5", rmf_dirs=[xmm / "responses"], substitutes=SUBSTITUTE,
+        jobs=1, progress=False,
+    )  # fmt: skip
+    assert "AREASCAL column varies" in by_name(result)[name("SRSPEC", "0002").name]["reason"]
+    with Pack(result.pack) as pack:
+        data, files = pack.read(), [Path(f).name for f in pack.meta["file"]]
+        row = files.index(name("SRSPEC", "0001").name)
+        header = fits.getheader(name("SRSPEC", "0001"), "SPECTRUM")
+        assert data["exposure"][row] == pytest.approx(0.5 * header["EXPOSURE"], rel=1e-12)
+        row = files.index(name("SRSPEC", "0003").name)
+        src = fits.getheader(name("SRSPEC", "0003"), "SPECTRUM")
+        bkg = fits.open(name("BGSPEC", "0003"))["SPECTRUM"]
+        alpha = src["BACKSCAL"] * src["EXPOSURE"] / (backscal * bkg.header["EXPOSURE"])
+        back = bkg.data["COUNTS"].astype(float)
+        for k, (a, b) in enumerate(zip(pack.grid.grouping.start, pack.grid.grouping.stop)):
+            if back[a:b].sum() > 0:
+                expected = (alpha[a:b] * back[a:b]).sum() / back[a:b].sum()
+                assert data["alpha"][row, k] == pytest.approx(expected, rel=1e-5)

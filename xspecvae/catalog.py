@@ -47,6 +47,7 @@ __all__ = [
     "band_matrix",
     "hardness_ratios",
     "match_positions",
+    "resumable",
 ]
 
 FORMAT = "xspecvae-pack"
@@ -205,12 +206,13 @@ class PackWriter:
 
     With ``resume=True`` an existing ``.partial`` file is continued from its last committed
     row (see :meth:`committed`); otherwise it is started afresh. ``provenance`` (a JSON-able
-    dict: command, options, RMF substitutions...) is stored in the root attributes.
+    dict: command, options, RMF substitutions...) is stored in the root attributes; see
+    :func:`resumable` for whether a partial file was started with the same one.
     """
 
     def __init__(self, path, *, provenance: dict | None = None, resume: bool = False):
         self.path = Path(path)
-        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.partial = _partial(self.path)
         self.file = None
         if resume and self.partial.exists():
             try:
@@ -275,11 +277,18 @@ class PackWriter:
 
     def add_rmf(self, instrument: str, name: str, matrix: np.ndarray) -> int:
         """Store a shared response (already on the grid, see :meth:`Grid.regroup`) under
-        ``name`` once; return its index. An RMF added twice keeps its first index."""
+        ``name`` once; return its index. The same matrix added twice under one name keeps its
+        first index; a different matrix under a name already taken (two RMFs called
+        ``PN.rmf`` in two folders) is stored as ``name (2)``, ``name (3)``..."""
         group = self.file["instruments"][instrument]
         names = list(group["rmf_names"].asstr()[()])
-        if name in names:
-            return names.index(name)
+        base, k = name, 1
+        while name in names:
+            index = names.index(name)
+            if np.array_equal(group["rmf"][index], np.asarray(matrix, np.float32)):
+                return index
+            k += 1
+            name = f"{base} ({k})"
         index = len(names)
         for key, value in (("rmf", matrix), ("rmf_names", name)):
             group[key].resize(index + 1, axis=0)
@@ -584,7 +593,7 @@ def append_pack(path, other) -> None:
     path, other = Path(path), Path(other)
     with Pack(path, _instruments(path)[0]):  # refuse a damaged or outdated target early
         pass
-    shutil.copyfile(path, path.with_name(path.name + ".partial"))
+    shutil.copyfile(path, _partial(path))
     writer = PackWriter(path, resume=True)
     for instrument in _instruments(other):
         with Pack(other, instrument) as source:
@@ -610,6 +619,21 @@ def append_pack(path, other) -> None:
                     truth={k: v[rows] for k, v in source.truth.items()},
                 )
     writer.close()
+
+
+def resumable(path, provenance: dict) -> bool:
+    """Whether the pack ``path`` has an interrupted ``<path>.partial`` started with this very
+    ``provenance`` (same command, inputs and options): only then may it be continued."""
+    try:
+        with h5py.File(_partial(Path(path)), "r") as file:
+            made = json.loads(file.attrs.get("provenance", "null"))
+    except (OSError, ValueError):  # absent, or unreadable after a kill
+        return False
+    return made == json.loads(json.dumps(provenance))
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
 
 
 def grids_of(path) -> list[Grid]:

@@ -103,6 +103,13 @@ def _pack_parser(commands) -> None:
         default=5.0,
         help="arcsec within which positions are one source",
     )
+    pack.add_argument(
+        "--catalogue",
+        type=Path,
+        metavar="TABLE",
+        help="a source catalogue with columns SRCID, OBS_ID, SRC_NUM (4XMM): PPS spectra take "
+        "their SRCID as source_id (and so do the spectra matched to them by position)",
+    )
     pack.add_argument("--jobs", type=int, default=None, help="reader processes (all cores)")
     pack.add_argument("--restart", action="store_true", help="ignore an interrupted run")
     pack.add_argument(
@@ -139,6 +146,7 @@ def _pack(args) -> int:
         emin=args.emin,
         emax=args.emax,
         match_radius=args.match_radius,
+        catalogue=args.catalogue,
         jobs=args.jobs,
         resume=not args.restart,
         append=args.append,

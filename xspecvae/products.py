@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from xspecvae.catalog import Grid, Pack, PackWriter, match_positions
+from xspecvae.catalog import Grid, Pack, PackWriter, match_positions, resumable
 from xspecvae.files import write_atomic
 from xspecvae.instrument import Response
 from xspecvae.ogip import (
@@ -43,7 +43,7 @@ from xspecvae.ogip import (
     read_rmf,
 )
 
-__all__ = ["ingest", "find_rmf", "Ingestion"]
+__all__ = ["ingest", "catalogue_ids", "find_rmf", "Ingestion"]
 
 #: PPS product names: observation, instrument, exposure, product type, source number.
 PPS_NAME = re.compile(
@@ -84,6 +84,7 @@ def ingest(
     emin: float = 0.2,
     emax: float = 12.0,
     match_radius: float = 5.0,
+    catalogue=None,
     jobs: int | None = None,
     resume: bool = True,
     append: bool = False,
@@ -96,8 +97,11 @@ def ingest(
     folder); ``substitutes`` maps glob patterns of RMF names to files used when the named RMF
     is absent (recorded in the pack). Analysis bins span ``emin``-``emax`` keV, one FWHM wide,
     from each instrument's first RMF. Sources within ``match_radius`` arcsec share a
-    ``source_id``. ``jobs`` worker processes read the files (all cores by default). An
-    interrupted run is resumed unless ``resume`` is False; with ``append`` an existing pack
+    ``source_id``; with a ``catalogue`` (a table with the 4XMM columns ``SRCID``, ``OBS_ID``,
+    ``SRC_NUM``), PPS spectra take the ``SRCID`` of their observation and source number, and
+    so do the spectra matched to them by position. ``jobs`` worker processes read the files
+    (all cores by default). An interrupted run started with the same inputs and options is
+    resumed unless ``resume`` is False; with ``append`` an existing pack
     gains the spectra it does not hold yet (on its own grids), the new file replacing it
     atomically. ``grids`` (:class:`~xspecvae.catalog.Grid`) fix the grids of their instruments
     (e.g. those of the pack a model was trained on, so that the model can read the new one).
@@ -106,24 +110,30 @@ def ingest(
     files = _files(inputs)
     roles = _roles(files)
     rmfs = _RmfCache([Path(d) for d in rmf_dirs], substitutes or {})
+    given = {} if catalogue is None else catalogue_ids(catalogue)
     provenance = dict(
         command="xspecvae pack",
-        inputs=[str(p) for p in inputs],
-        rmf_dirs=[str(d) for d in rmf_dirs],
+        inputs=[str(Path(p).resolve()) for p in inputs],
+        rmf_dirs=[str(Path(d).resolve()) for d in rmf_dirs],
         rmf_substitutes=substitutes or {},
         emin=emin,
         emax=emax,
         match_radius_arcsec=match_radius,
+        catalogue=None if catalogue is None else str(Path(catalogue).resolve()),
+        append=append,
+        grids_of=[grid.instrument for grid in grids],
     )
     report: dict[Path, dict] = {p: _row(p, roles[p][0]) for p in files}
     for path, (role, reason) in roles.items():
         if role == "ignored":
             report[path].update(status="ignored", reason=reason)
-    partial = pack.with_name(pack.name + ".partial")
-    if append and pack.exists() and not (resume and partial.exists()):
+    # only a partial pack started with these very inputs and options is continued
+    resume = resume and resumable(pack, provenance)
+    if append and pack.exists() and not resume:
         Pack(pack).close()  # refuse a damaged or outdated pack before building on it
-        shutil.copyfile(pack, partial)
-    writer = PackWriter(pack, provenance=provenance, resume=resume or append)
+        shutil.copyfile(pack, pack.with_name(pack.name + ".partial"))
+        resume = True
+    writer = PackWriter(pack, provenance=provenance, resume=resume)
     try:
         for grid in grids:
             writer.add_grid(grid)
@@ -166,7 +176,9 @@ def ingest(
         sections = list(writer.file["instruments"])
         n_rows = {s: int(writer.file["instruments"][s].attrs["n"]) for s in sections}
         if sum(n_rows.values()):
-            _assign_source_ids(writer, sections, match_radius)
+            matched = _assign_source_ids(writer, sections, match_radius, given)
+            if catalogue is not None:
+                provenance["catalogue_matched"] = matched
             provenance["rmf_substituted"] = rmfs.substituted
             writer.file.attrs["provenance"] = json.dumps(provenance)
     except BaseException:
@@ -373,7 +385,7 @@ class _RmfCache:
         self.directories = directories
         self.substitutes = substitutes
         self.substituted: dict[str, str] = {}
-        self.index: dict[tuple[str, str], int] = {}  # (section, RMF file) -> index in the pack
+        self.index: dict[tuple[str, Path], int] = {}  # (section, RMF file) -> index in the pack
         self.stored: set[Path] = set()  # RMF files stored in the pack
         self._responses: dict[str, tuple[str, Response, object] | OGIPError] = {}
         self._read: dict[Path, tuple[str, Response, object] | OGIPError] = {}
@@ -435,21 +447,22 @@ def _onto_grid(record: dict, rmfs: _RmfCache, writer: PackWriter, emin: float, e
             section, response, first_channel=rmf.first_channel, emin=emin, emax=emax
         )
         writer.add_grid(grid)
-    if (section, name) not in rmfs.index:
+    key = (section, rmf.path.resolve())  # by file: two folders may each hold a "PN.rmf"
+    if key not in rmfs.index:
         try:
-            rmfs.index[section, name] = writer.add_rmf(section, name, grid.regroup(response))
-            rmfs.stored.add(rmf.path.resolve())
+            rmfs.index[key] = writer.add_rmf(section, name, grid.regroup(response))
+            rmfs.stored.add(key[1])
         except ValueError as err:
             raise OGIPError(pha.path, f"RMF {name}: {err}") from None
-    index = rmfs.index[section, name]
+    index = rmfs.index[key]
     bad = (pha.quality != 0).astype(float)
-    lengths = grid.grouping.stop - grid.grouping.start
+    background = grid.group(record["background"])
     arrays = dict(
         counts=grid.group(pha.counts),
-        background=grid.group(record["background"]),
-        alpha=grid.group(record["alpha"]) / lengths,
+        background=background,
+        alpha=_bin_alpha(grid, record["alpha"], record["background"], background),
         good=grid.group(bad) == 0,
-        exposure=pha.exposure,
+        exposure=pha.exposure * _area_scale(pha),
         arf=grid.cut(record["arf"].specresp),
         rmf_index=index,
         meta=dict(
@@ -464,9 +477,40 @@ def _onto_grid(record: dict, rmfs: _RmfCache, writer: PackWriter, emin: float, e
             arf_file=record["arf_file"],
             rmf_requested=pha.respfile,
             object=pha.object,
+            src_num=_source_number(pha.path),
         ),
     )
     return section, arrays
+
+
+def _bin_alpha(grid: Grid, alpha, background, binned: np.ndarray) -> np.ndarray:
+    """Alpha of each analysis bin: the background-weighted mean of its channels' alphas, so
+    that ``alpha * B`` of the bin is the sum of the channels' scaled background counts; the
+    plain mean where the bin has no background count (alpha is one number for PPS
+    spectra, whose BACKSCAL is a keyword, and then both are that number)."""
+    plain = grid.group(alpha) / (grid.grouping.stop - grid.grouping.start)
+    weighted = grid.group(np.asarray(alpha) * background)
+    return np.where(binned > 0, weighted / np.where(binned > 0, binned, 1.0), plain)
+
+
+def _area_scale(pha: Pha) -> float:
+    """The spectrum's AREASCAL as one number, by which its exposure is multiplied (the model
+    counts of XSPEC are ``rate * EXPOSURE * AREASCAL``): the keyword, or a column constant
+    over the good channels; a column that varies cannot go into a pack (one exposure per
+    spectrum) and is refused."""
+    scale = np.asarray(pha.areascal, float)
+    if scale.ndim == 0:
+        return float(scale)
+    used = scale[pha.quality == 0]
+    if used.size == 0:
+        return 1.0
+    if not np.allclose(used, used[0], rtol=1e-6):
+        raise OGIPError(
+            pha.path,
+            f"AREASCAL column varies over channels ({used.min():g} to {used.max():g}): a pack "
+            "holds one exposure per spectrum",
+        )
+    return float(used[0])
 
 
 def _append(writer: PackWriter, section: str, rows: list[dict]) -> None:
@@ -475,17 +519,69 @@ def _append(writer: PackWriter, section: str, rows: list[dict]) -> None:
     writer.append(section, **stacked, meta=meta)
 
 
-def _assign_source_ids(writer: PackWriter, sections: list[str], radius: float) -> None:
-    """One source id per position (across instruments and observations)."""
+def _assign_source_ids(writer: PackWriter, sections: list[str], radius: float, given: dict) -> int:
+    """One source id per position (across instruments and observations), or the catalogue's
+    (``given``: (obs_id, src_num) -> SRCID) where known; returns how many rows were found in
+    the catalogue."""
     groups = [writer.file["instruments"][s] for s in sections]
-    ra = np.concatenate([g["meta"]["ra"][: g.attrs["n"]] for g in groups])
-    dec = np.concatenate([g["meta"]["dec"][: g.attrs["n"]] for g in groups])
-    ids = match_positions(ra, dec, radius)
+
+    def column(name: str) -> np.ndarray:
+        return np.concatenate([g["meta"][name][: g.attrs["n"]] for g in groups])
+
+    ids = match_positions(column("ra"), column("dec"), radius)
+    known = np.full(len(ids), -1, np.int64)
+    if given:
+        keys = zip(column("obs_id").astype(str), column("src_num"))
+        known = np.array([given.get((o, int(n)), -1) for o, n in keys], np.int64)
+        ids = _with_given_ids(ids, known)
     start = 0
     for section, group in zip(sections, groups):
         n = int(group.attrs["n"])
         writer.set_column(section, "source_id", ids[start : start + n])
         start += n
+    return int(np.sum(known >= 0))
+
+
+def _with_given_ids(groups: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Source ids from position ``groups`` (0, 1, ...) and catalogue ids ``known`` (-1 where
+    none): a row keeps its catalogue id; the other rows of its group take the group's most
+    frequent one; groups without any keep their number, shifted past the catalogue ids if
+    the two could be confused."""
+    has = known >= 0
+    chosen = np.full(groups.max() + 1, -1, np.int64)
+    if has.any():
+        pairs, count = np.unique(np.stack([groups[has], known[has]], 1), axis=0, return_counts=True)
+        best = np.lexsort((-count, pairs[:, 0]))  # per group, the most frequent id first
+        first = np.r_[True, pairs[best][1:, 0] != pairs[best][:-1, 0]]
+        chosen[pairs[best][first, 0]] = pairs[best][first, 1]
+    own = groups.astype(np.int64)
+    if has.any() and known[has].min() <= groups.max():
+        own = own + known[has].max() + 1
+    return np.where(has, known, np.where(chosen[groups] >= 0, chosen[groups], own))
+
+
+def catalogue_ids(path) -> dict[tuple[str, int], int]:
+    """``(OBS_ID, SRC_NUM) -> SRCID`` from a catalogue table (FITS or any format astropy
+    reads, e.g. the 4XMM catalogue or an extract); rows without an observation are skipped."""
+    from astropy.table import Table
+
+    try:  # a FITS catalogue is memory-mapped: only three of its columns are read
+        table = Table.read(path, **({"memmap": True} if _is_fits(Path(path)) else {}))
+        names = {c.upper(): c for c in table.colnames}
+        srcid, obs, num = (table[names[c]] for c in ("SRCID", "OBS_ID", "SRC_NUM"))
+    except KeyError as err:
+        raise OGIPError(path, f"a catalogue needs columns SRCID, OBS_ID, SRC_NUM: {err}") from None
+    except (OSError, ValueError) as err:
+        raise OGIPError(path, f"cannot read as a catalogue table: {err}") from None
+    ok = ~(np.ma.getmaskarray(srcid) | np.ma.getmaskarray(obs) | np.ma.getmaskarray(num))
+    keys = zip([str(o).strip().zfill(10) for o in obs[ok]], np.asarray(num[ok], int).tolist())
+    return dict(zip(keys, np.asarray(srcid[ok], np.int64).tolist()))
+
+
+def _source_number(path: Path) -> int:
+    """The pipeline source number of a PPS product (hexadecimal in its name), else -1."""
+    match = PPS_NAME.match(path.name)
+    return int(match["src"], 16) if match else -1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -52,7 +52,6 @@ one go or resumed after an interruption (sources never straddle chunks).
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -65,7 +64,7 @@ from scipy.special import ndtr, ndtri
 from tqdm import tqdm
 
 from xspecvae import physics
-from xspecvae.catalog import Grid, Pack, PackWriter
+from xspecvae.catalog import Grid, Pack, PackWriter, resumable
 from xspecvae.instrument import Response, builtin_pn_area, builtin_pn_response
 from xspecvae.ogip import (
     OGIPError,
@@ -245,9 +244,7 @@ def simulate_pack(
         ),
     )
     instrument = _Instrument.build(rmfs, arf, background, absorption)
-    path = Path(path)
-    partial_path = path.with_name(path.name + ".partial")
-    resume = resume and _same_options(partial_path, options)
+    resume = resume and resumable(path, provenance)
     writer = PackWriter(path, provenance=provenance, resume=resume)
     try:
         writer.add_grid(instrument.grid)
@@ -1098,20 +1095,6 @@ def _positions(source_id, offset: int, rng) -> tuple[np.ndarray, np.ndarray]:
     dec = np.clip(dec + shift[1], -90.0, 90.0)
     ra = np.mod(ra + shift[0] / np.maximum(np.cos(np.radians(dec)), 1e-3), 360.0)
     return ra, dec
-
-
-def _same_options(partial_path: Path, options: dict) -> bool:
-    """Whether an interrupted pack was made with these options (then it can be resumed)."""
-    if not partial_path.exists():
-        return False
-    try:
-        import h5py
-
-        with h5py.File(partial_path, "r") as file:
-            made = json.loads(file.attrs.get("provenance", "{}"))
-    except (OSError, ValueError):
-        return False
-    return made.get("options") == json.loads(json.dumps(options))
 
 
 def _full_response(name: str, known: list) -> Response:
