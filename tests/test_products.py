@@ -413,7 +413,8 @@ def test_catalogue_source_ids(pps, xmm, tmp_path):
         catalogue=catalogue, jobs=1, progress=False,
     )  # fmt: skip
     with Pack(result.pack) as pack:
-        ids = dict(zip(pack.meta["src_num"], pack.meta["source_id"]))
+        numbers = [int(f[-8:-4], 16) for f in pack.meta["file"]]  # ...SRSPEC001C.FTZ: 0x1C
+        ids = dict(zip(numbers, pack.meta["source_id"]))
         assert pack.provenance["catalogue_matched"] == 2
     assert ids[28] == 3067718060100038 and ids[103] == 3067718060100215
     assert 0 <= ids[1] < 3

@@ -477,7 +477,6 @@ def _onto_grid(record: dict, rmfs: _RmfCache, writer: PackWriter, emin: float, e
             arf_file=record["arf_file"],
             rmf_requested=pha.respfile,
             object=pha.object,
-            src_num=_source_number(pha.path),
         ),
     )
     return section, arrays
@@ -531,8 +530,9 @@ def _assign_source_ids(writer: PackWriter, sections: list[str], radius: float, g
     ids = match_positions(column("ra"), column("dec"), radius)
     known = np.full(len(ids), -1, np.int64)
     if given:
-        keys = zip(column("obs_id").astype(str), column("src_num"))
-        known = np.array([given.get((o, int(n)), -1) for o, n in keys], np.int64)
+        numbers = [_source_number(Path(f)) for f in column("file").astype(str)]
+        keys = zip(column("obs_id").astype(str), numbers)
+        known = np.array([given.get(key, -1) for key in keys], np.int64)
         ids = _with_given_ids(ids, known)
     start = 0
     for section, group in zip(sections, groups):
