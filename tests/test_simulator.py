@@ -468,3 +468,41 @@ def test_flagged_spectra_lose_the_bins_below_0_3_kev(tmp_path):
     plain = load(simulate_pack(tmp_path / "p.h5", 400, seed=4, progress=False))[0]
     assert plain["good"].all()
     np.testing.assert_array_equal(plain["counts"], data["counts"])
+
+
+def test_real_background_spectra_shape_the_backgrounds(xmm, tmp_path):
+    """With the pn BGSPECs of an observation as templates, each spectrum's background-region
+    counts are Poisson around its template's shape (read here with astropy) times its
+    expected background counts / alpha."""
+    from astropy.io import fits
+
+    files = sorted((xmm / "pps_0760940101").glob("P0760940101PNS003BGSPEC00[0-2]*.FTZ"))
+    path = simulate_pack(
+        tmp_path / "bg.h5", 400, seed=4, rmfs=[xmm / RMF], arf=xmm / ARF,
+        background_spectra=files, progress=False,
+    )  # fmt: skip
+    data, _, truth, pack = load(path)
+    template = truth["background_template"]
+    assert set(template) == set(range(len(files)))  # every file serves
+    assert np.all(np.isnan(truth["particle_fraction"]))
+    grid = pack.grid
+    shapes = []
+    for file in files:
+        counts = fits.getdata(file, "SPECTRUM")["COUNTS"].astype(float)
+        binned = np.array(
+            [counts[a:b].sum() for a, b in zip(grid.grouping.start, grid.grouping.stop)]
+        )
+        shapes.append(binned / binned.sum())
+    mu = np.array(shapes)[template] * (truth["expected_background"] / data["alpha"][:, 0])[:, None]
+    observed, expected = data["background"].sum(0), mu.sum(0)
+    used = expected > 20
+    chi2 = np.sum((observed[used] - expected[used]) ** 2 / expected[used])
+    assert chi2 / used.sum() < 2.0
+    # the particle + sky model would not pass: the templates are what shaped the counts
+    default = load(
+        simulate_pack(
+            tmp_path / "default.h5", 400, seed=4, rmfs=[xmm / RMF], arf=xmm / ARF, progress=False
+        )
+    )[0]["background"].sum(0)
+    scale = default.sum() / observed.sum()
+    assert np.sum((default[used] / scale - expected[used]) ** 2 / expected[used]) > 3 * chi2

@@ -190,7 +190,14 @@ def _simulate_parser(commands) -> None:
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--rmf", type=Path, action="append", default=[], help="real RMF(s)")
     simulate.add_argument("--arf", type=Path, help="a real ARF to vignette per source")
-    simulate.add_argument("--background", type=Path, help="a background spectrum (e.g. FWC)")
+    simulate.add_argument(
+        "--background", type=Path, help="a particle background spectrum (e.g. the pn FWC)"
+    )
+    simulate.add_argument(
+        "--background-spectra", type=Path, nargs="+", default=[], metavar="FILE",
+        help="real background spectra (e.g. the pn BGSPEC files of observations): each "
+        "simulated spectrum takes the shape of one of them instead of particle + sky",
+    )  # fmt: skip
     simulate.add_argument("--absorption", type=Path, help="cross-section table (FITS)")
     simulate.add_argument(
         "--min-counts", type=float, default=200, help="minimum total counts (5XMM: 200)"
@@ -229,6 +236,7 @@ def _simulate(args) -> int:
         rmfs=args.rmf,
         arf=args.arf,
         background=args.background,
+        background_spectra=args.background_spectra,
         absorption=args.absorption,
         min_counts=args.min_counts,
         repeat_fraction=args.repeat_fraction,

@@ -34,8 +34,10 @@ The model (all numbers are module constants, documented where they are defined):
 - Background: a particle spectrum (the filter-wheel-closed spectrum given as ``background``, or
   a built-in analytic one, :func:`builtin_particle_background`) plus a sky component (soft
   thermal emission and the cosmic X-ray background folded through the source's ARF and RMF),
-  mixed per spectrum; background-region counts ``Poisson(mu_b)``, ``alpha mu_b`` in the source
-  region (alpha 0.05-0.3, log-uniform).
+  mixed per spectrum; or, with ``background_spectra`` (real total backgrounds such as the
+  pipeline's BGSPECs), the shape of one of them drawn at random per spectrum (its index in
+  ``truth["background_template"]``). Background-region counts ``Poisson(mu_b)``,
+  ``alpha mu_b`` in the source region (alpha 0.05-0.3, log-uniform).
 - Repeat observations: ``repeat_fraction`` of the sources are observed 2-5 times at increasing
   MJD (2000-2025; TDEs within 30-1500 days), each with its own exposure (within 0.25 dex of
   the first), off-axis angle, ARF, alpha and background. Between epochs XRBs change state (the
@@ -183,6 +185,7 @@ def simulate_pack(
     rmfs=(),
     arf=None,
     background=None,
+    background_spectra=(),
     absorption=None,
     min_counts: float = 200,
     repeat_fraction: float = 0.1,
@@ -202,6 +205,9 @@ def simulate_pack(
         effective area.
     background : a particle background spectrum (e.g. ``PN_FWC.fits.gz``) on the RMF channels;
         None: the built-in analytic shape.
+    background_spectra : real background spectra on the RMF channels (e.g. PPS ``BGSPEC``
+        files); each simulated spectrum takes the shape of one of them, drawn at random,
+        instead of the particle + sky mix (``background`` is then not used).
     absorption : a cross-section table (FITS, ENERGY and SIGMA); None: Morrison & McCammon.
     min_counts : minimum observed total counts (source region, analysis band) of a spectrum.
     repeat_fraction : share of the sources observed 2-5 times.
@@ -225,6 +231,7 @@ def simulate_pack(
         rmfs=[str(p.resolve()) for p in rmfs],
         arf=None if arf is None else str(Path(arf).resolve()),
         background=None if background is None else str(Path(background).resolve()),
+        background_spectra=[str(Path(b).resolve()) for b in background_spectra],
         absorption=None if absorption is None else str(Path(absorption).resolve()),
         min_counts=float(min_counts),
         repeat_fraction=float(repeat_fraction),
@@ -243,7 +250,7 @@ def simulate_pack(
             offaxis_max=OFFAXIS_MAX,
         ),
     )
-    instrument = _Instrument.build(rmfs, arf, background, absorption)
+    instrument = _Instrument.build(rmfs, arf, background, absorption, background_spectra)
     resume = resume and resumable(path, provenance)
     writer = PackWriter(path, provenance=provenance, resume=resume)
     try:
@@ -451,9 +458,10 @@ class _Instrument:
     sigma_table: np.ndarray
     particle: np.ndarray  # (C,) summing to 1
     sky: np.ndarray  # (E,) sky photon spectrum (arbitrary scale)
+    templates: np.ndarray | None  # (T, C) real background shapes summing to 1, or None
 
     @classmethod
-    def build(cls, rmfs, arf, background, absorption) -> _Instrument:
+    def build(cls, rmfs, arf, background, absorption, background_spectra=()) -> _Instrument:
         if rmfs:
             read = [read_rmf(p) for p in rmfs]
             for rmf in read:
@@ -495,15 +503,24 @@ class _Instrument:
             else physics.CrossSection.from_fits(absorption)
         )
         fine = np.geomspace(0.01, 100.0, 16_001)
-        if background is not None:
-            pha = read_pha(background)
+
+        def shape(path) -> np.ndarray:
+            """A background spectrum file on the analysis bins."""
+            pha = read_pha(path)
             if pha.n_channel != grid.grouping.n_channel or pha.first_channel != first_channel:
                 raise OGIPError(
                     pha.path,
                     f"{pha.n_channel} channels from {pha.first_channel}; the RMF has "
                     f"{grid.grouping.n_channel} from {first_channel}",
                 )
-            particle = grid.group(pha.counts)
+            binned = np.maximum(grid.group(pha.counts), 0.0)
+            if not np.all(np.isfinite(binned)) or binned.sum() <= 0:
+                raise OGIPError(pha.path, "no background counts in the analysis band")
+            return binned / binned.sum()
+
+        templates = np.stack([shape(p) for p in background_spectra]) if background_spectra else None
+        if background is not None:
+            particle = shape(background)
         else:
             r = responses[0]
             particle = grid.group(builtin_particle_background(r.channel_lo, r.channel_hi))
@@ -522,6 +539,7 @@ class _Instrument:
             sigma_table=cross.on(fine),
             particle=np.maximum(particle, 0) / np.maximum(particle, 0).sum(),
             sky=np.zeros(len(edges) - 1),
+            templates=templates,
         )
         instrument.sky = instrument._sky()
         return instrument
@@ -969,6 +987,9 @@ def _simulate_sources(instrument, rng, m, *, min_counts, repeat_fraction, weight
     shape = (
         particle_fraction[k, None] * instrument.particle + (1 - particle_fraction[k, None]) * sky
     )
+    if instrument.templates is not None:  # drawn only then: other packs stay as they were
+        template = rng.integers(0, len(instrument.templates), k.size)
+        shape = instrument.templates[template]
     source_counts = (flux[k] * exposure[k])[:, None] * folded[k].astype(float)
     background_counts = background[k, None] * shape  # in the source region
     probability = source_counts + background_counts
@@ -986,6 +1007,8 @@ def _simulate_sources(instrument, rng, m, *, min_counts, repeat_fraction, weight
         snr=expected[k] / np.sqrt(expected[k] + background[k]),
         particle_fraction=particle_fraction[k],
     )
+    if instrument.templates is not None:
+        truth.update(background_template=template, particle_fraction=np.full(k.size, np.nan))
     for name, values in spectra["coefficient"].items():
         truth[f"norm_{name}"] = flux[k] * values[k]
     kept = source[k]
