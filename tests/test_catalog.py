@@ -110,6 +110,10 @@ def test_round_trip(tmp_path, response, grid):
         assert pack.provenance == {"test": True}
         (folded,) = pack.responses()
         assert folded.n_channel == grid.n_channel and folded.n_energy == grid.n_energy
+    with h5py.File(path) as file:  # per-source arrays in compressed chunks of rows
+        for name in ("counts", "arf", "exposure", "meta/source_id"):
+            dataset = file["instruments/pn"][name]
+            assert dataset.compression == "gzip" and dataset.chunks[0] >= CHUNK_ROWS
 
 
 def test_read_keeps_the_requested_order(tmp_path, response, grid):
@@ -251,6 +255,18 @@ def test_append_pack_remaps_rmf_indices(tmp_path, response, grid):
         np.testing.assert_array_equal(index[20:], [1, 0] * 5)
         np.testing.assert_allclose(pack.rmf[1], 2 * pack.rmf[0], rtol=1e-6)
         assert pack.meta["file"][25] == "spec25.fits"
+
+
+def test_a_different_rmf_under_a_taken_name_is_kept_apart(tmp_path, response, grid):
+    matrix = grid.regroup(response)
+    with PackWriter(tmp_path / "p.h5") as writer:
+        writer.add_grid(grid)
+        indices = [writer.add_rmf("pn", "PN.rmf", m) for m in (matrix, 2 * matrix, matrix)]
+        assert indices == [0, 1, 0]
+        assert writer.add_rmf("pn", "PN.rmf", 3 * matrix) == 2
+    with Pack(tmp_path / "p.h5") as pack:
+        assert pack.rmf_names == ["PN.rmf", "PN.rmf (2)", "PN.rmf (3)"]
+        np.testing.assert_allclose(pack.rmf[2], 3 * pack.rmf[0], rtol=1e-6)
 
 
 def test_match_positions():

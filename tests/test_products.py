@@ -460,3 +460,16 @@ def test_area_and_background_scales_as_columns(pps, xmm, tmp_path):
             if back[a:b].sum() > 0:
                 expected = (alpha[a:b] * back[a:b]).sum() / back[a:b].sum()
                 assert data["alpha"][row, k] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_substitute_that_cannot_be_read_is_not_recorded(pps, xmm, tmp_path):
+    folder = copy_sources(pps, tmp_path / "obs", ["0001", "0007"])  # sdY9; sdY6 (at hand)
+    result = ingest(
+        [folder], tmp_path / "p.h5", rmf_dirs=[xmm / "responses"],
+        substitutes={"epn_e3_ef20_sdY9.rmf": str(tmp_path / "absent.rmf")}, jobs=1,
+        progress=False,
+    )  # fmt: skip
+    reason = by_name(result)["P0760940101PNS003SRSPEC0001.FTZ"]["reason"]
+    assert "absent.rmf" in reason and result.packed == {"pn": 1}
+    with Pack(result.pack) as pack:
+        assert pack.provenance["rmf_substituted"] == {}

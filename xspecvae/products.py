@@ -404,14 +404,13 @@ class _RmfCache:
         return found
 
     def _load(self, pha: Pha, name: str):
-        path = find_rmf(name, [pha.path.parent, *self.directories])
+        path, substituted = find_rmf(name, [pha.path.parent, *self.directories]), None
         if path is None:
             for pattern, substitute in self.substitutes.items():
                 if fnmatch.fnmatch(Path(name).name.lower(), pattern.lower()):
-                    path = Path(substitute)
+                    path, substituted = Path(substitute), Path(name).name
                     if not path.is_absolute() and not path.exists():
                         path = find_rmf(substitute, self.directories) or path
-                    self.substituted[Path(name).name] = str(path)
                     break
         if path is None:
             where = ", ".join(str(d) for d in [pha.path.parent, *self.directories])
@@ -427,6 +426,8 @@ class _RmfCache:
                 self._read[path] = (path.name, Response.from_ogip(rmf), rmf)
             except OGIPError as err:
                 self._read[path] = OGIPError(pha.path, f"RMF {path}: {err.problem}")
+        if substituted and not isinstance(self._read[path], OGIPError):
+            self.substituted[substituted] = str(path)  # recorded once it stood in
         return self._read[path]
 
 
