@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -473,3 +474,16 @@ def test_a_substitute_that_cannot_be_read_is_not_recorded(pps, xmm, tmp_path):
     assert "absent.rmf" in reason and result.packed == {"pn": 1}
     with Pack(result.pack) as pack:
         assert pack.provenance["rmf_substituted"] == {}
+
+
+def _dies_on_boom(item: str) -> str:
+    """A reader that kills its process on one input (as a crash inside a library would)."""
+    if item == "boom":
+        os._exit(3)
+    return item.upper()
+
+
+def test_a_reader_process_that_dies_costs_only_its_own_file():
+    items = ["a", "b", "boom", "c", "d", "e"]
+    results = list(products._map(_dies_on_boom, items, 2, False, lambda item: f"died {item}"))
+    assert results == ["A", "B", "died boom", "C", "D", "E"]

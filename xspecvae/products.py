@@ -21,6 +21,7 @@ import re
 import shutil
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def ingest(
     packed: Counter = Counter()
     buffers: dict[str, list[dict]] = {}
     try:
-        for record in _map(_read_source, todo, jobs, progress):
+        for record in _map(_read_source, todo, jobs, progress, _died):
             path = record["path"]
             try:
                 if record["problem"]:
@@ -342,6 +343,12 @@ def _read_source(path: Path) -> dict:
     return record
 
 
+def _died(path: Path) -> dict:
+    """The record of a spectrum whose reader process died."""
+    problem = (path, "its reader process died (out of memory, or a crash in a library)")
+    return {"path": path, "problem": problem, "background_file": "", "arf_file": ""}
+
+
 def _read_auxiliary(reader, path: Path, record: dict):
     """``reader(path)``, noting ``path`` as a bad file in ``record`` if it cannot be read."""
     try:
@@ -351,8 +358,12 @@ def _read_auxiliary(reader, path: Path, record: dict):
         raise
 
 
-def _map(function, items: list, jobs: int | None, progress: bool):
-    """``function`` over ``items`` in order, in ``jobs`` processes, with a progress bar."""
+def _map(function, items: list, jobs: int | None, progress: bool, crashed):
+    """``function`` over ``items`` in order, in ``jobs`` processes, with a progress bar.
+
+    A worker that dies (killed for memory, a crash inside a library) breaks its pool: the
+    items then in flight are retried one by one, each in a process of its own, and one that
+    kills that process too gives ``crashed(item)``; the others go on in a new pool."""
     jobs = jobs or os.cpu_count() or 1
     bar = tqdm(total=len(items), unit="spectrum", disable=not progress, desc="reading")
     if jobs == 1 or len(items) < 2:
@@ -360,18 +371,43 @@ def _map(function, items: list, jobs: int | None, progress: bool):
             yield function(item)
             bar.update()
     else:
-        context = multiprocessing.get_context("spawn")  # no fork of a JAX process
-        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            pending = deque()  # a bounded window in flight: results are large
-            for item in items:
-                pending.append(pool.submit(function, item))
-                if len(pending) >= 16 * jobs:
-                    yield pending.popleft().result()
-                    bar.update()
-            while pending:
-                yield pending.popleft().result()
+        todo = deque(items)
+        while todo:
+            for result in _pool_map(function, todo, jobs, crashed):
+                yield result
                 bar.update()
     bar.close()
+
+
+def _pool_map(function, todo: deque, jobs: int, crashed):
+    """Results of ``function`` over ``todo`` (consumed) from one pool, until it is done or
+    broken; then the items it had in flight, the unfinished ones retried alone."""
+    context = multiprocessing.get_context("spawn")  # no fork of a JAX process
+    pending = deque()  # (item, future): a bounded window in flight, as results are large
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        try:
+            while todo or pending:
+                while todo and len(pending) < 16 * jobs:
+                    item = todo.popleft()
+                    pending.append((item, pool.submit(function, item)))
+                result = pending[0][1].result()
+                pending.popleft()
+                yield result
+        except BrokenProcessPool:
+            pass
+    for item, future in pending:
+        done = future.done() and future.exception() is None
+        yield future.result() if done else _alone(function, item, crashed)
+
+
+def _alone(function, item, crashed):
+    """``function(item)`` in a process of its own, or ``crashed(item)`` if that process dies."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        try:
+            return pool.submit(function, item).result()
+        except BrokenProcessPool:
+            return crashed(item)
 
 
 # ---------------------------------------------------------------------------------------------
