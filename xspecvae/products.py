@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import warnings
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -603,7 +604,9 @@ def catalogue_ids(path) -> dict[tuple[str, int], int]:
     from astropy.table import Table
 
     try:  # a FITS catalogue is memory-mapped: only three of its columns are read
-        table = Table.read(path, **({"memmap": True} if _is_fits(Path(path)) else {}))
+        with warnings.catch_warnings():  # about units and columns this does not use
+            warnings.simplefilter("ignore")
+            table = Table.read(path, **({"memmap": True} if _is_fits(Path(path)) else {}))
         names = {c.upper(): c for c in table.colnames}
         srcid, obs, num = (table[names[c]] for c in ("SRCID", "OBS_ID", "SRC_NUM"))
     except KeyError as err:
