@@ -3,6 +3,7 @@ model (their content is checked, not the model's quality), resuming, and the map
 and reconstructions on their own."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +11,15 @@ from astropy.table import Table
 
 from xspecvae.catalog import Pack
 from xspecvae.cli import main
-from xspecvae.explore import components, explore, mean_activation, project, reconstruction
+from xspecvae.explore import (
+    _examples,
+    components,
+    explore,
+    mean_activation,
+    project,
+    reconstruction,
+    trajectory_table,
+)
 from xspecvae.tables import read_table
 from xspecvae.train import load_run
 
@@ -51,6 +60,8 @@ def test_explore_writes_the_tables(explored, small_pack):
         mine = tracks["source_id"] == s
         assert np.all(np.diff(tracks["mjd"][mine]) > 0)
         assert np.isnan(tracks["step"][mine][0]) and np.all(tracks["step"][mine][1:] >= 0)
+    for column in ("obs_id", "ra", "dec", "label"):  # for cross-matching
+        np.testing.assert_array_equal(tracks[column], posteriors[column][tracks["row"]])
 
     ranked = read_table(folder / "anomalies.fits")
     np.testing.assert_array_equal(ranked["rank"], np.arange(1, n + 1))
@@ -101,8 +112,40 @@ def test_explore_resumes_and_redoes_after_new_training(explored, small_run, caps
     assert all(p.stat().st_mtime_ns > before[p] for p in tables)
     again = {p: p.stat().st_mtime_ns for p in tables}
     assert main(["report", str(small_run), "-o", str(folder), "--quiet"]) == 0  # the command
-    assert {p: p.stat().st_mtime_ns for p in tables} == again
+    remade = {p.stem for p in tables if p.stat().st_mtime_ns != again[p]}
+    assert remade == {"calibration"}  # by default with 2000 checks, not 120
     assert f"report: {folder / 'report.html'}" in capsys.readouterr().out
+
+
+def test_explore_remakes_only_the_tables_a_changed_setting_affects(
+    explored, small_run, small_pack, tmp_path, monkeypatch
+):
+    folder = tmp_path / "explore"
+    shutil.copytree(explored[0], folder)  # with the time stamps
+    monkeypatch.setattr("xspecvae.explore._figures", lambda *args: [])  # the tables alone: fast
+    tables = {p.stem: p for p in folder.glob("*.fits")}
+    with Pack(small_pack) as pack:
+        settings = {"n_checks": 120, "instrument": pack.instrument}  # the default one, named
+    explore(small_run, folder=folder, progress=False, **settings)  # whatever ran before
+    for change, remade in (
+        ({}, set()),
+        ({"divergence": "bhattacharyya"}, {"trajectories", "anomalies", "similar"}),
+        ({"k": 5}, {"anomalies", "similar"}),
+        ({"snr_min": 5.0}, {"similar"}),
+        ({"n_checks": 60}, {"calibration"}),
+    ):
+        settings |= change
+        before = {name: p.stat().st_mtime_ns for name, p in tables.items()}
+        report = explore(small_run, folder=folder, progress=False, **settings)
+        made = {name for name, p in tables.items() if p.stat().st_mtime_ns != before[name]}
+        assert made == remade, change
+    similar, header = read_table(tables["similar"], with_header=True)
+    assert (header["DIVERGE"], header["K"], header["SNRMIN"]) == ("bhattacharyya", 5, 5.0)
+    assert similar["rank"].max() == 5
+    assert "<th>bhattacharyya</th>" in report.read_text()
+    assert len(read_table(tables["calibration"])["p_value"]) == 60
+    for path in tables.values():
+        assert read_table(path, with_header=True)[1]["INSTRUME"] == settings["instrument"]
 
 
 def test_commands_write_their_tables_and_figures(small_run, tmp_path, capsys):
@@ -176,6 +219,43 @@ def test_project_whitens_and_needs_a_few_points():
     assert project(loc, np.full_like(loc, 0.5)).shape == (120, 2)
     with pytest.raises(ValueError, match="at least 4"):
         project(loc[:3])
+
+
+def posterior_rows(source_id, seed=0):
+    """A posterior table without labels: one observation per entry of ``source_id``, in time
+    order, with 3 latent dimensions."""
+    rng = np.random.default_rng(seed)
+    n = len(source_id)
+    return {
+        "source_id": np.asarray(source_id),
+        "obs_id": np.array([f"obs{i}" for i in range(n)]),
+        "ra": rng.uniform(0, 360, n),
+        "dec": rng.uniform(-90, 90, n),
+        "mjd": 50_000.0 + np.arange(n),
+        "row": np.arange(n),
+        "z_loc": rng.normal(size=(n, 3)),
+        "z_scale": rng.uniform(0.2, 0.5, (n, 3)),
+        "snr": rng.uniform(20, 30, n),
+        "hardness": rng.uniform(-1, 1, n),
+        "photon_flux": rng.lognormal(size=n),
+    }
+
+
+def test_trajectory_table_without_labels_keeps_the_keys_of_each_epoch():
+    table = posterior_rows([7, 8, 7, 9, 8, 7])
+    tracks = trajectory_table(table)
+    np.testing.assert_array_equal(tracks["row"], [0, 2, 5, 1, 4])  # by source, then time
+    assert "label" not in tracks
+    for column in ("source_id", "obs_id", "ra", "dec", "snr", "hardness", "photon_flux"):
+        np.testing.assert_array_equal(tracks[column], table[column][tracks["row"]])
+
+
+def test_example_searches_leave_out_missing_neighbours():
+    table = posterior_rows(np.repeat([1, 2, 3, 4], 2))  # 6 rows of other sources per query
+    found = _examples(table, 10, "kl_symmetric", 10.0)
+    assert list(found["rank"]) == [1, 2, 3, 4, 5, 6]
+    assert np.all(np.isfinite(found["divergence"]))
+    assert sorted(found["row"]) == [2, 3, 4, 5, 6, 7]  # all but the query's own two
 
 
 def test_components_activation_and_reconstruction(small_run, small_pack):

@@ -12,8 +12,10 @@ and its HTML report.
     calibration.fits    posterior predictive p-values of the fit statistic
     figures/*.png       the figures; report.html: all of it on one page
 
-Each step is skipped when its file is newer than the run's checkpoint, so an interrupted
-exploration resumes where it stopped.
+Each step is skipped when its file is newer than the run's checkpoint and its header holds
+the settings the step depends on (run, pack, instrument, and divergence, k, SNR cut or number
+of checks), so an interrupted exploration resumes where it stopped and a change of settings
+remakes only the tables it affects.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -43,11 +46,11 @@ __all__ = [
     "components",
     "encode_files",
     "explore",
+    "map_table",
     "mean_activation",
     "most_moving",
     "posterior_table",
     "project",
-    "map_table",
     "reconstruction",
     "trajectory_figures",
     "trajectory_table",
@@ -170,22 +173,32 @@ def explore(
     pack_path = Path(pack or info["pack"])
     built = (run / "checkpoint.pkl").stat().st_mtime
 
-    def step(name: str, make: Callable[[], dict]) -> dict:
-        return cached_table(
-            folder / f"{name}.fits", built, make, header={"RUN": str(run), "PACK": str(pack_path)},
-            parquet=parquet, progress=progress,
-        )  # fmt: skip
-
     with Pack(pack_path, instrument) as p:
+        origin = {"RUN": str(run), "PACK": str(pack_path), "INSTRUME": p.instrument}
+
+        def step(name: str, make: Callable[[], dict], **settings) -> dict:
+            """The table ``name``, remade when its origin or ``settings`` have changed."""
+            return cached_table(
+                folder / f"{name}.fits", built, make, header=origin | settings,
+                parquet=parquet, progress=progress,
+            )  # fmt: skip
+
         table = step("posteriors", lambda: posterior_table(vae, p, progress=progress))
         labelled = "label" in table and len(np.unique(table["label"])) > 1
         high = table["snr"] >= snr_min
         xy = step("map", lambda: map_table(table))
         xy = np.stack([xy["x"], xy["y"]], -1)
-        tracks = step("trajectories", lambda: trajectory_table(table, divergence))
-        ranked = step("anomalies", lambda: anomaly_table(table, k, divergence))
-        similar = step("similar", lambda: _examples(table, k, divergence, snr_min))
-        checks = step("calibration", lambda: calibration_table(vae, p, n_checks, progress=progress))
+        search = {"DIVERGE": divergence, "K": k}
+        tracks = step(
+            "trajectories", lambda: trajectory_table(table, divergence), DIVERGE=divergence
+        )
+        ranked = step("anomalies", lambda: anomaly_table(table, k, divergence), **search)
+        examples = partial(_examples, table, k, divergence, snr_min)
+        similar = step("similar", examples, **search, SNRMIN=float(snr_min))
+        checks = step(
+            "calibration", lambda: calibration_table(vae, p, n_checks, progress=progress),
+            NCHECKS=n_checks,
+        )  # fmt: skip
         sections = _figures(vae, p, run, table, xy, tracks, ranked, checks, plots, high, snr_min)
         if labelled:
             sections.insert(1, _purity_section(table, k, high, snr_min))
@@ -242,12 +255,12 @@ def _keys(table, rows=None) -> dict:
 
 
 def trajectory_table(table, divergence: str = "kl_symmetric") -> dict:
-    """:func:`~xspecvae.latent.trajectories` of a posterior table, with each epoch's obs_id,
-    label, SNR, model hardness and photon flux (the hardness-intensity track)."""
+    """:func:`~xspecvae.latent.trajectories` of a posterior table, with each epoch's keys and,
+    where known, label, SNR, model hardness and photon flux (the hardness-intensity track)."""
     steps = trajectories(table, divergence=divergence)
-    extra = {k: np.asarray(table[k])[steps["row"]] for k in ("obs_id", "label", "snr", "hardness")}
-    flux = np.asarray(table["photon_flux"])[steps["row"]]
-    return {**steps, **{k: v for k, v in extra.items() if k in table}, "photon_flux": flux}
+    extra = ("label", "snr", "hardness", "photon_flux")
+    known = {k: np.asarray(table[k])[steps["row"]] for k in extra if k in table}
+    return {**_keys(table, steps["row"]), **steps, **known}  # steps' row: the table's position
 
 
 def anomaly_table(
@@ -273,11 +286,13 @@ def _examples(table, k, divergence, snr_min, n_queries: int = 5) -> dict:
         table["z_loc"][queries], table["z_scale"][queries], k,
         divergence=divergence, exclude_groups=np.asarray(table["source_id"])[queries],
     )  # fmt: skip
-    hits = rows.ravel()
-    out = {"query_row": np.repeat(queries, k), "rank": np.tile(np.arange(1, k + 1), len(queries))}
+    found = rows >= 0  # row -1: fewer than k neighbours qualify
+    query = np.repeat(queries, found.sum(1))
+    out = {"query_row": query, "rank": np.nonzero(found)[1] + 1}
     if "label" in table:
-        out["query_label"] = np.repeat(labels[queries], k)
-    return {**out, **_keys(table, hits), "divergence": values.ravel(), "label": labels[hits]}
+        out["query_label"] = labels[query]
+    hits = rows[found]
+    return {**out, **_keys(table, hits), "divergence": values[found], "label": labels[hits]}
 
 
 def calibration_table(vae: VAE, pack: Pack, n: int = 2000, **options) -> dict:
