@@ -4,11 +4,15 @@ and reconstructions on their own."""
 
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.table import Table
+from matplotlib.colors import LogNorm
+from test_figures import colorbar_label, legend_labels
 
+from xspecvae import figures
 from xspecvae.catalog import Pack
 from xspecvae.cli import main
 from xspecvae.explore import (
@@ -16,11 +20,13 @@ from xspecvae.explore import (
     components,
     explore,
     mean_activation,
+    most_moving,
     project,
     reconstruction,
     trajectory_table,
 )
-from xspecvae.tables import read_table
+from xspecvae.predictive import plot_checks
+from xspecvae.tables import read_table, write_table
 from xspecvae.train import load_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -30,15 +36,32 @@ def is_png(path):
     return path.stat().st_size > 1000 and path.read_bytes()[:8] == PNG
 
 
+def recording(function, drawn: dict):
+    """``function(thing, path, ...)``, which saves a figure at ``path`` and returns it, also
+    putting the figure in ``drawn`` under the file's stem."""
+
+    def record(*args, **options):
+        figure = function(*args, **options)
+        drawn[Path(args[1]).stem] = figure
+        return figure
+
+    return record
+
+
 @pytest.fixture(scope="module")
 def explored(small_run, tmp_path_factory):
+    """The folder, report and figures (name -> Figure) of :func:`explore` of the small run."""
     folder = tmp_path_factory.mktemp("explore")
-    report = explore(small_run, folder=folder, n_checks=120, progress=False)
-    return folder, report
+    drawn = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "_save", recording(figures._save, drawn))
+        patch.setattr("xspecvae.explore.plot_checks", recording(plot_checks, drawn))
+        report = explore(small_run, folder=folder, n_checks=120, progress=False)
+    return folder, report, drawn
 
 
 def test_explore_writes_the_tables(explored, small_pack):
-    folder, _ = explored
+    folder, _, _ = explored
     with Pack(small_pack) as pack:
         meta, n = pack.meta, len(pack)
     posteriors = read_table(folder / "posteriors.fits")
@@ -78,8 +101,8 @@ def test_explore_writes_the_tables(explored, small_pack):
         assert meta["source_id"][q] not in similar["source_id"][hits]  # itself left out
 
 
-def test_explore_draws_every_figure_into_one_page(explored):
-    folder, report = explored
+def test_explore_draws_every_figure_into_one_page(explored, small_run):
+    folder, report, drawn = explored
     expected = [
         "training", "map_class", "map_class_snr", "map_snr", "map_nh", "templates",
         "activation", "calibration", "ppc", "trajectories", "hardness_intensity",
@@ -90,6 +113,13 @@ def test_explore_draws_every_figure_into_one_page(explored):
     assert len(fits) >= 3  # one per class of the small catalogue
     for path in (folder / "figures").glob("*.png"):
         assert is_png(path), path
+    assert set(drawn) == made  # each file's figure is inspected below
+    metrics = np.genfromtxt(small_run / "metrics.csv", delimiter=",", names=True)
+    loss = drawn["training"].axes[0]
+    np.testing.assert_array_equal(loss.lines[0].get_xdata(), metrics["epoch"])
+    np.testing.assert_allclose(loss.lines[1].get_ydata(), metrics["validation_loss"])
+    legend = drawn["training"].legends[0].get_texts()
+    assert [text.get_text() for text in legend] == ["training", "validation", "KL weight"]
     page = report.read_text()
     assert page.count("data:image/png;base64,") == len(made)
     titles = ["Training", "Purity", "Similarity search", "Latent map", "Decoder components"]
@@ -99,8 +129,90 @@ def test_explore_draws_every_figure_into_one_page(explored):
     assert "<script" not in page and "http" not in page
 
 
+def test_explore_maps_show_every_source_by_class_snr_and_column(explored):
+    folder, _, drawn = explored
+    table, xy = read_table(folder / "posteriors.fits"), read_table(folder / "map.fits")
+    n, high = len(table["row"]), table["snr"] >= 10
+
+    def legend(keep):
+        classes, counts = np.unique(table["label"][keep], return_counts=True)
+        return [f"{c} ({k:,})" for c, k in zip(classes, counts)]
+
+    for name in ("map_class", "map_class_snr", "map_snr", "map_nh"):
+        ax = drawn[name].axes[0]
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("PaCMAP 1", "PaCMAP 2")
+        assert sum(len(points.get_offsets()) for points in ax.collections) == n, name
+        every = np.concatenate([points.get_offsets()[:, 0] for points in ax.collections])
+        np.testing.assert_allclose(np.sort(every), np.sort(xy["x"]))  # the map's coordinates
+    assert legend_labels(drawn["map_class"].axes[0]) == legend(slice(None))
+    ax = drawn["map_class_snr"].axes[0]
+    assert ax.get_title() == f"Class, SNR > 10 ({high.sum():,} of {n:,} kept)"
+    assert legend_labels(ax) == legend(high)
+    assert len(ax.collections[-1].get_offsets()) == high.sum()  # in colour; the rest grey
+    for name, label in (("map_snr", "SNR"), ("map_nh", "N_H (1e22 cm^-2)")):
+        assert colorbar_label(drawn[name]) == label
+        assert isinstance(drawn[name].axes[0].collections[-1].norm, LogNorm)
+
+
+def test_explore_draws_the_components_and_the_brightest_fit_of_each_class(explored):
+    folder, _, drawn = explored
+    table = read_table(folder / "posteriors.fits")
+    classes, mean = mean_activation(table["coefficients"], table["label"])
+    (ax,) = drawn["templates"].axes
+    assert legend_labels(ax) == [str(i) for i in range(table["coefficients"].shape[1])]
+    assert ax.get_xlabel() == "Energy (keV)" and ax.get_xlim() == pytest.approx((0.2, 12.0))
+    for line in ax.lines:
+        assert line.get_xdata()[[0, -1]] == pytest.approx((0.2, 12.0))
+    ax = drawn["activation"].axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(classes)
+    np.testing.assert_allclose(ax.images[0].get_array(), mean)
+
+    assert {name for name in drawn if name.startswith("fit_")} == {f"fit_{c}" for c in classes}
+    for c in classes:
+        top, bottom = drawn[f"fit_{c}"].axes
+        row = int(top.get_title().split(", ")[0].removeprefix(f"{c}: row "))
+        assert table["label"][row] == c
+        assert table["snr"][row] == table["snr"][table["label"] == c].max()  # the brightest
+        assert {"data", "background", "model", "credible band"} <= set(legend_labels(top))
+        (band,) = [area for area in top.collections if area.get_label() == "credible band"]
+        (background,) = [line for line in top.lines if line.get_label() == "background"]
+        assert np.ptp(band.get_paths()[0].vertices[:, 1]) > 0
+        assert np.all(background.get_ydata() >= 0) and np.any(background.get_ydata() > 0)
+        assert bottom.get_xlim() == pytest.approx((0.2, 12.0))
+
+
+def test_explore_draws_the_checks_and_the_most_moving_trajectories(explored, small_pack):
+    folder, _, drawn = explored
+    table = read_table(folder / "posteriors.fits")
+    checks = read_table(folder / "calibration.fits")
+    (ax,) = drawn["calibration"].axes
+    assert sum(bar.get_height() for bar in ax.patches) == len(checks["p_value"])
+    assert legend_labels(ax) == ["0.01 = 0.01"]
+    spectrum = drawn["ppc"].axes[0]
+    row = checks["row"][0]
+    assert spectrum.get_title() == f"source {row}"
+    (observed,) = [line for line in spectrum.lines if line.get_label() == "observed"]
+    with Pack(small_pack) as pack:
+        np.testing.assert_array_equal(observed.get_ydata(), pack.read(np.array([row]))["counts"][0])
+
+    tracks = read_table(folder / "trajectories.fits")
+    sources = most_moving(tracks)
+    mine = [tracks["source_id"] == s for s in sources]
+    names = [f"{s} ({tracks['label'][m][0]})" for s, m in zip(sources, mine)]
+    for name in ("trajectories", "hardness_intensity"):
+        (ax,) = drawn[name].axes
+        assert legend_labels(ax) == [*names, "first epoch"]
+        arrows = [a for a in ax.texts if a.arrow_patch is not None]
+        assert len(arrows) == sum(m.sum() - 1 for m in mine)  # one per step
+    assert len(drawn["trajectories"].axes[0].collections[0].get_offsets()) == len(table["row"])
+    (ax,) = drawn["hardness_intensity"].axes
+    assert ax.get_yscale() == "log" and ax.get_ylabel().startswith("photon flux")
+    drawable = np.isfinite(table["hardness"]) & (table["photon_flux"] > 0)
+    assert len(ax.collections[0].get_offsets()) == drawable.sum()
+
+
 def test_explore_resumes_and_redoes_after_new_training(explored, small_run, capsys):
-    folder, _ = explored
+    folder, _, _ = explored
     tables = sorted(folder.glob("*.fits"))
     before = {p: p.stat().st_mtime_ns for p in tables}
     explore(small_run, folder=folder, n_checks=120, progress=False)
@@ -289,6 +401,34 @@ def test_similar_encodes_a_query_spectrum_file(small_run, small_pack, tmp_path, 
     broken.write_bytes(spectrum.read_bytes()[:2000])
     assert main(["similar", str(posteriors), "--spectrum", str(broken)]) == 1
     assert "broken.FTZ could not be encoded" in capsys.readouterr().err
+
+
+def test_similar_only_instrument_keeps_the_neighbours_of_that_instrument(explored, tmp_path):
+    table = read_table(explored[0] / "posteriors.fits")
+    table["instrument"] = np.where(table["row"] % 2, "mos1", table["instrument"])
+    posteriors = write_table(table, tmp_path / "posteriors.fits")
+
+    def instruments(*options):
+        found = tmp_path / "similar.fits"
+        assert main(["similar", str(posteriors), "--row", "3", "-k", "20", *options]) == 0
+        return table["instrument"][read_table(found)["row"]]
+
+    assert set(instruments()) == {"pn", "mos1"}
+    assert list(instruments("--only-instrument", "mos1")) == ["mos1"] * 20
+
+
+def test_map_whiten_divides_each_dimension_by_its_rms_width(explored, tmp_path):
+    posteriors = Path(shutil.copy(explored[0] / "posteriors.fits", tmp_path))
+    table = read_table(posteriors)
+    maps = []
+    for options in ([], ["--whiten"]):
+        output = tmp_path / f"map{len(options)}.fits"
+        assert main(["map", str(posteriors), "-o", str(output), *options]) == 0
+        maps.append(np.stack([read_table(output)[c] for c in "xy"], -1))
+    plain, whitened = maps
+    assert np.abs(whitened - plain).max() > 0.1 * np.abs(plain).max()
+    rms = np.sqrt(np.mean(table["z_scale"].astype(np.float64) ** 2, 0))
+    np.testing.assert_allclose(whitened, project(table["z_loc"] / rms), rtol=1e-4, atol=1e-4)
 
 
 def test_demo_runs_the_whole_journey_then_resumes(tmp_path, monkeypatch, capsys):
