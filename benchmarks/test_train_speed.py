@@ -1,12 +1,15 @@
 """Training and encoding throughput of the default VAE, on spectra simulated through the built-in
 pn response (84 channels, 1160 model energies), on whatever devices JAX sees.
 
-Run: ``python -m pytest benchmarks``. "SVI step" is one jitted ``svi.update`` of ``train``
-(encoder, decoder, folding, W-stat, analytic KL, gradients, Adam) on a batch already on the
-device; "encode" is :func:`xspecvae.latent.encode` over a pack (posterior, decoder at its mean,
-fit statistic, HDF5 reads included). The reference is the floor of any model evaluated on the
-same spectra: a dense float32 fold of given fluxes and the Poisson log-likelihood, in numpy.
+Run: ``python -m pytest benchmarks``. "SVI step" is one jitted step of ``train``
+(:func:`~xspecvae.train.checked_update`: encoder, decoder, folding, W-stat, analytic KL, free
+bits, gradients, Adam, the finiteness check) on a batch already on the device; "encode" is
+:func:`xspecvae.latent.encode` over a pack (posterior, decoder at its mean, fit statistic,
+HDF5 reads included). The reference is the floor of any model evaluated on the same spectra: a
+dense float32 fold of given fluxes and the Poisson log-likelihood, in numpy.
 """
+
+from functools import partial
 
 import jax
 import numpy as np
@@ -16,7 +19,7 @@ from scipy.special import xlogy
 from xspecvae.catalog import PER_SOURCE, Pack
 from xspecvae.latent import encode
 from xspecvae.simulator import simulate_pack
-from xspecvae.train import TrainOptions, make_svi
+from xspecvae.train import TrainOptions, checked_update, make_svi
 from xspecvae.vae import VAE, Config, Instrument
 
 N = 4096
@@ -41,14 +44,16 @@ def svi_setup(pack):
 def test_svi_step(benchmark, record, svi_setup, batch):
     _, svi, data = svi_setup
     rows = {k: jax.device_put(v[:batch]) for k, v in data.items()}
-    update = jax.jit(svi.update)
+    update = jax.jit(partial(checked_update, svi))
     state = svi.init(jax.random.key(0), rows)
-    state = jax.block_until_ready(update(state, rows)[0])  # compile outside the timing
+    options = TrainOptions()
+    args = (1.0, options.free_bits)  # the KL weight after its warm-up
+    state = jax.block_until_ready(update(state, rows, *args)[0])  # compile outside the timing
 
     def step():
         nonlocal state
-        state, loss = update(state, rows)
-        loss.block_until_ready()
+        state, loss, finite = update(state, rows, *args)
+        assert bool(finite)
 
     benchmark.pedantic(step, rounds=10, iterations=3, warmup_rounds=1)
     record(benchmark, "VAE on 84 channels", "xspecvae SVI step (default config)", batch)

@@ -49,6 +49,7 @@ from xspecvae.vae import VAE, Config, Instrument, guide, model, rough_log_rate
 __all__ = [
     "TrainOptions",
     "TrainingError",
+    "checked_update",
     "initialize_distributed",
     "load_run",
     "make_svi",
@@ -191,7 +192,7 @@ def train(
         }
         write_atomic(run / "config.json", json.dumps(settings, indent=1).encode())
     state = multihost_utils.host_local_array_to_global_array(state, mesh, PartitionSpec())
-    update, evaluate = jax.jit(partial(_checked_update, svi)), jax.jit(svi.evaluate)
+    update, evaluate = jax.jit(partial(checked_update, svi)), jax.jit(svi.evaluate)
     model_arrays = {
         "config": asdict(config),
         "instrument": {k: np.asarray(v) for k, v in inst._asdict().items()},
@@ -278,8 +279,9 @@ def make_svi(
     return SVI(per_spectrum(model), per_spectrum(guide), optimizer, TraceMeanField_ELBO())
 
 
-def _checked_update(svi: SVI, state, batch, kl_weight, free_bits):
-    """``svi.update`` and whether its loss and the new parameters are all finite."""
+def checked_update(svi: SVI, state, batch, kl_weight, free_bits):
+    """One step of :func:`train` (jit it with ``svi`` bound): ``svi.update`` and whether its
+    loss and the new parameters are all finite."""
     state, loss = svi.update(state, batch, kl_weight=kl_weight, free_bits=free_bits)
     leaves = jax.tree.leaves(svi.optim.get_params(state.optim_state))
     finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))
