@@ -207,13 +207,27 @@ class PackWriter:
     With ``resume=True`` an existing ``.partial`` file is continued from its last committed
     row (see :meth:`committed`); otherwise it is started afresh. ``provenance`` (a JSON-able
     dict: command, options, RMF substitutions...) is stored in the root attributes; see
-    :func:`resumable` for whether a partial file was started with the same one.
+    :func:`resumable` for whether a partial file was started with the same one. With
+    ``extend`` the existing pack at ``path`` (checked first) is copied to start from, unless a
+    partial file is resumed: appending, atomically.
     """
 
-    def __init__(self, path, *, provenance: dict | None = None, resume: bool = False):
+    def __init__(
+        self,
+        path,
+        *,
+        provenance: dict | None = None,
+        resume: bool = False,
+        extend: bool = False,
+    ):
         self.path = Path(path)
         self.partial = _partial(self.path)
         self.file = None
+        if extend and not (resume and self.partial.exists()):
+            with Pack(self.path, _instruments(self.path)[0]):  # refuse a damaged or old pack
+                pass
+            shutil.copyfile(self.path, self.partial)
+            resume = True
         if resume and self.partial.exists():
             try:
                 self.file = h5py.File(self.partial, "r+")
@@ -591,10 +605,7 @@ def append_pack(path, other) -> None:
     """Append every section of pack ``other`` to pack ``path`` (same grids), atomically: the
     result is built in a copy and renamed over ``path``."""
     path, other = Path(path), Path(other)
-    with Pack(path, _instruments(path)[0]):  # refuse a damaged or outdated target early
-        pass
-    shutil.copyfile(path, _partial(path))
-    writer = PackWriter(path, resume=True)
+    writer = PackWriter(path, extend=True)
     for instrument in _instruments(other):
         with Pack(other, instrument) as source:
             writer.add_grid(source.grid)

@@ -18,7 +18,6 @@ import json
 import multiprocessing
 import os
 import re
-import shutil
 import warnings
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from xspecvae.catalog import Grid, Pack, PackWriter, match_positions, resumable
+from xspecvae.catalog import Grid, PackWriter, match_positions, resumable
 from xspecvae.files import write_atomic
 from xspecvae.instrument import Response
 from xspecvae.ogip import (
@@ -131,11 +130,7 @@ def ingest(
             report[path].update(status="ignored", reason=reason)
     # only a partial pack started with these very inputs and options is continued
     resume = resume and resumable(pack, provenance)
-    if append and pack.exists() and not resume:
-        Pack(pack).close()  # refuse a damaged or outdated pack before building on it
-        shutil.copyfile(pack, pack.with_name(pack.name + ".partial"))
-        resume = True
-    writer = PackWriter(pack, provenance=provenance, resume=resume)
+    writer = PackWriter(pack, provenance=provenance, resume=resume, extend=append and pack.exists())
     try:
         for grid in grids:
             writer.add_grid(grid)
