@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from xspecvae.catalog import Pack
-from xspecvae.latent import DIVERGENCES, anomalies, encode, purity, trajectories
+from xspecvae.evaluation import purity
+from xspecvae.latent import DIVERGENCES, anomalies, encode, trajectories
 from xspecvae.simulator import CLASS_FRACTIONS, simulate_pack
 from xspecvae.train import TrainOptions, load_run, train
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from xspecvae.catalog import Pack
-from xspecvae.latent import quality
+from xspecvae.evaluation import quality
 from xspecvae.simulator import demo_pack
 from xspecvae.train import TrainOptions, load_run, split_rows, train
 

@@ -1,5 +1,5 @@
-"""Reading the latent space: nearest-neighbour classification, the hardness-ratio baseline,
-divergences between posteriors, similarity search, purity, trajectories and anomalies."""
+"""Reading the latent space: the hardness-ratio baseline, divergences between posteriors,
+similarity search, trajectories and anomalies."""
 
 import numpy as np
 import pytest
@@ -11,32 +11,8 @@ from xspecvae.latent import (
     Index,
     anomalies,
     divergence,
-    knn_predict,
-    purity,
     trajectories,
 )
-
-
-def test_knn_predicts_the_majority_of_the_nearest_points():
-    rng = np.random.default_rng(0)
-    centres = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
-    labels = np.repeat(["a", "b", "c"], 50)
-    reference = centres.repeat(50, 0) + rng.normal(0, 0.5, (150, 2))
-    queries = centres + rng.normal(0, 0.1, (3, 2))
-    assert list(knn_predict(reference, labels, queries, k=7)) == ["a", "b", "c"]
-    # k = 1 is the nearest point, whatever the majority around it
-    reference = np.array([[0.0], [1.0], [1.1], [1.2]])
-    assert knn_predict(reference, np.array(["x", "y", "y", "y"]), np.array([[0.2]]), k=1) == "x"
-    assert knn_predict(reference, np.array(["x", "y", "y", "y"]), np.array([[0.2]]), k=3) == "y"
-    # a 1-1 tie goes to the nearer neighbour; chunks give the same answer as one pass
-    two = np.array([[0.0], [1.0]])
-    assert knn_predict(two, np.array(["far", "near"]), np.array([[0.9]]), k=2) == "near"
-    big = rng.normal(size=(300, 3))
-    many = rng.normal(size=(50, 3))
-    ids = rng.choice(["p", "q", "r"], 300)
-    np.testing.assert_array_equal(
-        knn_predict(big, ids, many, 5, chunk=7), knn_predict(big, ids, many, 5)
-    )
 
 
 def test_hardness_ratios_of_net_counts_in_the_4xmm_bands():
@@ -61,20 +37,6 @@ def test_hardness_ratios_of_net_counts_in_the_4xmm_bands():
     ]
     np.testing.assert_allclose(hr, expected)
     assert len(BANDS_4XMM) == 5 and hr.shape == (2, 4)
-
-
-@pytest.mark.parametrize("k", [1, 4])
-def test_knn_on_identical_features_is_exact(k):
-    x = np.arange(20.0).reshape(10, 2)
-    labels = np.array(list("abcdefghij"))
-    if k == 1:
-        np.testing.assert_array_equal(knn_predict(x, labels, x, k), labels)
-    else:
-        assert knn_predict(x, labels, x[:1], k)[0] == "a"  # its own point is the nearest
-
-
-# ---------------------------------------------------------------------------------------------
-# Posterior geometry
 
 
 def gaussians(rng, n, d):
@@ -155,28 +117,6 @@ def test_search_pads_when_too_few_rows_qualify():
     assert np.all(np.isinf(values[2:]))
     with pytest.raises(ValueError, match="unknown divergence"):
         Index(loc, scale).search(loc[0], scale[0], divergence="l1")
-
-
-def test_purity_counts_neighbours_of_the_same_class():
-    rng = np.random.default_rng(5)
-    labels = np.repeat(["a", "b"], 100)
-    tight = np.where(labels[:, None] == "a", 0.0, 4.0) + rng.normal(0, 0.3, (200, 3))
-    mixed = rng.normal(0, 1, (200, 3))
-    scale = np.full((200, 3), 0.3)
-    got = purity(
-        {"tight": ("kl_symmetric", tight, scale), "mixed": ("euclidean", mixed, None)},
-        labels,
-        k=5,
-    )
-    assert got["tight"]["mean"] == 1.0 and got["tight"]["per_class"] == {"a": 1.0, "b": 1.0}
-    assert 0.3 < got["mixed"]["mean"] < 0.7
-    # a query's own group is never its neighbour: two copies of each point, grouped
-    twins = np.concatenate([mixed, mixed])
-    twin_labels = np.concatenate([labels, labels[::-1]])  # the copy has the other label
-    groups = np.tile(np.arange(200), 2)
-    alone = purity({"x": ("euclidean", twins, None)}, twin_labels, k=1, groups=groups)
-    together = purity({"x": ("euclidean", twins, None)}, twin_labels, k=1)
-    assert together["x"]["mean"] < 0.05 and alone["x"]["mean"] > 0.2
 
 
 def test_trajectories_order_epochs_and_measure_steps():

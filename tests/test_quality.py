@@ -11,7 +11,8 @@ import pytest
 from scipy.special import gammaln, xlogy
 
 from xspecvae.catalog import Pack
-from xspecvae.latent import encode, purity, quality, trajectories
+from xspecvae.evaluation import purity, quality
+from xspecvae.latent import encode, trajectories
 from xspecvae.simulator import simulate_pack
 from xspecvae.train import TrainOptions, load_run, split_rows, train
 from xspecvae.vae import wstat_value

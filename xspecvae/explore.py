@@ -31,7 +31,8 @@ import numpy as np
 
 from xspecvae import figures
 from xspecvae.catalog import Pack
-from xspecvae.latent import Index, anomalies, encode, purity, trajectories
+from xspecvae.evaluation import purity
+from xspecvae.latent import Index, anomalies, encode, trajectories
 from xspecvae.predictive import calibration, draw, inference_data, plot_checks
 from xspecvae.report import Section, write_report
 from xspecvae.tables import identity_columns, read_table, write_table

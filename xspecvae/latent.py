@@ -7,23 +7,19 @@ mean, the fit there (expected counts, the model's SNR, the fit statistic) and th
 Every source is a diagonal Gaussian ``q_i = N(mu_i, diag sigma_i^2)`` of the shape latent.
 :func:`divergence` gives the closed forms between two of them (:data:`DIVERGENCES`);
 :class:`Index` finds the nearest posteriors of a query among a whole table under any of them;
-:func:`purity` measures how often the neighbours share the query's class;
 :func:`trajectories` follows sources observed several times; :func:`anomalies` ranks sources
-by misfit and by the emptiness of their neighbourhood. :func:`knn_predict` classifies by
-nearest neighbours; :func:`quality` puts the figures of a model on a labelled (simulated) pack
-together.
+by misfit and by the emptiness of their neighbourhood. How good all this is on labelled
+catalogues is measured in :mod:`xspecvae.evaluation`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from xspecvae.catalog import PER_SOURCE, Pack, hardness_ratios
@@ -36,10 +32,7 @@ __all__ = [
     "anomalies",
     "divergence",
     "encode",
-    "knn_predict",
     "model_batches",
-    "purity",
-    "quality",
     "trajectories",
 ]
 
@@ -291,50 +284,6 @@ def _search(loc, var, groups, keep, query_loc, query_var, query_groups, name, k)
     return jax.vmap(one)(query_loc, query_var, query_groups)
 
 
-def purity(
-    features: dict,
-    labels,
-    *,
-    k: int = 10,
-    queries=None,
-    groups=None,
-    keep=None,
-) -> dict[str, dict]:
-    """Share of the ``k`` nearest neighbours that have the query's label, for each way of
-    measuring nearness in ``features``: name -> ``(divergence, loc, scale)`` (scale None for
-    :data:`DIVERGENCES` ``euclidean``, e.g. on hardness ratios). ``queries`` (rows; default
-    all), ``groups`` (source ids: a query's own other observations are not its neighbours),
-    ``keep`` (rows allowed as queries and neighbours). Returns per name ``mean`` (over
-    queries), ``balanced`` (mean over classes of the per-class mean) and ``per_class``."""
-    labels = np.asarray(labels).astype(str)
-    keep = np.ones(len(labels), bool) if keep is None else np.asarray(keep, bool)
-    queries = np.flatnonzero(keep) if queries is None else np.asarray(queries)
-    queries = queries[keep[queries]]
-    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
-    out = {}
-    for name, (how, loc, scale) in features.items():
-        scale = np.ones_like(loc) if scale is None else scale
-        index = Index(loc, scale, groups)
-        rows, _ = index.search(
-            loc[queries],
-            scale[queries],
-            k,
-            divergence=how,
-            keep=keep,
-            exclude_groups=groups[queries],
-        )
-        same = np.where(rows >= 0, labels[rows] == labels[queries, None], np.nan)
-        per_query = np.nanmean(same, 1)
-        classes = np.unique(labels[queries])
-        per_class = {c: float(np.mean(per_query[labels[queries] == c])) for c in classes}
-        out[name] = {
-            "mean": float(np.mean(per_query)),
-            "balanced": float(np.mean(list(per_class.values()))),
-            "per_class": per_class,
-        }
-    return out
-
-
 def trajectories(table: dict, *, divergence: str = "kl_symmetric") -> dict[str, np.ndarray]:
     """The sources of ``table`` (columns ``source_id``, ``mjd``, ``z_loc``, ``z_scale``) seen
     more than once, one row per observation ordered by source and time: ``row`` (in
@@ -404,92 +353,3 @@ def _rank(values) -> np.ndarray:
     rank = np.empty(len(values), np.int64)
     rank[np.argsort(values, kind="stable")] = np.arange(1, len(values) + 1)
     return rank
-
-
-def knn_predict(reference, labels, queries, k: int = 10, *, chunk: int = 1024) -> np.ndarray:
-    """The majority label among the ``k`` nearest ``reference`` points (Euclidean) of each
-    query; ties go to the label of the nearer neighbours."""
-    reference, labels = np.asarray(reference, np.float64), np.asarray(labels)
-    classes, codes = np.unique(labels, return_inverse=True)
-    out = []
-    for start in range(0, len(queries), chunk):
-        q = np.asarray(queries[start : start + chunk], np.float64)
-        d = (q**2).sum(1)[:, None] - 2 * q @ reference.T + (reference**2).sum(1)[None]
-        near = np.argpartition(d, k - 1, axis=1)[:, :k]
-        near = np.take_along_axis(near, np.argsort(np.take_along_axis(d, near, 1), 1), 1)
-        votes = np.zeros((len(q), len(classes)))
-        weight = 1.0 + 1e-6 * np.arange(k, 0, -1)  # nearer neighbours break ties
-        np.add.at(votes, (np.arange(len(q))[:, None], codes[near]), weight)
-        out.append(classes[votes.argmax(1)])
-    return np.concatenate(out)
-
-
-def quality(
-    vae: VAE,
-    pack: Pack,
-    train_rows,
-    validation_rows,
-    *,
-    k: int = 10,
-    snr: float = 10.0,
-    bright: tuple[float, ...] = (300.0, 1000.0),
-) -> dict:
-    """Figures of a model on a labelled pack (``pack.meta["label"]``, ``pack.truth["nh"]``):
-
-    - ``latent``, ``hardness``: a ``k``-nearest-neighbour classifier of the validation rows
-      among the training rows, on the posterior means of ``z`` and on the 4XMM hardness
-      ratios: ``accuracy``, ``balanced`` (mean recall over classes) and ``majority`` (the
-      accuracy of always answering the commonest class); ``..._snr`` the same with reference
-      and queries restricted to a model SNR of at least ``snr``.
-    - ``nh_spearman``: rank correlation of the column head with the true column (Galactic plus
-      intrinsic) over the validation rows, and ``nh_spearman_snr`` over those of SNR >= ``snr``.
-    - ``fit_<b>`` for each ``b`` of ``bright``: the validation rows with at least ``b`` net
-      counts: how many (``n``), their median fit statistic per good channel (``median``) and the
-      share of them below 1.5 (``below_1_5``).
-    """
-    train_rows, validation_rows = np.asarray(train_rows), np.asarray(validation_rows)
-    rows = np.concatenate([train_rows, validation_rows])
-    encoded = encode(vae, pack, rows)
-    data = pack.read(rows)
-    labels = np.asarray(pack.meta["label"]).astype(str)[rows]
-    is_val = np.arange(len(rows)) >= len(train_rows)
-    high = encoded["snr"] >= snr
-    features = {
-        "latent": encoded["z_loc"],
-        "hardness": encoded["hr"],
-    }
-    figures = {"n_train": len(train_rows), "n_validation": len(validation_rows), "k": k}
-    figures["n_validation_snr"] = int((high & is_val).sum())
-    for name, x in features.items():
-        for suffix, keep in (("", True), ("_snr", high)):
-            ref, query = ~is_val & keep, is_val & keep
-            guess = knn_predict(x[ref], labels[ref], x[query], k)
-            truth = labels[query]
-            figures[name + suffix] = {
-                "accuracy": float(np.mean(guess == truth)),
-                "balanced": _balanced(guess, truth),
-                "majority": float(np.mean(truth == _commonest(labels[ref]))),
-            }
-    nh_true = (pack.truth["nh_gal"] + np.nan_to_num(pack.truth["nh"]))[rows]
-    for suffix, keep in (("", is_val), ("_snr", is_val & high)):
-        rho = spearmanr(encoded["nh"][keep], nh_true[keep]).statistic
-        figures["nh_spearman" + suffix] = float(rho)
-    net = np.sum((data["counts"] - data["alpha"] * data["background"]) * data["good"], -1)
-    per_dof = encoded["statistic"] / encoded["dof"]
-    for counts in bright:
-        chosen = per_dof[is_val & (net >= counts)]
-        figures[f"fit_{counts:g}"] = {
-            "n": len(chosen),
-            "median": float(np.median(chosen)) if len(chosen) else math.nan,
-            "below_1_5": float(np.mean(chosen < 1.5)) if len(chosen) else math.nan,
-        }
-    return figures
-
-
-def _commonest(labels):
-    values, counts = np.unique(labels, return_counts=True)
-    return values[counts.argmax()]
-
-
-def _balanced(guess, truth) -> float:
-    return float(np.mean([np.mean(guess[truth == c] == c) for c in np.unique(truth)]))
