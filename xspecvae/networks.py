@@ -1,10 +1,11 @@
 """Neural networks of the VAE, as plain ``flax.linen`` modules (no FITS, no numpyro).
 
 - :class:`DeepONet`: the physically structured decoder. A branch MLP maps the shape latent ``z``
-  to ``K`` non-negative coefficients, a column ``nh`` (1e22 cm^-2) and a redshift; a trunk MLP
-  maps ``log E`` to ``K`` non-negative templates. The rest-frame emission density is
-  ``sum_k b_k t_k(log E)``, observed at ``log E + log(1 + redshift)``. Absorption and the flux
-  scale are applied by the caller.
+  to ``K`` non-negative coefficients, a column ``nh`` (1e22 cm^-2), a redshift and the
+  equivalent widths of narrow emission lines at atomic energies (:data:`LINES`); a trunk MLP
+  maps ``log E`` (optionally through Fourier features) to ``K`` non-negative templates. The
+  rest-frame emission density is ``sum_k b_k t_k(log E)`` plus the lines, observed at
+  ``log E + log(1 + redshift)``. Absorption and the flux scale are applied by the caller.
 - :class:`MixerEncoder`: the amortized guide's network, an MLP-Mixer over patches of channels;
   returns loc and scale of ``z`` and of ``log_norm``.
 
@@ -25,6 +26,16 @@ import jax.numpy as jnp
 # redshift ~ sigmoid(-2) * max_redshift ~ 0.12 * max_redshift.
 _NH_OFFSET = -1.0
 _REDSHIFT_OFFSET = -2.0
+# Offset of the raw line equivalent widths: softplus(-3) * LINE_EW_UNIT ~ 5 eV at initialisation.
+_LINE_OFFSET = -3.0
+#: keV of equivalent width per unit of the branch's (softplus) line output.
+LINE_EW_UNIT = 0.1
+#: Rest energies (keV) of the strongest narrow X-ray emission lines of astrophysical plasmas
+#: and of fluorescence: O VII He-alpha, O VIII Ly-alpha, Fe XVII 3d-2p, Ne IX He-alpha, Ne X
+#: Ly-alpha, Mg XI, Mg XII, Si XIII, Si XIV, S XV, S XVI, Ar XVII, Ca XIX, Fe K-alpha
+#: (fluorescence), Fe XXV He-alpha, Fe XXVI Ly-alpha.
+LINES = (0.574, 0.654, 0.826, 0.922, 1.022, 1.352, 1.473, 1.865, 2.006, 2.461, 2.623, 3.140,
+         3.902, 6.400, 6.700, 6.966)  # fmt: skip
 # Offset of the encoder's raw scales: posteriors start narrow (softplus(-3) ~ 0.05), so that the
 # decoder sees the encoder's locations rather than noise from the first steps (wide initial
 # scales leave the latent unused for hundreds of steps and the flux scale badly off).
@@ -51,10 +62,12 @@ class DecoderOutput(NamedTuple):
     coefficients: jax.Array  # (B, K) >= 0
     nh: jax.Array  # (B,) >= 0, 1e22 cm^-2
     redshift: jax.Array  # (B,) in [0, max_redshift]
+    line_ew: jax.Array  # (B, L) >= 0, rest-frame equivalent widths (keV) of the lines
 
 
 class DeepONet(nn.Module):
-    """Additive emission ``sum_k b_k(z) t_k(log E + log(1 + zr(z)))`` plus an ``nh(z)`` head.
+    """Additive emission ``sum_k b_k(z) t_k(log E') + lines`` at ``E' = E (1 + zr(z))``, plus
+    an ``nh(z)`` head.
 
     The trunk is evaluated once per call on a uniform grid of ``n_trunk`` points spanning
     ``log_energy_range`` (natural log of keV); each source's spectrum on that grid is then
@@ -62,6 +75,16 @@ class DeepONet(nn.Module):
     Outside the grid the spectrum is held constant at its edge value, so the grid must cover
     ``[log E_min, log E_max + log(1 + max_redshift)]`` of the model energy grid.
     ``max_redshift = 0`` fixes the redshift to 0.
+
+    ``fourier`` > 0 feeds the trunk ``sin`` and ``cos`` of ``pi f x`` for that many
+    frequencies ``f`` log-spaced from 1 to ``max_frequency`` (``x`` in [-1, 1] over the grid)
+    beside ``x`` itself, against the spectral bias of a plain MLP (Tancik et al. 2020), so that
+    learnt templates can be narrow; ``n_trunk`` must then resolve the highest frequency.
+
+    ``lines`` (rest energies, keV) adds a narrow Gaussian line (in log E, of width
+    ``line_width``, unresolved by CCDs) at each energy, its flux the branch's equivalent width
+    times the continuum density there; lines live on their own grid, fine enough for them
+    (spacing ``line_width / 4``), and follow the continuum's redshift.
     """
 
     n_templates: int = 24
@@ -70,17 +93,36 @@ class DeepONet(nn.Module):
     max_redshift: float = 3.0
     log_energy_range: tuple[float, float] = (math.log(0.05), math.log(15.0 * (1.0 + 3.0)))
     n_trunk: int = 512
+    fourier: int = 0
+    max_frequency: float = 64.0
+    lines: tuple[float, ...] = ()
+    line_width: float = 0.004
     activation: Callable = nn.gelu
 
     def setup(self):
-        self.branch = MLP(self.width, self.depth, self.n_templates + 2, self.activation)
+        outputs = self.n_templates + 2 + len(self.lines)
+        self.branch = MLP(self.width, self.depth, outputs, self.activation)
         self.trunk = MLP(self.width, self.depth, self.n_templates, self.activation)
 
     def templates(self, log_energy: jax.Array) -> jax.Array:
-        """Rest-frame templates ``(..., K) >= 0`` at ``log_energy`` ``(...)`` (ln keV)."""
+        """Rest-frame continuum templates ``(..., K) >= 0`` at ``log_energy`` ``(...)`` (ln keV)."""
         lo, hi = self.log_energy_range
         x = 2.0 * (jnp.asarray(log_energy) - lo) / (hi - lo) - 1.0  # [-1, 1] on the grid
-        return nn.softplus(self.trunk(x[..., None]))
+        features = x[..., None]
+        if self.fourier:
+            f = jnp.geomspace(1.0, self.max_frequency, self.fourier)
+            features = jnp.concatenate([features, jnp.sin(jnp.pi * f * features),
+                                        jnp.cos(jnp.pi * f * features)], -1)  # fmt: skip
+        return nn.softplus(self.trunk(features))
+
+    def line_profiles(self, log_energy: jax.Array) -> jax.Array:
+        """Rest-frame line profiles ``(..., L)`` at ``log_energy`` (ln keV): densities per keV
+        of unit flux."""
+        centre = jnp.log(jnp.asarray(self.lines))
+        u = (jnp.asarray(log_energy)[..., None] - centre) / self.line_width
+        return jnp.exp(-0.5 * u**2 - jnp.asarray(log_energy)[..., None]) / (
+            math.sqrt(2 * math.pi) * self.line_width
+        )
 
     def __call__(self, z: jax.Array, log_energy: jax.Array) -> DecoderOutput:
         """Decode ``z`` ``(B, D)`` at ``log_energy`` ``(E,)`` (ln keV of the model bins)."""
@@ -89,20 +131,39 @@ class DeepONet(nn.Module):
         coefficients = nn.softplus(raw[:, :k]) / k  # O(1) emission at initialisation
         nh = nn.softplus(raw[:, k] + _NH_OFFSET)
         redshift = self.max_redshift * nn.sigmoid(raw[:, k + 1] + _REDSHIFT_OFFSET)
+        shifted = log_energy[None, :] + jnp.log1p(redshift)[:, None]  # (B, E) emitted frame
 
         lo, hi = self.log_energy_range
         grid = jnp.linspace(lo, hi, self.n_trunk)
         spectra = coefficients @ self.templates(grid).T  # (B, n_trunk), rest frame
+        emission = _interpolate(spectra, lo, hi, shifted)
+        line_ew = LINE_EW_UNIT * nn.softplus(raw[:, k + 2 :] + _LINE_OFFSET)
+        if self.lines:
+            centre = jnp.log(jnp.asarray(self.lines))
+            at_lines = jnp.broadcast_to(centre, (spectra.shape[0], len(self.lines)))
+            continuum = _interpolate(spectra, lo, hi, at_lines)  # (B, L) density at the lines
+            # the line grid: the lines' range with 8 widths of margin, spacing a quarter width
+            first = math.log(min(self.lines)) - 8 * self.line_width
+            last = math.log(max(self.lines)) + 8 * self.line_width
+            n_line = int(math.ceil((last - first) / (self.line_width / 4))) + 1
+            fine = jnp.linspace(first, last, n_line)
+            profiles = self.line_profiles(fine)  # (n_line, L)
+            lines = (line_ew * continuum) @ profiles.T  # (B, n_line)
+            inside = (shifted >= first) & (shifted <= last)
+            emission = emission + jnp.where(inside, _interpolate(lines, first, last, shifted), 0.0)
+        return DecoderOutput(emission, coefficients, nh, redshift, line_ew)
 
-        # Linear interpolation at the emitted-frame points log E + log(1 + zr).
-        shifted = log_energy[None, :] + jnp.log1p(redshift)[:, None]  # (B, E)
-        u = jnp.clip((shifted - lo) * ((self.n_trunk - 1) / (hi - lo)), 0.0, self.n_trunk - 1)
-        i0 = jnp.clip(jnp.floor(u), 0, self.n_trunk - 2).astype(jnp.int32)
-        w = u - i0
-        left = jnp.take_along_axis(spectra, i0, axis=1)
-        right = jnp.take_along_axis(spectra, i0 + 1, axis=1)
-        emission = (1.0 - w) * left + w * right
-        return DecoderOutput(emission, coefficients, nh, redshift)
+
+def _interpolate(values: jax.Array, lo: float, hi: float, at: jax.Array) -> jax.Array:
+    """Linear interpolation of ``values`` (B, n), given on a uniform grid from ``lo`` to
+    ``hi``, at ``at`` (B, E): a gather; held at the edge values outside."""
+    n = values.shape[-1]
+    u = jnp.clip((at - lo) * ((n - 1) / (hi - lo)), 0.0, n - 1)
+    i0 = jnp.clip(jnp.floor(u), 0, n - 2).astype(jnp.int32)
+    w = u - i0
+    left = jnp.take_along_axis(values, i0, axis=1)
+    right = jnp.take_along_axis(values, i0 + 1, axis=1)
+    return (1.0 - w) * left + w * right
 
 
 class EncoderOutput(NamedTuple):
