@@ -65,12 +65,32 @@ def test_closed_forms_agree_with_monte_carlo(seed):
     np.testing.assert_allclose(got["hellinger"], np.sqrt(1 - bc), rtol=0.03, atol=0.01)
     np.testing.assert_allclose(got["wasserstein"], w2, rtol=0.02, atol=0.01)
     np.testing.assert_allclose(got["euclidean"], np.linalg.norm(ma - mb))
+    # match: -log E_a[b / prior], the scales capped at the prior's
+    ca, cb = np.minimum(sa, 1.0), np.minimum(sb, 1.0)
+    xc = ma + ca * rng.standard_normal((400_000, 3))
+    ratio = norm.logpdf(xc, mb, cb).sum(1) - norm.logpdf(xc).sum(1)
+    np.testing.assert_allclose(got["match"], -np.log(np.mean(np.exp(ratio))), rtol=0.03, atol=0.02)
+
+
+def test_match_divides_the_prior_out():
+    """A posterior equal to the prior matches everything at 0; a faint source's posterior (the
+    likelihood of its counts times the prior) matches the bright source its likelihood points
+    at better than one at the prior's centre, where the posterior itself sits nearer."""
+    rng = np.random.default_rng(2)
+    loc, scale = gaussians(rng, 20, 4)
+    prior = (np.zeros(4), np.ones(4))
+    np.testing.assert_allclose(divergence("match", *prior, loc, scale), 0.0, atol=1e-12)
+    # a likelihood N(2, 3) in each dimension and the prior N(0, 1): posterior N(0.5, 0.75)
+    faint = (np.full(4, 0.5), np.full(4, np.sqrt(0.75)))
+    there, centre = (np.full(4, 2.0), np.full(4, 0.1)), (np.zeros(4), np.full(4, 0.1))
+    assert divergence("match", *faint, *there) < divergence("match", *faint, *centre)
+    assert divergence("bhattacharyya", *faint, *there) > divergence("bhattacharyya", *faint, *centre)
 
 
 def test_divergences_vanish_on_equal_posteriors_and_broadcast():
     rng = np.random.default_rng(3)
     loc, scale = gaussians(rng, 50, 4)
-    for name in DIVERGENCES:
+    for name in (d for d in DIVERGENCES if d != "match"):  # match: evidence, not a distance
         same = divergence(name, loc, scale, loc, scale)
         np.testing.assert_allclose(same, 0.0, atol=1e-12)
         one_to_all = divergence(name, loc[:1], scale[:1], loc, scale)
@@ -105,8 +125,9 @@ def test_search_returns_the_brute_force_nearest(name):
         expected = np.argsort(d, kind="stable")[:12]
         np.testing.assert_allclose(v, d[expected], rtol=2e-4, atol=1e-5)
         assert len(set(r) & set(expected)) >= 11  # float32 may swap a near tie at the edge
-    one, value = index.search(loc[0], scale[0], 3, divergence=name)
-    assert one.shape == (3,) and one[0] == 0 and value[0] == pytest.approx(0.0, abs=1e-4)
+    if name != "match":  # a source need not be its own best match
+        one, value = index.search(loc[0], scale[0], 3, divergence=name)
+        assert one.shape == (3,) and one[0] == 0 and value[0] == pytest.approx(0.0, abs=1e-4)
 
 
 def test_search_pads_when_too_few_rows_qualify():
