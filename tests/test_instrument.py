@@ -142,6 +142,22 @@ def test_resolution_grouping_bins_are_no_narrower_than_fwhm():
     assert 1.8 * g.n_groups <= half.n_groups <= 2.2 * g.n_groups
 
 
+def test_resolution_grouping_starts_bins_at_breaks():
+    response = xv.builtin_pn_response()
+    plain = xv.Grouping.from_resolution(response, 0.2, 12.0)
+    g = xv.Grouping.from_resolution(response, 0.2, 12.0, breaks=(0.32, 6.0))
+    lo = response.channel_lo
+    for energy in (0.32, 6.0):
+        start = int(np.searchsorted(lo, energy - 1e-6))
+        assert start in g.start and start not in plain.start
+    # a bin too narrow before a break joins the one before: every bin still >= FWHM but the
+    # ones before breaks, none narrower than half of it
+    width = response.channel_hi[g.stop - 1] - lo[g.start]
+    fwhm = np.interp(lo[g.start], response.energy_centres, response.fwhm())
+    assert np.all(width >= 0.5 * fwhm) and np.sum(width < fwhm - 1e-9) <= 2
+    assert abs(g.n_groups - plain.n_groups) <= 2
+
+
 def test_builtin_response_physics():
     response = xv.builtin_pn_response()
     rows = response.matrix.astype(np.float64).sum(axis=1)

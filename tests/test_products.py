@@ -104,6 +104,20 @@ def test_substitutes_pack_every_pn_spectrum_and_are_recorded(substituted, pps, x
         assert len(set(pack.meta["source_id"])) == 112
 
 
+def test_no_bin_mixes_flagged_and_good_channels(strict, pps):
+    """PPS pn spectra flag channels 0-60 (below 0.32 keV): the analysis grid starts a bin at
+    channel 61, so that only the first bin is lost and 0.32-0.57 keV (O VII, soft excesses,
+    supersoft sources) is kept; a bin holding channels 58-60 was flagged whole before."""
+    with Pack(strict.pack) as pack:
+        assert pack.grid.grouping.start[1] == 61
+        assert pack.grid.channel_lo[1] == pytest.approx(0.325, abs=1e-3)
+        good = pack.read()["good"]
+    assert not good[:, 0].any() and good[:, 1:].all()
+    for path in sorted(pps.glob("*PNS003SRSPEC*.FTZ"))[:3]:
+        quality = fits.getdata(path, "SPECTRUM")["QUALITY"]
+        assert np.flatnonzero(quality).max() == 60 and np.all(quality[61:] == 0)
+
+
 def test_pack_contents_match_the_files(substituted, xmm):
     """Counts, background, alpha, exposure, ARF and RMF against the FITS files, read with
     astropy and summed bin by bin here."""

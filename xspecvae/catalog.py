@@ -38,6 +38,7 @@ from xspecvae.ogip import OGIPError
 __all__ = [
     "BANDS_4XMM",
     "PER_SOURCE",
+    "QUALITY_BREAKS",
     "SCHEMA_VERSION",
     "Grid",
     "grids_of",
@@ -57,6 +58,11 @@ CHUNK_ROWS = 512
 #: Share of an RMF's response to the analysis bins that may come from energy rows outside
 #: the model grid before that RMF is refused.
 OUTSIDE_TOLERANCE = 1e-4
+
+#: Energies (keV) where the quality flags of pipeline products change, per section: EPIC pn
+#: PPS spectra flag channels 0-60, below 0.32 keV. Analysis bins start there (as they do at the
+#: flags of the first spectrum packed), so that no bin mixes flagged and good channels.
+QUALITY_BREAKS = {"pn": (0.32,)}
 
 #: The per-source arrays of a section, as :meth:`Pack.read` and :meth:`Pack.batches` serve them.
 PER_SOURCE = ("counts", "background", "alpha", "good", "exposure", "arf", "rmf_index")
@@ -88,10 +94,13 @@ class Grid:
         emin: float = 0.2,
         emax: float = 12.0,
         oversample: float = 1.0,
+        breaks=(),
     ) -> Grid:
-        """Analysis bins ``emin``-``emax`` keV at least one FWHM/``oversample`` wide (see
+        """Analysis bins ``emin``-``emax`` keV at least one FWHM/``oversample`` wide, and
+        starting at each energy of ``breaks`` and of :data:`QUALITY_BREAKS` (see
         :meth:`Grouping.from_resolution`); model energies: the rows reaching them."""
-        grouping = Grouping.from_resolution(response, emin, emax, oversample)
+        breaks = (*QUALITY_BREAKS.get(instrument, ()), *breaks)
+        grouping = Grouping.from_resolution(response, emin, emax, oversample, breaks)
         reached = np.flatnonzero(grouping.apply(response.matrix).any(axis=1))
         first, last = int(reached[0]), int(reached[-1]) + 1
         return cls(

@@ -92,23 +92,40 @@ class Grouping:
 
     @classmethod
     def from_resolution(
-        cls, response: Response, emin: float = 0.2, emax: float = 12.0, oversample: float = 1.0
+        cls,
+        response: Response,
+        emin: float = 0.2,
+        emax: float = 12.0,
+        oversample: float = 1.0,
+        breaks=(),
     ) -> Grouping:
         """Bins from ``emin`` to ``emax`` keV, each at least FWHM/``oversample`` wide, the
-        FWHM measured from the response's own matrix at the bin's lower edge."""
+        FWHM measured from the response's own matrix at the bin's lower edge. A bin also
+        starts at the first channel at or above each energy of ``breaks`` (keV), e.g. where
+        a pipeline's quality flags end, so that no bin mixes flagged and good channels (a bin
+        left narrower than that before a break joins the one before it)."""
         fwhm = response.fwhm()
         known = np.isfinite(fwhm)
         lo, hi = response.channel_lo, response.channel_hi
         needed = np.interp(lo, response.energy_centres[known], fwhm[known]) / oversample
         centre = 0.5 * (lo + hi)
+        forced = set(np.searchsorted(lo, np.asarray(breaks, float) - 1e-6).tolist())
         index = np.full(response.n_channel, -1)
         group, bin_start = -1, None
         for c in np.flatnonzero((centre >= emin) & (centre < emax)):
-            if bin_start is None or hi[c - 1] - lo[bin_start] >= needed[bin_start]:
+            wide = bin_start is not None and hi[c - 1] - lo[bin_start] >= needed[bin_start]
+            if bin_start is not None and c in forced and not wide and group > 0:
+                index[bin_start:c] = group - 1  # too narrow a bin before a break: merged back
+                group -= 1
+            if bin_start is None or wide or c in forced:
                 group, bin_start = group + 1, c
             index[c] = group
         last = np.flatnonzero(index == group)
-        if group > 0 and hi[last[-1]] - lo[last[0]] < needed[last[0]]:
+        if (
+            group > 0
+            and last[0] not in forced
+            and hi[last[-1]] - lo[last[0]] < needed[last[0]]
+        ):
             index[last] = group - 1
         return cls._from_index(index)
 

@@ -475,10 +475,13 @@ def _onto_grid(record: dict, rmfs: _RmfCache, writer: PackWriter, emin: float, e
         raise OGIPError(pha.path, f"ARF {record['arf'].path.name}: {err.problem}") from None
     section = _SECTIONS.get(pha.instrument.upper(), pha.instrument.lower() or "unknown")
     grid = writer.grid(section)
-    if grid is None:
+    if grid is None:  # bins that do not straddle the quality flags of the first spectrum
+        flagged = np.diff((pha.quality != 0).astype(int), prepend=int(pha.quality[0] != 0))
+        breaks = response.channel_lo[np.flatnonzero(flagged)]
         grid = Grid.from_response(
-            section, response, first_channel=rmf.first_channel, emin=emin, emax=emax
-        )
+            section, response, first_channel=rmf.first_channel, emin=emin, emax=emax,
+            breaks=breaks,
+        )  # fmt: skip
         writer.add_grid(grid)
     key = (section, rmf.path.resolve())  # by file: two folders may each hold a "PN.rmf"
     if key not in rmfs.index:

@@ -66,7 +66,7 @@ from scipy.special import ndtr, ndtri
 from tqdm import tqdm
 
 from xspecvae import physics
-from xspecvae.catalog import Grid, Pack, PackWriter, resumable
+from xspecvae.catalog import QUALITY_BREAKS, Grid, Pack, PackWriter, resumable
 from xspecvae.instrument import Response, builtin_pn_area, builtin_pn_response
 from xspecvae.ogip import (
     OGIPError,
@@ -108,8 +108,9 @@ CLASS_FRACTIONS = {
 }
 #: Spectra in the built-in demo catalogue (:func:`demo_pack`).
 DEMO_SIZE = 20_000
-#: keV below which pn pipeline products flag channels bad (see ``flagged_fraction``).
-FLAGGED_BELOW = 0.3
+#: keV below which pn pipeline products flag channels bad (see ``flagged_fraction``), where
+#: the analysis grid starts a bin.
+(FLAGGED_BELOW,) = QUALITY_BREAKS["pn"]
 
 #: Pack name of the built-in response (:func:`xspecvae.instrument.builtin_pn_response`).
 BUILTIN_RMF_NAME = "builtin_pn.rmf"
