@@ -1,5 +1,5 @@
 """Measuring a latent space: nearest-neighbour purity and classification, the baselines it is
-set against, fits per counts range, brightness and thinning, residuals at a line."""
+set against, fits per counts range, brightness, residuals at a line."""
 
 import numpy as np
 import pytest
@@ -12,7 +12,6 @@ from xspecvae.evaluation import (
     net_counts,
     purity,
     shape_features,
-    thin,
 )
 
 
@@ -120,28 +119,6 @@ def test_counts_correlation_finds_the_dimension_that_follows_brightness():
     r = counts_correlation(loc, net)
     assert r[1] > 0.95 and np.all(np.abs(r[[0, 2]]) < 0.15)
     assert counts_correlation(np.ones((5, 2)), np.arange(1.0, 6.0)).tolist() == [0.0, 0.0]
-
-
-def test_thinning_is_a_shorter_exposure_of_the_same_spectrum():
-    rng = np.random.default_rng(3)
-    rate = np.array([40.0, 400.0, 4000.0, 0.0])
-    n = 4000
-    batch = {
-        "counts": rng.poisson(rate, (n, 4)).astype(np.float32),
-        "background": rng.poisson(rate[::-1], (n, 4)).astype(np.float32),
-        "exposure": np.full(n, 1e4),
-        "alpha": np.full((n, 4), 0.1),
-    }
-    thinned = thin(batch, 0.1, rng)
-    np.testing.assert_allclose(thinned["exposure"], 1e3)
-    assert np.all(thinned["counts"] <= batch["counts"]) and thinned["counts"].dtype == np.float32
-    # Poisson with a tenth of the rate: mean and variance both rate / 10
-    for name, r in (("counts", rate), ("background", rate[::-1])):
-        np.testing.assert_allclose(thinned[name].mean(0), r / 10, rtol=0.05, atol=0.05)
-        np.testing.assert_allclose(thinned[name].var(0), r / 10, rtol=0.08, atol=0.05)
-    np.testing.assert_array_equal(thinned["alpha"], batch["alpha"])
-    per_row = thin(batch, np.linspace(0, 1, n), rng)
-    assert per_row["counts"][0].sum() == 0 and per_row["exposure"][-1] == 1e4
 
 
 def test_line_residual_sees_what_the_model_leaves_at_the_line():

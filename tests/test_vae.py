@@ -20,6 +20,8 @@ from xspecvae.vae import (
     model,
     photon_flux,
     rough_log_rate,
+    thin,
+    thinned_copies,
     wstat,
 )
 
@@ -208,3 +210,46 @@ def test_refined_posteriors_fit_better_than_the_encoders(inst, batch, small_para
     alone = posterior({k: v[2:3] for k, v in batch.items()})
     np.testing.assert_allclose(alone.z_loc[0], q1.z_loc[2], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(alone.z_scale[0], q1.z_scale[2], rtol=1e-4, atol=1e-5)
+
+
+def test_thinning_is_a_shorter_exposure_of_the_same_spectrum():
+    rng = np.random.default_rng(3)
+    rate = np.array([40.0, 400.0, 4000.0, 0.0])
+    n = 4000
+    batch = {
+        "counts": rng.poisson(rate, (n, 4)).astype(np.float32),
+        "background": rng.poisson(rate[::-1], (n, 4)).astype(np.float32),
+        "exposure": np.full(n, 1e4),
+        "alpha": np.full((n, 4), 0.1),
+    }
+    thinned = {k: np.asarray(v) for k, v in thin(jax.random.key(0), batch, 0.1).items()}
+    np.testing.assert_allclose(thinned["exposure"], 1e3)
+    assert np.all(thinned["counts"] <= batch["counts"]) and thinned["counts"].dtype == np.float32
+    # Poisson with a tenth of the rate: mean and variance both rate / 10
+    for name, r in (("counts", rate), ("background", rate[::-1])):
+        np.testing.assert_allclose(thinned[name].mean(0), r / 10, rtol=0.05, atol=0.05)
+        np.testing.assert_allclose(thinned[name].var(0), r / 10, rtol=0.08, atol=0.05)
+    np.testing.assert_array_equal(thinned["alpha"], batch["alpha"])
+    per_row = thin(jax.random.key(1), batch, np.linspace(0, 1, n))
+    assert per_row["counts"][0].sum() == 0 and per_row["exposure"][-1] == 1e4
+    np.testing.assert_array_equal(per_row["counts"][-1], batch["counts"][-1])  # all kept
+
+
+def test_thinned_copies_span_the_counts_down_to_the_least():
+    rng = np.random.default_rng(4)
+    n = 2000
+    batch = {
+        "counts": jnp.asarray(rng.poisson(500.0, (n, 10)), jnp.float32),  # about 5,000 counts
+        "background": jnp.zeros((n, 10)),
+        "good": jnp.ones((n, 10), bool),
+        "exposure": jnp.full(n, 2e4),
+    }
+    out = thinned_copies(jax.random.key(3), batch, 0.5, least=50.0)
+    total = np.asarray(out["counts"]).sum(1)
+    changed = np.asarray(out["exposure"]) < 2e4
+    assert 0.45 < changed.mean() < 0.55
+    np.testing.assert_array_equal(np.asarray(out["counts"])[~changed], batch["counts"][~changed])
+    # log-uniform between 50 and 5,000 counts: as many below 500 as above
+    assert total[changed].min() >= 20 and np.mean(total[changed] < 500) == pytest.approx(0.5, abs=0.06)
+    ratio = total[changed] / np.asarray(batch["counts"]).sum(1)[changed]
+    np.testing.assert_allclose(ratio, np.asarray(out["exposure"])[changed] / 2e4, rtol=0.5, atol=0.01)

@@ -6,8 +6,8 @@ vote; the baselines it is set against are the 4XMM hardness ratios
 (:func:`~xspecvae.catalog.hardness_ratios`) and :func:`shape_features`, the square roots of
 each spectrum's share of its net counts. :func:`fit_by_counts` gives the fit statistic per
 counts range, :func:`counts_correlation` how much each latent dimension follows brightness,
-:func:`thin` makes a shorter exposure of the same spectra (the test of a latent that should
-not encode brightness) and :func:`line_residual` what a fit leaves at a line.
+and :func:`line_residual` what a fit leaves at a line (the thinning of spectra, for the test of
+a latent that should not encode brightness, is :func:`xspecvae.vae.thin`).
 :func:`quality` is the older summary of a model on a simulated pack (kNN of held-out rows).
 ``benchmarks/latent_quality.py`` runs all of it on a catalogue the model was not built around.
 """
@@ -32,7 +32,6 @@ __all__ = [
     "purity",
     "quality",
     "shape_features",
-    "thin",
 ]
 
 
@@ -155,21 +154,6 @@ def counts_correlation(loc, net) -> np.ndarray:
     x, loc = x - x.mean(), loc - loc.mean(0)
     denominator = np.sqrt((x**2).sum() * (loc**2).sum(0))
     return np.divide(x @ loc, denominator, out=np.zeros(loc.shape[1]), where=denominator > 0)
-
-
-def thin(batch: dict, fraction, rng: np.random.Generator) -> dict:
-    """The same spectra seen for ``fraction`` (B,) or scalar of their exposure: each source-
-    and background-region count kept with that probability (binomial thinning: for Poisson
-    counts, exactly a shorter observation of the same source and background), the exposure
-    scaled; ``alpha`` and the responses unchanged."""
-    fraction = np.broadcast_to(np.asarray(fraction, np.float64), np.shape(batch["exposure"]))
-    p = fraction[:, None]
-    out = dict(batch)
-    for name in ("counts", "background"):
-        values = np.asarray(batch[name])
-        out[name] = rng.binomial(np.rint(values).astype(np.int64), p).astype(values.dtype)
-    out["exposure"] = (np.asarray(batch["exposure"]) * fraction).astype(batch["exposure"].dtype)
-    return out
 
 
 def line_residual(counts, model, good, channel_lo, channel_hi, energy, half_width) -> np.ndarray:

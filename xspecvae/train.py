@@ -44,7 +44,7 @@ from tqdm import tqdm
 from xspecvae.catalog import PER_SOURCE, Pack
 from xspecvae.files import write_atomic
 from xspecvae.physics import CrossSection
-from xspecvae.vae import VAE, Config, Instrument, guide, model, rough_log_rate
+from xspecvae.vae import VAE, Config, Instrument, guide, model, rough_log_rate, thinned_copies
 
 __all__ = [
     "TrainOptions",
@@ -75,6 +75,7 @@ class TrainOptions:
     warmup_steps: int = 200
     kl_warmup_epochs: int = 5  # KL weight rises linearly from 0 to 1 over these epochs
     free_bits: float = 0.1  # nats per latent dimension (see vae.guide); 0 for none
+    thin_share: float = 0.0  # share of each batch replaced by thinned copies (vae.thinned_copies)
     validation_fraction: float = 0.1
     checkpoint_every: int = 200  # steps (and at the end of every epoch)
     seed: int = 0
@@ -192,7 +193,9 @@ def train(
         }
         write_atomic(run / "config.json", json.dumps(settings, indent=1).encode())
     state = multihost_utils.host_local_array_to_global_array(state, mesh, PartitionSpec())
-    update, evaluate = jax.jit(partial(checked_update, svi)), jax.jit(svi.evaluate)
+    update = jax.jit(partial(checked_update, svi, thin_share=options.thin_share))
+    evaluate = jax.jit(svi.evaluate)
+    augment = jax.random.key(options.seed + 1)
     model_arrays = {
         "config": asdict(config),
         "instrument": {k: np.asarray(v) for k, v in inst._asdict().items()},
@@ -225,7 +228,9 @@ def train(
         if first < steps_per_epoch:  # not when resumed from the epoch's last step
             batch = place(order[first * local_batch : (first + 1) * local_batch])
         for k in range(first, steps_per_epoch):
-            new_state, loss, finite = update(state, batch, kl, options.free_bits)
+            new_state, loss, finite = update(
+                state, batch, kl, options.free_bits, jax.random.fold_in(augment, step)
+            )
             if k + 1 < steps_per_epoch:  # prepared while the device works on this step
                 batch = place(order[(k + 1) * local_batch : (k + 2) * local_batch])
             loss = float(_local(loss))
@@ -279,9 +284,13 @@ def make_svi(
     return SVI(per_spectrum(model), per_spectrum(guide), optimizer, TraceMeanField_ELBO())
 
 
-def checked_update(svi: SVI, state, batch, kl_weight, free_bits):
-    """One step of :func:`train` (jit it with ``svi`` bound): ``svi.update`` and whether its
-    loss and the new parameters are all finite."""
+def checked_update(svi: SVI, state, batch, kl_weight, free_bits, key=None, thin_share=0.0):
+    """One step of :func:`train` (jit it with ``svi`` and ``thin_share`` bound):
+    ``svi.update`` on ``batch`` (a ``thin_share`` of its rows replaced by thinned copies, drawn
+    with ``key``: :func:`~xspecvae.vae.thinned_copies`) and whether its loss and the new
+    parameters are all finite."""
+    if thin_share > 0:
+        batch = thinned_copies(key, batch, thin_share)
     state, loss = svi.update(state, batch, kl_weight=kl_weight, free_bits=free_bits)
     leaves = jax.tree.leaves(svi.optim.get_params(state.optim_state))
     finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))

@@ -332,6 +332,36 @@ def expected_counts(flux: jax.Array, batch: dict, inst: Instrument) -> jax.Array
     return batch["exposure"][:, None] * own
 
 
+def thin(key: jax.Array, batch: dict, fraction: ArrayLike) -> dict:
+    """The same spectra seen for ``fraction`` (B,) (or a scalar) of their exposure: each
+    source- and background-region count kept with that probability (binomial thinning: for
+    Poisson counts, exactly a shorter observation of the same source and background), the
+    exposure scaled; ``alpha``, ARFs and RMFs unchanged. Pure JAX."""
+    fraction = jnp.broadcast_to(jnp.asarray(fraction, jnp.float32), jnp.shape(batch["exposure"]))
+    p = fraction[:, None]
+    keys = jax.random.split(key, 2)
+    out = dict(batch)
+    for k, name in zip(keys, ("counts", "background")):
+        values = jnp.asarray(batch[name])
+        out[name] = jax.random.binomial(k, jnp.round(values), p).astype(values.dtype)
+    out["exposure"] = (batch["exposure"] * fraction).astype(jnp.asarray(batch["exposure"]).dtype)
+    return out
+
+
+def thinned_copies(key: jax.Array, batch: dict, share: float, least: float = 50.0) -> dict:
+    """Training augmentation: a random ``share`` of the rows of ``batch`` replaced by
+    :func:`thin` copies, each kept for a fraction of its exposure drawn log-uniformly between
+    ``least / counts`` and 1 (so that its counts fall log-uniformly between ``least`` and its
+    own), so that every bright spectrum also teaches the encoder its fainter versions."""
+    chosen_key, fraction_key, thin_key = jax.random.split(key, 3)
+    n = jnp.asarray(batch["exposure"]).shape[0]
+    counts = jnp.sum(jnp.where(batch["good"], batch["counts"], 0.0), -1)
+    lowest = jnp.log(jnp.clip(least / jnp.maximum(counts, 1.0), 0.0, 1.0))
+    fraction = jnp.exp(lowest * jax.random.uniform(fraction_key, (n,)))
+    fraction = jnp.where(jax.random.uniform(chosen_key, (n,)) < share, fraction, 1.0)
+    return thin(thin_key, batch, fraction)
+
+
 def encoder_inputs(batch: dict) -> tuple[jax.Array, jax.Array]:
     """Per-channel features (B, C, 3): log1p of source and of scaled background counts, and
     the channel's share of the source counts times C (the shape, free of the flux scale); zero
