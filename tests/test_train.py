@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 
 import jax
 import numpy as np
@@ -256,3 +257,10 @@ def test_fine_tuning_refuses_a_pack_on_other_grids(finished, tmp_path):
         train(
             tmp_path / "coarse.h5", tmp_path / "ft", options=OPTIONS, init=finished, progress=False
         )
+
+
+def test_runs_saved_before_a_config_field_keep_their_value():
+    """A checkpoint without ``redshift_offset`` was trained with -2; new runs start at -5."""
+    saved = {k: v for k, v in asdict(Config()).items() if k != "redshift_offset"}
+    assert training._config(saved).redshift_offset == -2.0
+    assert training._config(asdict(Config())).redshift_offset == Config().redshift_offset == -5.0

@@ -22,10 +22,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# Offsets of the raw head outputs, so that at initialisation nh ~ softplus(-1) ~ 0.3 and
-# redshift ~ sigmoid(-2) * max_redshift ~ 0.12 * max_redshift.
+# Offset of the raw column output, so that at initialisation nh ~ softplus(-1) ~ 0.3.
 _NH_OFFSET = -1.0
-_REDSHIFT_OFFSET = -2.0
 # Offset of the raw line equivalent widths: softplus(-3) * LINE_EW_UNIT ~ 5 eV at initialisation.
 _LINE_OFFSET = -3.0
 #: keV of equivalent width per unit of the branch's (softplus) line output.
@@ -85,6 +83,10 @@ class DeepONet(nn.Module):
     ``line_width``, unresolved by CCDs) at each energy, its flux the branch's equivalent width
     times the continuum density there; lines live on their own grid, fine enough for them
     (spacing ``line_width / 4``), and follow the continuum's redshift.
+
+    ``redshift_offset`` places the redshift at initialisation: ``sigmoid(offset) *
+    max_redshift``, about 0.02 by default, since most catalogue sources are Galactic and a
+    redshift that starts large is learnt as a stretch of the templates, which misplaces lines.
     """
 
     n_templates: int = 24
@@ -97,6 +99,7 @@ class DeepONet(nn.Module):
     max_frequency: float = 64.0
     lines: tuple[float, ...] = ()
     line_width: float = 0.004
+    redshift_offset: float = -5.0
     activation: Callable = nn.gelu
 
     def setup(self):
@@ -130,7 +133,7 @@ class DeepONet(nn.Module):
         k = self.n_templates
         coefficients = nn.softplus(raw[:, :k]) / k  # O(1) emission at initialisation
         nh = nn.softplus(raw[:, k] + _NH_OFFSET)
-        redshift = self.max_redshift * nn.sigmoid(raw[:, k + 1] + _REDSHIFT_OFFSET)
+        redshift = self.max_redshift * nn.sigmoid(raw[:, k + 1] + self.redshift_offset)
         shifted = log_energy[None, :] + jnp.log1p(redshift)[:, None]  # (B, E) emitted frame
 
         lo, hi = self.log_energy_range

@@ -115,7 +115,7 @@ def train(
             raise TrainingError(
                 f"{run} was trained by {saved['processes']} processes: resume it with as many"
             )
-        config, options = Config(**saved["config"]), TrainOptions(**saved["options"])
+        config, options = _config(saved["config"]), TrainOptions(**saved["options"])
         pack_path, instrument, absorption = saved["pack"], saved["instrument"], saved["absorption"]
         init = saved.get("init")
     elif checkpoint.exists():
@@ -307,7 +307,13 @@ def load_run(run: str | os.PathLike) -> tuple[VAE, dict]:
     info = json.loads((run / "config.json").read_text())
     info["grid"] = saved["grid"]
     inst = Instrument(**{k: jax.numpy.asarray(v) for k, v in saved["instrument"].items()})
-    return VAE(Config(**saved["config"]), saved["params"], inst), info
+    return VAE(_config(saved["config"]), saved["params"], inst), info
+
+
+def _config(saved: dict) -> Config:
+    """The :class:`Config` of a checkpoint; runs saved before ``redshift_offset`` existed were
+    trained with -2."""
+    return Config(**{"redshift_offset": -2.0, **saved})
 
 
 def initialize_distributed(

@@ -224,6 +224,7 @@ class Config:
     decoder_width: int = 128
     decoder_depth: int = 3
     max_redshift: float = 3.0
+    redshift_offset: float = -5.0  # the redshift starts at sigmoid(offset) * max_redshift
     lines: bool = False  # narrow lines at the atomic energies of networks.LINES
     fourier: int = 0  # Fourier features of the trunk (0: none), up to max_frequency
     max_frequency: float = 64.0
@@ -249,6 +250,7 @@ class Config:
             width=self.decoder_width,
             depth=self.decoder_depth,
             max_redshift=self.max_redshift,
+            redshift_offset=self.redshift_offset,
             log_energy_range=(float(np.log(energy_edges[0])), top),
             n_trunk=self.n_trunk,
             fourier=self.fourier,
