@@ -108,7 +108,7 @@ def small_params(inst, batch):
 def test_sites_subsampling_and_the_pure_vae_agree(inst, batch, likelihood):
     config = Config(**{**SMALL.__dict__, "likelihood": likelihood})
     params = trained_params(inst, batch, config)
-    vae = VAE(config, params, inst)
+    vae = VAE(config, params, inst).with_refinement(0)  # the guide: the encoder alone
 
     guided = handlers.trace(handlers.seed(handlers.substitute(guide, params), 3)).get_trace(
         batch, inst, config, 100
@@ -158,7 +158,7 @@ def test_config_and_rmfs_are_checked(inst, batch, small_params):
 
 def test_free_bits_charge_the_shortfall_of_each_dimension(inst, batch, small_params):
     params = small_params
-    q = VAE(SMALL, params, inst).posterior(batch)
+    q = VAE(SMALL, params, inst).with_refinement(0).posterior(batch)
     kl = np.mean(0.5 * (q.z_loc**2 + q.z_scale**2 - 1) - np.log(q.z_scale), 0)  # (D,)
 
     def factor(free_bits, kl_weight=1.0):
@@ -199,7 +199,7 @@ def test_refined_posteriors_fit_better_than_the_encoders(inst, batch, small_para
     """Semi-amortized inference: every source's ELBO rises (judged on draws the refinement did
     not use), a source's result does not depend on the rest of its batch, and 0 steps is the
     encoder alone."""
-    vae = VAE(SMALL, small_params, inst)
+    vae = VAE(SMALL, small_params, inst).with_refinement(0)
     assert vae.with_refinement(0) is vae
     refined = vae.with_refinement(60)
     posterior = jax.jit(refined.posterior)
@@ -210,6 +210,41 @@ def test_refined_posteriors_fit_better_than_the_encoders(inst, batch, small_para
     alone = posterior({k: v[2:3] for k, v in batch.items()})
     np.testing.assert_allclose(alone.z_loc[0], q1.z_loc[2], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(alone.z_scale[0], q1.z_scale[2], rtol=1e-4, atol=1e-5)
+
+
+def test_refinement_finds_the_maximum_a_posteriori_and_its_curvature(inst, batch, small_params):
+    """The refined locations are the maxima of each source's posterior density found by an
+    independent optimiser (scipy's BFGS on the same negative log posterior), and the scales are
+    the inverse square roots of its curvature there (finite differences of the exact
+    objective, which the Gauss-Newton curvature approximates for a Poisson likelihood)."""
+    from scipy.optimize import minimize
+
+    vae = VAE(SMALL, small_params, inst).with_refinement(30)
+    q = jax.jit(vae.posterior)(batch)
+    d = SMALL.latent_dim
+    m, s = np.asarray(inst.norm_prior, np.float64)
+
+    def objective(x, i):
+        one = {k: v[i : i + 1] for k, v in batch.items()}
+        x = jnp.asarray(x, jnp.float32)[None]
+        _, source = vae.decode(x[:, :d], x[:, d], one)
+        fit = wstat(source, one["alpha"], one["counts"], one["background"], one["good"])
+        deviance = fit.deviance(jnp.stack([one["counts"], one["background"]], -1))[0]
+        return 0.5 * deviance + 0.5 * jnp.sum(x[0, :d] ** 2) + 0.5 * (x[0, d] - m) ** 2 / s**2
+
+    value_and_grad = jax.jit(jax.value_and_grad(objective), static_argnums=1)
+    for i in range(B):
+        refined = np.concatenate([q.z_loc[i], q.norm_loc[i : i + 1]]).astype(np.float64)
+        fun = lambda x: tuple(np.asarray(v, np.float64) for v in value_and_grad(x, i))  # noqa: E731
+        best = minimize(fun, refined + 0.3, jac=True, method="BFGS", options={"gtol": 1e-4})
+        assert float(objective(refined, i)) <= best.fun + 0.01
+        np.testing.assert_allclose(refined, best.x, atol=0.02)
+        step = 1e-2  # curvature of the exact objective along each axis
+        for k in range(d + 1):
+            e = np.eye(d + 1)[k] * step
+            f0, fp, fm = (float(objective(refined + v, i)) for v in (0, e, -e))
+            scale = [q.z_scale[i, k] if k < d else q.norm_scale[i]][0]
+            np.testing.assert_allclose(scale, ((fp + fm - 2 * f0) / step**2) ** -0.5, rtol=0.1)
 
 
 def test_thinning_is_a_shorter_exposure_of_the_same_spectrum():
