@@ -4,6 +4,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from scipy.stats import kstest
 
 from xspecvae import physics, simulator
 from xspecvae.catalog import Grid, Pack, match_positions
@@ -20,6 +21,7 @@ from xspecvae.ogip import (
 )
 from xspecvae.simulator import (
     CLASS_FRACTIONS,
+    SOURCE_COUNTS,
     TRUTH,
     simulate_pack,
     vignetting,
@@ -99,6 +101,22 @@ def test_source_counts_are_poisson_without_a_cut(tmp_path):
     assert 0.85 < z.var() < 1.15
     # the background region does not depend on the cut either
     assert data["counts"].sum(axis=1).min() < 200
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.5])
+def test_source_counts_follow_the_asked_slope(tmp_path, slope):
+    """N(>S) ~ S^-slope between SOURCE_COUNTS' limits (log-uniform for 0), first epochs."""
+    path = simulate_pack(tmp_path / "s.h5", 800, seed=3, min_counts=0, counts_slope=slope,
+                         repeat_fraction=0.0, progress=False)  # fmt: skip
+    _, meta, truth, _ = load(path)
+    lo, hi = SOURCE_COUNTS["minimum"], SOURCE_COUNTS["maximum"]
+    if slope:
+        cdf = lambda s: (1 - (lo / s) ** slope) / (1 - (lo / hi) ** slope)  # noqa: E731
+    else:
+        cdf = lambda s: np.log(s / lo) / np.log(hi / lo)  # noqa: E731
+    assert kstest(truth["expected_counts"], cdf).pvalue > 1e-3
+    with pytest.raises(ValueError, match="counts_slope"):
+        simulate_pack(tmp_path / "x.h5", 10, counts_slope=-1.0, progress=False)
 
 
 def test_pack_holds_truth_and_meta_for_every_row(population):

@@ -206,6 +206,11 @@ def _simulate_parser(commands) -> None:
         "--repeat-fraction", type=float, default=0.1, help="share of sources seen several times"
     )
     simulate.add_argument(
+        "--counts-slope", type=float, default=1.5,
+        help="s of the source counts, N(>S) ~ S^-s: 1.5 as a catalogue; flatter (0.5, or 0 for "
+        "log-uniform) gives a training set with bright spectra",
+    )  # fmt: skip
+    simulate.add_argument(
         "--flagged-fraction", type=float, default=0.0,
         help="share of spectra with the bins below 0.3 keV flagged bad, as pn pipeline "
         "products are (use about 1 for a model that will read them)",
@@ -241,6 +246,7 @@ def _simulate(args) -> int:
         min_counts=args.min_counts,
         repeat_fraction=args.repeat_fraction,
         flagged_fraction=args.flagged_fraction,
+        counts_slope=args.counts_slope,
         fractions=fractions,
         resume=not args.restart,
         progress=not args.quiet,
@@ -474,6 +480,10 @@ def _train_parser(commands) -> None:
     options, config = TrainOptions(), Config()
     for name, value in (*vars(options).items(), *vars(config).items()):
         flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):  # --lines / --no-lines
+            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
+                               help=f"(default {value})")  # fmt: skip
+            continue
         choices = sorted(LIKELIHOODS) if name == "likelihood" else None
         train.add_argument(
             flag, type=type(value), default=value, choices=choices, help=f"(default {value})"

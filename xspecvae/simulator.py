@@ -195,6 +195,7 @@ def simulate_pack(
     progress: bool = True,
     fractions: dict | None = None,
     flagged_fraction: float = 0.0,
+    counts_slope: float = SOURCE_COUNTS["slope"],
 ) -> Path:
     """Simulate ``n`` spectra into the pack ``path`` (see the module docstring).
 
@@ -217,6 +218,9 @@ def simulate_pack(
     fractions : class fractions (label -> weight); default :data:`CLASS_FRACTIONS`.
     flagged_fraction : share of the spectra whose bins below :data:`FLAGGED_BELOW` keV are
         flagged bad (``good`` False), as in pn pipeline products (their QUALITY flags).
+    counts_slope : ``s`` of the expected source counts, N(>S) ~ S^-s (0: log-uniform). A
+        catalogue's 1.5 leaves few bright spectra (0.05 % above 3,000 counts); a training set
+        for a model that must also fit the bright end wants a flatter one (0.5: 8 %).
     """
     if n < 1 or chunk < 1:
         raise ValueError("n and chunk must be positive")
@@ -224,6 +228,8 @@ def simulate_pack(
         raise ValueError("repeat_fraction must be between 0 and 1")
     if not 0 <= flagged_fraction <= 1:
         raise ValueError("flagged_fraction must be between 0 and 1")
+    if counts_slope < 0:
+        raise ValueError("counts_slope must be >= 0")
     weights = _class_weights(fractions)
     rmfs = [Path(p) for p in ([rmfs] if isinstance(rmfs, str | Path) else rmfs)]
     options = dict(
@@ -240,6 +246,8 @@ def simulate_pack(
         fractions=dict(zip(CLASSES, weights.tolist())),
         flagged_fraction=float(flagged_fraction),
     )
+    if counts_slope != SOURCE_COUNTS["slope"]:  # packs made with the default stay resumable
+        options["counts_slope"] = float(counts_slope)
     provenance = dict(
         command="simulate",
         options=options,
@@ -281,6 +289,7 @@ def simulate_pack(
                     weights=weights,
                     lattice=lattice,
                     flagged_fraction=flagged_fraction,
+                    counts_slope=counts_slope,
                 )
                 writer.append("pn", **rows)
                 bar.update(size)
@@ -629,17 +638,21 @@ def _truncated_normal(rng, mean, sd, lo, hi, size):
     return mean + sd * ndtri(rng.uniform(a, b, size))
 
 
-def _first_epochs(rng, m: int, min_counts: float) -> dict:
+def _first_epochs(rng, m: int, min_counts: float, slope: float) -> dict:
     """Exposure, expected source and background counts and observed total counts of ``m``
-    first observations that pass the ``min_counts`` cut (candidates drawn until enough do)."""
+    first observations that pass the ``min_counts`` cut (candidates drawn until enough do);
+    source counts from N(>S) ~ S^-slope (log-uniform for 0)."""
     found: list[dict] = []
     got, acceptance = 0, 0.3
     while got < m:
         size = max(256, int(1.3 * (m - got) / acceptance))
         exposure = _exposures(rng, size)
-        c = SOURCE_COUNTS
-        cut = 1.0 - (c["minimum"] / c["maximum"]) ** c["slope"]
-        source = c["minimum"] * (1.0 - rng.uniform(0, cut, size)) ** (-1.0 / c["slope"])
+        lo, hi = SOURCE_COUNTS["minimum"], SOURCE_COUNTS["maximum"]
+        if slope > 0:
+            cut = 1.0 - (lo / hi) ** slope
+            source = lo * (1.0 - rng.uniform(0, cut, size)) ** (-1.0 / slope)
+        else:
+            source = _loguniform(rng, lo, hi, size)
         background = BACKGROUND_COUNTS["median"] * exposure / 30e3
         background = background * 10 ** rng.normal(0.0, BACKGROUND_COUNTS["dex"], size)
         total = rng.poisson(source + background)
@@ -947,10 +960,12 @@ def _fold(instrument: _Instrument, weighted: np.ndarray, rmf_index: np.ndarray) 
     return out
 
 
-def _simulate_sources(instrument, rng, m, *, min_counts, repeat_fraction, weights) -> dict:
+def _simulate_sources(
+    instrument, rng, m, *, min_counts, repeat_fraction, weights, counts_slope
+) -> dict:
     """``m`` sources whose first epochs pass the cut, with all their epochs whose observed
     counts pass it too: a dict of per-row arrays."""
-    first = _first_epochs(rng, m, min_counts)
+    first = _first_epochs(rng, m, min_counts, counts_slope)
     labels = np.asarray(CLASSES)[rng.choice(len(CLASSES), size=m, p=weights)]
     params = _source_parameters(rng, labels)
     source, epoch, mjd = _epochs(rng, labels, repeat_fraction)
@@ -1031,7 +1046,7 @@ def _simulate_sources(instrument, rng, m, *, min_counts, repeat_fraction, weight
 
 def _simulate_chunk(
     instrument, rng, size, *, first_row, min_counts, repeat_fraction, weights, lattice,
-    flagged_fraction=0.0,
+    flagged_fraction=0.0, counts_slope=SOURCE_COUNTS["slope"],
 ) -> dict:  # fmt: skip
     """``size`` rows (spectra) for :meth:`PackWriter.append`, rows ``first_row`` onwards."""
     parts, have, sources = [], 0, 0
@@ -1046,6 +1061,7 @@ def _simulate_chunk(
             min_counts=min_counts,
             repeat_fraction=repeat_fraction,
             weights=weights,
+            counts_slope=counts_slope,
         )
         take = min(need, part["source"].size)
         part = _take(part, take)
