@@ -68,6 +68,7 @@ PPS = "pps_0760940101"
 #: Protocol A trains on about 1,500 spectra: as many steps as the demo's 40 epochs of 18,000.
 OPTIONS_A = dict(epochs=250, batch_size=128, kl_warmup_epochs=30)
 SIMULATED = 20_000
+COUNTS_SLOPE = 1.5  # of the simulation of protocol B (xspecvae simulate --counts-slope)
 K = 10
 BRIGHT = 500.0  # net counts of the "bright" subset
 THIN_FROM, THIN_TO = 3_000.0, 300.0  # thinning test: spectra above, thinned to (net counts)
@@ -83,6 +84,9 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--option", action="append", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--refine-steps", type=int, default=None, help="default: the model's")
+    parser.add_argument(
+        "--counts-slope", type=float, default=COUNTS_SLOPE, help="protocol B's simulate option"
+    )
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--summary", action="store_true", help="print every tag's figures")
     args = parser.parse_args(argv)
@@ -100,7 +104,8 @@ def main(argv=None) -> int:
             run = args.folder / args.tag / "A"
             _train(pack, run, config, options, args.data)
         else:
-            sim = simulation(args.folder / "simulated.h5", args.data)
+            sim = args.folder / f"simulated-slope{args.counts_slope:g}.h5"
+            simulation(sim, args.data, args.counts_slope)
             pack = pack_catalogue(args.folder / "independent-sim-grid.h5", ogip, args.data, sim)
             run = args.folder / args.tag / "B"
             _train(sim, run, config, TrainOptions(**changes), args.data)
@@ -149,7 +154,7 @@ def pack_catalogue(path: Path, ogip: Path, data: Path, like: Path | None = None)
     return path
 
 
-def simulation(path: Path, data: Path) -> Path:
+def simulation(path: Path, data: Path, counts_slope: float) -> Path:
     """The README recipe's simulation through the real responses."""
     if not path.exists():
         simulate_pack(
@@ -160,6 +165,7 @@ def simulation(path: Path, data: Path) -> Path:
             background_spectra=sorted((data / PPS).glob("P0760940101PNS003BGSPEC*.FTZ")),
             absorption=data / ABSORPTION,
             flagged_fraction=0.8,
+            counts_slope=counts_slope,
         )
     return path
 
