@@ -260,7 +260,12 @@ def test_fine_tuning_refuses_a_pack_on_other_grids(finished, tmp_path):
 
 
 def test_runs_saved_before_a_config_field_keep_their_value():
-    """A checkpoint without ``redshift_offset`` was trained with -2; new runs start at -5."""
-    saved = {k: v for k, v in asdict(Config()).items() if k != "redshift_offset"}
-    assert training._config(saved).redshift_offset == -2.0
-    assert training._config(asdict(Config())).redshift_offset == Config().redshift_offset == -5.0
+    """A checkpoint without ``redshift_offset`` was trained with -2 (new runs start at -5), one
+    without ``lines`` or ``fourier`` had neither; ``refine_steps`` (inference) takes today's."""
+    new = ("redshift_offset", "lines", "fourier", "max_frequency", "refine_steps")
+    saved = {k: v for k, v in asdict(Config()).items() if k not in new}
+    old = training._config(saved)
+    assert (old.redshift_offset, old.lines, old.fourier) == (-2.0, False, 0)
+    assert old.refine_steps == Config().refine_steps > 0
+    assert training._config(asdict(Config())) == Config()
+    assert (Config().redshift_offset, Config().lines) == (-5.0, True)

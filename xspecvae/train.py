@@ -311,9 +311,10 @@ def load_run(run: str | os.PathLike) -> tuple[VAE, dict]:
 
 
 def _config(saved: dict) -> Config:
-    """The :class:`Config` of a checkpoint; runs saved before ``redshift_offset`` existed were
-    trained with -2."""
-    return Config(**{"redshift_offset": -2.0, **saved})
+    """The :class:`Config` of a checkpoint. A field that did not exist when the run was saved
+    takes the value it was trained with (redshift offset -2, no lines, no Fourier features);
+    ``refine_steps``, which is inference only, takes today's default."""
+    return Config(**{"redshift_offset": -2.0, "lines": False, "fourier": 0, **saved})
 
 
 def initialize_distributed(

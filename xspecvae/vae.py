@@ -224,17 +224,17 @@ class Config:
     decoder_depth: int = 3
     max_redshift: float = 3.0
     redshift_offset: float = -5.0  # the redshift starts at sigmoid(offset) * max_redshift
-    lines: bool = False  # narrow lines at the atomic energies of networks.LINES
+    lines: bool = True  # narrow lines at the atomic energies of networks.LINES
     fourier: int = 0  # Fourier features of the trunk (0: none), up to max_frequency
     max_frequency: float = 64.0
     n_trunk: int = 512
     patch: int = 4
     encoder_width: int = 64
-    encoder_blocks: int = 2
+    encoder_blocks: int = 1
     likelihood: str = "wstat"  # or "cstat"
     # inference (not training): Levenberg-Marquardt steps on each source's posterior from the
     # encoder's (0: the encoder alone)
-    refine_steps: int = 0
+    refine_steps: int = 10
 
     def __post_init__(self):
         if self.likelihood not in LIKELIHOODS:
