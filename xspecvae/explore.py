@@ -368,11 +368,24 @@ def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr
     energy, values = components(vae)
     figures.templates(energy, values, plots / "templates.png")
     shown = [plots / "templates.png"]
-    if "label" in table:
-        classes, mean = mean_activation(table["coefficients"], table["label"])
+    labels = np.asarray(table["label"]).astype(str) if "label" in table else None
+    if labels is not None:
+        classes, mean = mean_activation(table["coefficients"], labels)
         figures.activation(classes, mean, plots / "activation.png")
         shown.append(plots / "activation.png")
-    sections.append(Section("Decoder components", "The DeepONet's templates (rest frame).", shown))
+    text = "The DeepONet's templates (rest frame) and their mean weight per class."
+    if "line_ew" in table and high.any():
+        # the decoder's narrow lines: their mean equivalent width where the counts show them
+        groups = labels[high] if labels is not None else np.full(int(high.sum()), "all")
+        classes, mean = mean_activation(1e3 * table["line_ew"][high], groups)
+        figures.activation(
+            classes, mean, plots / "lines.png", title=f"Mean line EW per class, SNR >= {snr_min:g}",
+            columns=[f"{e:g}" for e in vae.config.decoder(np.asarray(vae.inst.energy_edges)).lines],
+            xlabel="line rest energy (keV)", label="mean equivalent width (eV)",
+        )  # fmt: skip
+        shown.append(plots / "lines.png")
+        text += " The lines: the mean equivalent width of each of the decoder's narrow lines."
+    sections.append(Section("Decoder components", text, shown))
 
     fits_ = []
     labels = np.asarray(table.get("label", np.full(len(table["row"]), "all"))).astype(str)

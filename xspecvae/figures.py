@@ -239,9 +239,19 @@ def templates(energy, values, path, *, title: str = "Decoder templates") -> Figu
     return _save(figure, path)
 
 
-def activation(classes, mean, path, *, title: str = "Mean activation per class") -> Figure:
+def activation(
+    classes,
+    mean,
+    path,
+    *,
+    title: str = "Mean activation per class",
+    columns=None,
+    xlabel: str = "template index",
+    label: str = "mean coefficient",
+) -> Figure:
     """Heatmap of ``mean`` (C, K), the mean branch coefficient of each of the C ``classes``
-    (rows) on each template (columns), with the values written in the cells."""
+    (rows) on each template (columns, labelled by ``columns``, default their index), with the
+    values written in the cells."""
     mean = np.asarray(mean, dtype=float)
     classes = [str(name) for name in classes]
     if mean.shape[0] != len(classes) or mean.ndim != 2:
@@ -252,10 +262,13 @@ def activation(classes, mean, path, *, title: str = "Mean activation per class")
     for (row, column), value in np.ndenumerate(mean):
         colour = "black" if image.norm(value) > 0.5 else "white"  # legible on magma
         ax.text(column, row, f"{value:.2g}", ha="center", va="center", fontsize=7, color=colour)
-    ax.set_xticks(range(k))
+    if columns is None:
+        ax.set_xticks(range(k))
+    else:
+        ax.set_xticks(range(k), [str(c) for c in columns], rotation=90)
     ax.set_yticks(range(n_classes), classes)
-    ax.set(title=title, xlabel="template index")
-    figure.colorbar(image, ax=ax, label="mean coefficient")
+    ax.set(title=title, xlabel=xlabel)
+    figure.colorbar(image, ax=ax, label=label)
     return _save(figure, path)
 
 

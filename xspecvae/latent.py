@@ -52,6 +52,8 @@ def encode(
     ``z_loc``, ``z_scale`` (N, D); ``norm_loc``, ``norm_scale`` (of ``log_norm``, the log count
     rate through the reference response); at the posterior mean: ``nh`` (1e22 cm^-2),
     ``redshift``, ``coefficients`` (N, K) (the DeepONet branch's template weights),
+    ``line_ew`` (N, L) (rest-frame equivalent widths, keV, of the decoder's lines at the
+    energies of :data:`~xspecvae.networks.LINES`; only for a model with lines),
     ``photon_flux`` (absorbed, 0.2-12 keV, photons/cm^2/s), ``hardness`` (of that flux,
     ``(H - S) / (H + S)`` for :data:`HARD` and :data:`SOFT`: free of the instrument, the x axis
     of a hardness-intensity diagram), ``source_counts`` and ``total_counts`` (expected in the
@@ -134,6 +136,7 @@ def _encoder(vae: VAE, n_draws: int) -> Callable:
             "nh": decoded.nh,
             "redshift": decoded.redshift,
             "coefficients": decoded.coefficients,
+            **({"line_ew": decoded.line_ew} if decoded.line_ew.shape[-1] else {}),
             "photon_flux": flux[:, 0],
             "hardness": (hard - soft) / jnp.maximum(hard + soft, 1e-30),
             "source_counts": expected,
