@@ -267,6 +267,12 @@ def test_commands_write_their_tables_and_figures(small_run, tmp_path, capsys):
     np.testing.assert_array_equal(
         read_table(posteriors.with_suffix(".parquet"))["snr"], table["snr"]
     )
+    refined = tmp_path / "refined.fits"
+    command = ["encode", str(small_run), "-o", str(refined), "--refine-steps", "3", "--quiet"]
+    assert main(command) == 0
+    better, header = read_table(refined, with_header=True)
+    assert header["REFINE"] == 3 and read_table(posteriors, with_header=True)[1]["REFINE"] == 0
+    assert np.median(better["statistic"] / table["statistic"]) < 1  # nearer each source's mode
 
     assert main(["similar", str(posteriors), "--row", "3", "-k", "5"]) == 0
     similar = read_table(tmp_path / "similar.fits")

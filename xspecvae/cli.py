@@ -563,6 +563,11 @@ def _exploration_parsers(commands) -> None:
     encode.add_argument("--parquet", action="store_true", help="also write a .parquet table")
     encode.add_argument("--batch-size", type=int, default=1024)
     encode.add_argument("--draws", type=int, default=4, help="posterior draws for the ELBO")
+    encode.add_argument(
+        "--refine-steps", type=int, default=None,
+        help="Levenberg-Marquardt steps from the encoder's posterior to each source's own "
+        "(default: the run's; 0: the encoder alone, faster, worse fits of bright spectra)",
+    )  # fmt: skip
     encode.add_argument("--quiet", action="store_true", help="no progress bar")
 
     similar = commands.add_parser(
@@ -688,11 +693,13 @@ def _encode(args) -> int:
     from xspecvae.tables import write_table
 
     vae, pack = _load(args.run, args.pack, args.instrument)
+    if args.refine_steps is not None:
+        vae = vae.with_refinement(args.refine_steps)
     with pack:
         table = posterior_table(
             vae, pack, batch_size=args.batch_size, n_draws=args.draws, progress=not args.quiet
         )
-        header = {"RUN": str(args.run), "PACK": str(pack.path)}
+        header = {"RUN": str(args.run), "PACK": str(pack.path), "REFINE": vae.config.refine_steps}
     output = args.output or args.run / "posteriors.fits"
     write_table(table, output, header=header)
     if args.parquet:
