@@ -157,7 +157,7 @@ def fit_latent(vae: VAE, pack: Pack, row: int) -> Fit:
     the decoder fixed. ``dof`` is the good channels less the latent's dimensions."""
     one = pack.read(np.array([row]))
     batch = {k: jnp.asarray(v) for k, v in one.items() if k in PER_SOURCE}
-    q = vae.posterior(batch)
+    q = vae.with_refinement(0).posterior(batch)  # the optimiser below does the rest
     counts = _decoder_counts(vae)
     objective = _objective(counts, vae.config.likelihood)
     data = {**_observed(one), "batch": batch, "rmf": jnp.asarray(pack.rmf, jnp.float32)}
