@@ -5,7 +5,8 @@ Run: ``python -m pytest benchmarks``. "SVI step" is one jitted step of ``train``
 (:func:`~xspecvae.train.checked_update`: encoder, decoder, folding, W-stat, analytic KL, free
 bits, gradients, Adam, the finiteness check) on a batch already on the device, beside a bare
 ``svi.update``; "encode" is :func:`xspecvae.latent.encode` over a pack (posterior, decoder at
-its mean, fit statistic, HDF5 reads included). The reference is the floor of any model evaluated on the same spectra: a
+its mean, fit statistic, HDF5 reads included), with the encoder's posterior alone and refined
+as by default. The reference is the floor of any model evaluated on the same spectra: a
 dense float32 fold of given fluxes and the Poisson log-likelihood, in numpy.
 """
 
@@ -65,13 +66,17 @@ def test_svi_step(benchmark, record, svi_setup, batch, bare):
     benchmark.extra_info["steps_per_s"] = 1 / benchmark.stats.stats.mean
 
 
-def test_encode(benchmark, record, svi_setup, pack):
+@pytest.mark.parametrize("steps", [0, Config().refine_steps], ids=["encoder", "refined"])
+def test_encode(benchmark, record, svi_setup, pack, steps):
+    """``encode`` with the encoder's posterior alone, and refined as by default (``steps``
+    Levenberg-Marquardt steps per source): what the refinement costs."""
     inst, svi, data = svi_setup
     state = svi.init(jax.random.key(0), {k: v[:256] for k, v in data.items()})
-    vae = VAE(Config(), svi.get_params(state), inst)
+    vae = VAE(Config(), svi.get_params(state), inst).with_refinement(steps)
     encode(vae, pack, np.arange(1024))  # compile outside the timing
     benchmark.pedantic(lambda: encode(vae, pack), rounds=3, iterations=1)
-    record(benchmark, "VAE on 84 channels", "xspecvae encode (batches of 1024)", N)
+    what = f"{steps} refinement steps" if steps else "encoder alone"
+    record(benchmark, "VAE on 84 channels", f"xspecvae encode, {what} (batches of 1024)", N)
 
 
 def test_fold_and_likelihood_numpy_reference(benchmark, record, svi_setup):
