@@ -510,8 +510,9 @@ def refine(vae: VAE, q: Posterior, batch: dict) -> Posterior:
     ``1 / rate`` of the source-region counts, background at its profile) and a damping of its
     own; the scales are ``1 / sqrt`` of the curvature's diagonal at the optimum (the best
     diagonal Gaussian to a Gaussian posterior). The decoder is fixed. A source keeps the
-    encoder's posterior if the new one has no better ELBO on 16 common draws, so refining never
-    makes a fit worse. Sources do not interact; pure JAX (jit it)."""
+    encoder's posterior if the new one has no better ELBO on 16 common draws (a mode in a
+    valley narrower than the Gauss-Newton curvature says), so refining never lowers that ELBO.
+    Sources do not interact; pure JAX (jit it)."""
     config, inst = vae.config, vae.inst
     dim = config.latent_dim
     likelihood = LIKELIHOODS[config.likelihood]
