@@ -33,6 +33,7 @@ from xspecvae import figures
 from xspecvae.catalog import Pack
 from xspecvae.evaluation import purity
 from xspecvae.latent import Index, anomalies, encode, trajectories
+from xspecvae.networks import LINES
 from xspecvae.predictive import calibration, draw, inference_data, plot_checks
 from xspecvae.report import Section, write_report
 from xspecvae.tables import identity_columns, read_table, write_table
@@ -368,19 +369,18 @@ def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr
     energy, values = components(vae)
     figures.templates(energy, values, plots / "templates.png")
     shown = [plots / "templates.png"]
-    labels = np.asarray(table["label"]).astype(str) if "label" in table else None
-    if labels is not None:
+    labels = np.asarray(table.get("label", np.full(len(table["row"]), "all"))).astype(str)
+    if "label" in table:
         classes, mean = mean_activation(table["coefficients"], labels)
         figures.activation(classes, mean, plots / "activation.png")
         shown.append(plots / "activation.png")
     text = "The DeepONet's templates (rest frame) and their mean weight per class."
     if "line_ew" in table and high.any():
         # the decoder's narrow lines: their mean equivalent width where the counts show them
-        groups = labels[high] if labels is not None else np.full(int(high.sum()), "all")
-        classes, mean = mean_activation(1e3 * table["line_ew"][high], groups)
+        classes, mean = mean_activation(1e3 * table["line_ew"][high], labels[high])
         figures.activation(
             classes, mean, plots / "lines.png", title=f"Mean line EW per class, SNR >= {snr_min:g}",
-            columns=[f"{e:g}" for e in vae.config.decoder(np.asarray(vae.inst.energy_edges)).lines],
+            columns=[f"{e:g}" for e in LINES],
             xlabel="line rest energy (keV)", label="mean equivalent width (eV)",
         )  # fmt: skip
         shown.append(plots / "lines.png")
@@ -388,7 +388,6 @@ def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr
     sections.append(Section("Decoder components", text, shown))
 
     fits_ = []
-    labels = np.asarray(table.get("label", np.full(len(table["row"]), "all"))).astype(str)
     for c in np.unique(labels):
         rows = np.flatnonzero((labels == c) & high)
         rows = rows if len(rows) else np.flatnonzero(labels == c)

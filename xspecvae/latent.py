@@ -125,10 +125,7 @@ def _encoder(vae: VAE, n_draws: int) -> Callable:
         deviance = jax.vmap(lambda s: likelihood(s, batch["alpha"], n, b, good).deviance(observed))(
             drawn
         ).mean(0)
-        prior_loc, prior_scale = model.inst.norm_prior
-        kl = 0.5 * jnp.sum(q.z_loc**2 + q.z_scale**2 - 1.0, -1) - jnp.sum(jnp.log(q.z_scale), -1)
-        kl += jnp.log(prior_scale / q.norm_scale) - 0.5
-        kl += (q.norm_scale**2 + (q.norm_loc - prior_loc) ** 2) / (2 * prior_scale**2)
+        kl = q.kl(model.inst.norm_prior)
         saturated = PoissonPair(n, 0.0, b, good).log_prob(observed)
         dof = good.sum(-1)
         return {

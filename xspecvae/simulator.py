@@ -1046,7 +1046,7 @@ def _simulate_sources(
 
 def _simulate_chunk(
     instrument, rng, size, *, first_row, min_counts, repeat_fraction, weights, lattice,
-    flagged_fraction=0.0, counts_slope=SOURCE_COUNTS["slope"],
+    flagged_fraction=0.0, counts_slope,
 ) -> dict:  # fmt: skip
     """``size`` rows (spectra) for :meth:`PackWriter.append`, rows ``first_row`` onwards."""
     parts, have, sources = [], 0, 0

@@ -392,6 +392,14 @@ class Posterior(NamedTuple):
     norm_loc: jax.Array
     norm_scale: jax.Array
 
+    def kl(self, norm_prior) -> jax.Array:
+        """KL to the prior, N(0, I) on ``z`` and N(``norm_prior``) on ``log_norm``, per source."""
+        prior_loc, prior_scale = norm_prior
+        kl = 0.5 * jnp.sum(self.z_loc**2 + self.z_scale**2 - 1.0, -1)
+        kl -= jnp.sum(jnp.log(self.z_scale), -1)
+        kl += jnp.log(prior_scale / self.norm_scale) - 0.5
+        return kl + (self.norm_scale**2 + (self.norm_loc - prior_loc) ** 2) / (2 * prior_scale**2)
+
 
 def _posterior(encoder, batch: dict) -> Posterior:
     out = encoder(*encoder_inputs(batch))
@@ -562,17 +570,17 @@ def refine(vae: VAE, q: Posterior, batch: dict) -> Posterior:
     hessian = curvature(theta)[2]
     scale = jnp.diagonal(hessian, axis1=1, axis2=2) ** -0.5
 
+    def posterior(loc, scale):
+        return Posterior(loc[:, :dim], scale[:, :dim], loc[:, dim], scale[:, dim])
+
     def negative_elbo(loc, scale):  # (B,), on common draws
         draws = loc + scale * jax.random.normal(jax.random.key(1), (16, dim + 1))[:, None]
         deviance = jax.vmap(lambda x: half_deviance(source_counts(x)))(draws).mean(0)
-        log_ratio = jnp.log(scale) + 0.5 * jnp.log(precision)
-        kl = 0.5 * jnp.sum(precision * ((loc - mean) ** 2 + scale**2) - 1.0, -1)
-        return deviance + kl - jnp.sum(log_ratio, -1)
+        return deviance + posterior(loc, scale).kl(inst.norm_prior)
 
     old_scale = jnp.concatenate([q.z_scale, q.norm_scale[:, None]], -1)
     better = (negative_elbo(theta, scale) < negative_elbo(start, old_scale))[:, None]
-    loc, scale = jnp.where(better, theta, start), jnp.where(better, scale, old_scale)
-    return Posterior(loc[:, :dim], scale[:, :dim], loc[:, dim], scale[:, dim])
+    return posterior(jnp.where(better, theta, start), jnp.where(better, scale, old_scale))
 
 
 def _log_centres(edges: jax.Array) -> jax.Array:
