@@ -121,16 +121,19 @@ def main(argv=None) -> int:
 
 
 def _fields(cls, pairs: list[str]) -> dict:
-    """``FIELD=VALUE`` pairs for a dataclass, each VALUE parsed as JSON (else a string)."""
-    names = {f.name for f in dataclasses.fields(cls)}
+    """``FIELD=VALUE`` pairs for a dataclass, each VALUE parsed as JSON (else a string, for a
+    string field only: ``lines=False`` is refused, ``lines=false`` meant)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
     out = {}
     for pair in pairs:
         name, _, value = pair.partition("=")
-        if name not in names:
-            raise SystemExit(f"{cls.__name__} has no field {name!r}; it has {sorted(names)}")
+        if name not in defaults:
+            raise SystemExit(f"{cls.__name__} has no field {name!r}; it has {sorted(defaults)}")
         try:
             out[name] = json.loads(value)
         except json.JSONDecodeError:
+            if not isinstance(defaults[name], str):
+                raise SystemExit(f"{pair}: not a JSON value (true/false, a number)") from None
             out[name] = value
     return out
 
