@@ -217,7 +217,7 @@ def test_explore_resumes_and_redoes_after_new_training(explored, small_run, caps
     before = {p: p.stat().st_mtime_ns for p in tables}
     explore(small_run, folder=folder, n_checks=120, progress=False)
     assert {p: p.stat().st_mtime_ns for p in tables} == before  # nothing made again
-    checkpoint = small_run / "checkpoint.pkl"
+    checkpoint = small_run / "checkpoint.npz"
     later = max(before.values()) + 10**9
     os.utime(checkpoint, ns=(later, later))  # as if trained further
     explore(small_run, folder=folder, n_checks=120, progress=False)
@@ -445,10 +445,10 @@ def test_demo_runs_the_whole_journey_then_resumes(tmp_path, monkeypatch, capsys)
     assert main(["demo", "-o", str(folder), "--epochs", "1", "--quiet"]) == 0
     report = folder / "explore" / "report.html"
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"report: {report}"
-    assert report.stat().st_size > 10_000 and (folder / "run" / "checkpoint.pkl").exists()
+    assert report.stat().st_size > 10_000 and (folder / "run" / "checkpoint.npz").exists()
     made = [folder / "catalogue.h5", report, *folder.rglob("*.fits"), *folder.rglob("*.png")]
     made = {p: p.stat().st_mtime_ns for p in made}
-    made[folder / "run" / "checkpoint.pkl"] = (folder / "run" / "checkpoint.pkl").stat().st_mtime_ns
+    made[folder / "run" / "checkpoint.npz"] = (folder / "run" / "checkpoint.npz").stat().st_mtime_ns
     assert main(["demo", "-o", str(folder), "--epochs", "1"]) == 0  # resumes: nothing redone
     assert {p: p.stat().st_mtime_ns for p in made} == made
     out = capsys.readouterr().out

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import pickle
 import signal
 import socket
 import subprocess
@@ -19,6 +18,7 @@ import numpy as np
 import optax
 import pytest
 
+from xspecvae import checkpoint
 from xspecvae import train as training
 from xspecvae.catalog import Pack
 from xspecvae.cli import main
@@ -83,23 +83,24 @@ def test_resume_reaches_the_same_parameters(pack, finished, tmp_path, stop):
 def test_resume_after_sigkill(pack, finished, tmp_path):
     run = tmp_path / "killed"
     script = (
-        "import time; from xspecvae import train as t; from xspecvae.vae import Config\n"
-        "real = t.write_atomic\n"
+        "import time; from xspecvae import checkpoint as c, train as t\n"
+        "from xspecvae.vae import Config\n"
+        "real = c.write_atomic\n"
         "def slow(path, content):\n"
         "    real(path, content); time.sleep(1.0)\n"
-        "t.write_atomic = slow\n"
+        "c.write_atomic = slow\n"
         f"t.train({str(pack)!r}, {str(run)!r}, config=Config(**{SMALL.__dict__!r}),"
         f" options=t.TrainOptions(**{OPTIONS.__dict__!r}), progress=False)\n"
     )
     child = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.time() + 120
-    while not (run / "checkpoint.pkl").exists() and time.time() < deadline:
+    while not (run / "checkpoint.npz").exists() and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     assert child.returncode == -signal.SIGKILL
-    assert (run / "checkpoint.pkl").exists()
+    assert (run / "checkpoint.npz").exists()
     train(pack, run, resume=True, progress=False)
     assert same_params(run, finished)
 
@@ -123,8 +124,7 @@ def test_non_finite_parameters_after_a_finite_loss_are_never_saved(pack, tmp_pat
     run = tmp_path / "nan-params"
     with pytest.raises(TrainingError, match="at epoch 0, step 7"):
         train(pack, run, config=SMALL, options=OPTIONS, progress=False)
-    with open(run / "checkpoint.pkl", "rb") as f:
-        assert pickle.load(f)["step"] == 4
+    assert checkpoint.load(run)[0]["step"] == 4
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params(run)))
 
 

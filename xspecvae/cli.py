@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from xspecvae import __version__
+from xspecvae import __version__, checkpoint
 from xspecvae.catalog import BANDS_4XMM, band_matrix
+from xspecvae.errors import InputError
 from xspecvae.instrument import Grouping, builtin_pn_response
 from xspecvae.ogip import (
     Arf,
@@ -60,11 +61,25 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("-o", "--output", type=Path, default=Path("xspecvae-demo"), help="folder")
     demo.add_argument("--epochs", type=int, default=40)
     demo.add_argument("--quiet", action="store_true", help="no progress")
+    convert = commands.add_parser(
+        "convert-run",
+        help="convert a run of xspecvae < 0.2 (a pickled checkpoint.pkl) to checkpoint.npz; "
+        "this unpickles the file, which runs any code it holds: only for a run you trust",
+    )
+    convert.add_argument("run", type=Path, help="run folder holding checkpoint.pkl")
+    convert.add_argument("--trust", action="store_true", help="unpickle it: you trust the file")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    return _COMMANDS[args.command](args)
+    try:
+        return _COMMANDS[args.command](args)
+    except InputError as err:  # a file or argument the user gave; a bug keeps its traceback
+        print(f"xspecvae {args.command}: {err}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
+        print(f"xspecvae {args.command}: {err.filename}: {err.strerror}", file=sys.stderr)
+        return 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,7 +464,7 @@ def _train_parser(commands) -> None:
         help="train the VAE on a pack (SVI); with no pack, on the demo catalogue (made first "
         "if absent)",
         description="Stochastic variational inference of the VAE on a pack, data parallel "
-        "over all visible devices. Writes RUN/config.json, RUN/checkpoint.pkl (atomic, every "
+        "over all visible devices. Writes RUN/config.json, RUN/checkpoint.npz (atomic, every "
         "--checkpoint-every steps and every epoch; the trained model) and RUN/metrics.csv; "
         "--resume continues an interrupted run where it stopped, with its saved settings. "
         "Several hosts: start one process per host with --distributed (arguments from the "
@@ -520,6 +535,15 @@ def _train(args) -> int:
     except (TrainingError, OGIPError, ValueError) as err:
         print(f"xspecvae train: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if checkpoint.path(args.run).exists():
+            print(
+                f"\nxspecvae train: interrupted; the last checkpoint in {args.run} is whole. "
+                f"Continue with: xspecvae train -o {args.run} --resume", file=sys.stderr,
+            )  # fmt: skip
+        else:
+            print("\nxspecvae train: interrupted before the first checkpoint", file=sys.stderr)
+        return 130
     if not metrics:
         print(f"run: {args.run} had already run all its epochs")
         return 0
@@ -954,7 +978,7 @@ def _demo(args) -> int:
     train(pack, run, options=options, resume=(run / "config.json").exists(), progress=progress)
     say("demo 3/3: posteriors, map, searches, trajectories, checks, report", flush=True)
     report = folder / "explore" / "report.html"
-    done = report.exists() and report.stat().st_mtime > (run / "checkpoint.pkl").stat().st_mtime
+    done = report.exists() and report.stat().st_mtime > checkpoint.path(run).stat().st_mtime
     if not done:
         report = explore(run, pack, folder / "explore", progress=progress)
     print(f"report: {report}")
@@ -964,6 +988,26 @@ def _demo(args) -> int:
 def _fail(command: str, message: str) -> int:
     print(f"xspecvae {command}: {message}", file=sys.stderr)
     return 1
+
+
+def _convert_run(args) -> int:
+    from xspecvae.train import load_run
+
+    warning = (
+        f"{args.run / checkpoint.LEGACY} is a pickle: unpickling it runs any code it holds"
+    )
+    if not args.trust:
+        print(f"xspecvae convert-run: {warning}; if you trust it, add --trust", file=sys.stderr)
+        return 1
+    print(f"warning: {warning}; converting it as asked (--trust)", file=sys.stderr)
+    written = checkpoint.convert_legacy(args.run)
+    try:
+        load_run(args.run)
+    except InputError:
+        written.unlink()
+        raise
+    print(f"converted: {written} (the pickle is left as it was)")
+    return 0
 
 
 _COMMANDS = {
@@ -981,6 +1025,7 @@ _COMMANDS = {
     "report": _report,
     "compare": _compare,
     "demo": _demo,
+    "convert-run": _convert_run,
 }
 
 

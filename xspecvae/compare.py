@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from xspecvae import figures
+from xspecvae import checkpoint, figures
 from xspecvae.catalog import Pack
 from xspecvae.explore import cached_table, posterior_table, project, reconstruction
 from xspecvae.fitting import MODELS, fit, fit_latent
@@ -69,7 +69,7 @@ def compare(
     folder = Path(folder) if folder else run / f"compare-{pack.name.split('.')[0]}"
     absorption = absorption or origin["absorption"]
     cross_section = CrossSection.from_fits(absorption) if absorption else None
-    built = (run / "checkpoint.pkl").stat().st_mtime
+    built = checkpoint.path(run).stat().st_mtime
     header = {"RUN": str(run), "PACK": str(pack), "REFPACK": str(reference)}
     header |= {"MODELS": ",".join(models), "ABSORB": str(absorption)}  # what the tables hold
 

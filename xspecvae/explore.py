@@ -29,7 +29,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from xspecvae import figures
+from xspecvae import checkpoint, figures
 from xspecvae.catalog import Pack
 from xspecvae.evaluation import purity
 from xspecvae.latent import Index, anomalies, encode, trajectories
@@ -173,7 +173,7 @@ def explore(
     folder = Path(folder) if folder else run / "explore"
     plots = folder / "figures"
     pack_path = Path(pack or info["pack"])
-    built = (run / "checkpoint.pkl").stat().st_mtime
+    built = checkpoint.path(run).stat().st_mtime
 
     with Pack(pack_path, instrument) as p:
         origin = {"RUN": str(run), "PACK": str(pack_path), "INSTRUME": p.instrument}

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from xspecvae.errors import InputError
 from xspecvae.files import write_atomic
 
 __all__ = [
@@ -45,13 +46,8 @@ _COMPRESSED = (".gz", ".ftz", ".z")
 _NONE = {"", "NONE", "NULL"}
 
 
-class OGIPError(ValueError):
-    """A file that cannot be used, with the file's path and the problem."""
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+class OGIPError(InputError):
+    """An OGIP file (spectrum, response, table) that cannot be used."""
 
 
 @dataclass(frozen=True, eq=False)

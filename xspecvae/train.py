@@ -5,9 +5,10 @@ optional KL annealing, one jitted step, data parallel over every visible device 
 sharded along its first axis, parameters are replicated). A run lives in a folder::
 
     RUN/config.json       model and training options, the pack, the split (for people and --resume)
-    RUN/checkpoint.pkl    parameters, optimizer state, RNG key, epoch and step, and the model's
+    RUN/checkpoint.npz    parameters, optimizer state, RNG key, epoch and step, and the model's
                           config and instrument arrays (grids, cross-sections, RMFs): everything
-                          :func:`load_run` needs (written atomically)
+                          :func:`load_run` needs (written atomically, read without pickle:
+                          :mod:`xspecvae.checkpoint`)
     RUN/metrics.csv       one line per epoch: losses per spectrum, time, throughput
 
 A fixed share of the rows, chosen by the seed, is held out for validation. Several processes
@@ -25,7 +26,6 @@ import io
 import json
 import math
 import os
-import pickle
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -41,10 +41,20 @@ from numpyro import handlers
 from numpyro.infer import SVI, TraceMeanField_ELBO
 from tqdm import tqdm
 
+from xspecvae import checkpoint
 from xspecvae.catalog import PER_SOURCE, Pack
 from xspecvae.files import write_atomic
 from xspecvae.physics import CrossSection
-from xspecvae.vae import VAE, Config, Instrument, guide, model, rough_log_rate, thinned_copies
+from xspecvae.vae import (
+    VAE,
+    Config,
+    Instrument,
+    guide,
+    model,
+    parameter_mismatch,
+    rough_log_rate,
+    thinned_copies,
+)
 
 __all__ = [
     "TrainOptions",
@@ -106,7 +116,7 @@ def train(
     ``max_steps`` stops after that many steps in total (for tests and time-boxed jobs).
     """
     run = Path(run)
-    checkpoint = run / "checkpoint.pkl"
+    trained = checkpoint.path(run).exists()
     if resume:
         if not (run / "config.json").exists():
             raise TrainingError(f"nothing to resume in {run}: it holds no config.json")
@@ -118,10 +128,10 @@ def train(
         config, options = _config(saved["config"]), TrainOptions(**saved["options"])
         pack_path, instrument, absorption = saved["pack"], saved["instrument"], saved["absorption"]
         init = saved.get("init")
-    elif checkpoint.exists():
+    elif trained or (run / checkpoint.LEGACY).exists():
         raise TrainingError(f"{run} holds a run already: resume it or train into another folder")
     # a resumed fine-tuning takes its instrument from its own checkpoint, not from ``init``
-    own = resume and checkpoint.exists()
+    own = resume and trained
     initial = load_run(run if own else init)[0] if init is not None else None
     config = initial.config if initial is not None else config or Config()
     options = options or TrainOptions()
@@ -171,11 +181,10 @@ def train(
         init_params=None if initial is None else initial.params,
     )
     epoch, step, losses, history, elapsed = 0, 0, [], [], 0.0
-    if resume and checkpoint.exists():
-        with open(checkpoint, "rb") as f:
-            saved = pickle.load(f)
-        state, epoch, step = saved["state"], saved["epoch"], saved["step"]
-        losses, history = saved["losses"], saved["history"]
+    if resume and trained:
+        saved, _, leaves = checkpoint.load(run)
+        state = checkpoint.restore_state(run, saved, leaves, state)
+        epoch, step, losses, history = (saved[k] for k in ("epoch", "step", "losses", "history"))
         elapsed = saved.get("elapsed", 0.0)
     elif leader:
         run.mkdir(parents=True, exist_ok=True)
@@ -197,7 +206,6 @@ def train(
     evaluate = jax.jit(svi.evaluate)
     augment = jax.random.key(options.seed + 1)
     model_arrays = {
-        "config": asdict(config),
         "instrument": {k: np.asarray(v) for k, v in inst._asdict().items()},
         "grid": {"channel_lo": grid.channel_lo, "channel_hi": grid.channel_hi},
     }
@@ -206,12 +214,10 @@ def train(
         """The checkpoint, then metrics.csv rewritten from the history it holds."""
         if leader:
             host = jax.device_get(_local(state))
-            content = {"state": host, "params": svi.get_params(host), **model_arrays}
-            content.update(epoch=epoch, step=step, losses=losses, history=history)
-            content["elapsed"] = (
-                time.perf_counter() - start if step > epoch * steps_per_epoch else 0
-            )
-            write_atomic(checkpoint, pickle.dumps(content))
+            meta = {"config": asdict(config), "epoch": epoch, "step": step}
+            meta.update(losses=losses, history=history)
+            meta["elapsed"] = time.perf_counter() - start if step > epoch * steps_per_epoch else 0
+            checkpoint.save(run, meta, {"params": svi.get_params(host), **model_arrays}, host)
             _write_metrics(run / "metrics.csv", history)
 
     first_epoch = epoch
@@ -302,12 +308,18 @@ def load_run(run: str | os.PathLike) -> tuple[VAE, dict]:
     learnt parameters, instrument arrays) and the run's ``config.json`` (pack, options, the
     channel grid under ``grid``)."""
     run = Path(run)
-    with open(run / "checkpoint.pkl", "rb") as f:
-        saved = pickle.load(f)
-    info = json.loads((run / "config.json").read_text())
-    info["grid"] = saved["grid"]
-    inst = Instrument(**{k: jax.numpy.asarray(v) for k, v in saved["instrument"].items()})
-    return VAE(_config(saved["config"]), saved["params"], inst), info
+    saved, trees, _ = checkpoint.load(run)
+    try:
+        info = json.loads((run / "config.json").read_text())
+        config = _config(saved["config"])
+        inst = Instrument(**{k: jnp.asarray(v) for k, v in trees["instrument"].items()})
+    except (OSError, ValueError, TypeError) as exc:
+        raise checkpoint.CheckpointError(run, f"not a whole run ({exc})") from None
+    wrong = parameter_mismatch(config, inst, trees["params"])
+    if wrong:
+        raise checkpoint.CheckpointError(checkpoint.path(run), wrong)
+    info["grid"] = trees["grid"]
+    return VAE(config, trees["params"], inst), info
 
 
 def _config(saved: dict) -> Config:
@@ -381,7 +393,7 @@ def _non_finite(run: Path, epoch: int, step: int, learning_rate: float) -> str:
     """What went wrong and the way on (resuming would repeat the very same steps)."""
     what = f"non-finite loss or parameters at epoch {epoch}, step {step}"
     rate = f"--learning-rate {learning_rate / 3:.2g}"
-    if not (run / "checkpoint.pkl").exists():
+    if not checkpoint.path(run).exists():
         return f"{what}, before any checkpoint: train again with a lower {rate}"
     return (
         f"{what}; the last good checkpoint is kept in {run}. Resuming would repeat the same "

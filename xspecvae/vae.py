@@ -302,6 +302,24 @@ class Instrument(NamedTuple):
         )
 
 
+def parameter_mismatch(config: Config, inst: Instrument, params: dict) -> str | None:
+    """What is wrong with ``params`` for a VAE of ``config`` on ``inst`` (names or shapes that
+    the networks would not make), or None when they fit."""
+    key, edges = jax.random.key(0), np.asarray(inst.energy_edges)
+    channels = jnp.zeros((1, inst.rmf.shape[-1], 3))
+    encoder = jax.eval_shape(config.encoder().init, key, channels, jnp.zeros((1, 3)))
+    decoder = jax.eval_shape(
+        config.decoder(edges).init, key, jnp.zeros((1, config.latent_dim)), _log_centres(edges)
+    )
+    expected = {"encoder$params": encoder["params"], "decoder$params": decoder["params"]}
+    want = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree.leaves_with_path(expected)}
+    have = {jax.tree_util.keystr(k): np.shape(v) for k, v in jax.tree.leaves_with_path(params)}
+    for name in sorted(want.keys() | have.keys()):
+        if want.get(name) != have.get(name):
+            return f"parameter {name} is {have.get(name)}, the model's {want.get(name)}"
+    return None
+
+
 def rough_log_rate(batch: dict) -> jax.Array:
     """log(counts / exposure) per source (good channels): where the posterior of ``log_norm``
     is centred before the encoder's correction, and what its prior is fitted to."""
