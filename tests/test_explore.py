@@ -277,7 +277,8 @@ def test_commands_write_their_tables_and_figures(small_run, tmp_path, capsys):
     assert main(["similar", str(posteriors), "--row", "3", "-k", "5"]) == 0
     similar = read_table(tmp_path / "similar.fits")
     assert len(similar["row"]) == 5 and table["source_id"][3] not in similar["source_id"]
-    assert "kl_symmetric" in similar
+    assert read_table(tmp_path / "similar.fits", with_header=True)[1]["DIVERGE"] == "kl_symmetric"
+    assert np.all(np.diff(similar["divergence"]) >= 0)
     bright = table["snr"] >= 15
     source = str(table["source_id"][0])
     search = ["similar", str(posteriors), "--source", source, "--min-snr", "15"]
@@ -297,6 +298,11 @@ def test_commands_write_their_tables_and_figures(small_run, tmp_path, capsys):
     assert is_png(tmp_path / "trajectories" / "map.png")
     assert is_png(tmp_path / "trajectories" / "hardness_intensity.png")
     assert main(["trajectory", str(posteriors), "--source", "-5"]) == 1
+    two = [str(s) for s in np.unique(read_table(tmp_path / "trajectories.fits")["source_id"])[:2]]
+    capsys.readouterr()
+    assert main(["trajectory", str(posteriors), "--source", *two]) == 0  # as README writes it
+    out = capsys.readouterr().out
+    assert all(f"source {s}:" in out for s in two)
 
     assert main(["anomalies", str(posteriors), "--top", "3"]) == 0
     assert read_table(tmp_path / "anomalies.fits")["rank"][0] == 1
@@ -402,7 +408,7 @@ def test_similar_encodes_a_query_spectrum_file(small_run, small_pack, tmp_path, 
     found = tmp_path / "found.fits"
     assert main(["similar", str(posteriors), "--spectrum", str(spectrum), "-o", str(found)]) == 0
     hits = read_table(found)
-    assert hits["row"][0] == 11 and hits["kl_symmetric"][0] == pytest.approx(0.0, abs=1e-3)
+    assert hits["row"][0] == 11 and hits["divergence"][0] == pytest.approx(0.0, abs=1e-3)
     broken = tmp_path / "broken.FTZ"
     broken.write_bytes(spectrum.read_bytes()[:2000])
     assert main(["similar", str(posteriors), "--spectrum", str(broken)]) == 1
@@ -412,7 +418,7 @@ def test_similar_encodes_a_query_spectrum_file(small_run, small_pack, tmp_path, 
 def test_similar_only_instrument_keeps_the_neighbours_of_that_instrument(explored, tmp_path):
     table = read_table(explored[0] / "posteriors.fits")
     table["instrument"] = np.where(table["row"] % 2, "mos1", table["instrument"])
-    posteriors = write_table(table, tmp_path / "posteriors.fits")
+    posteriors = write_table(table, tmp_path / "posteriors.fits", extname="POSTERIORS")
 
     def instruments(*options):
         found = tmp_path / "similar.fits"

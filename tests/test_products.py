@@ -302,7 +302,8 @@ def test_cli_pack(pps, xmm, tmp_path, capsys):
     (folder / rmf.name).symlink_to(rmf)  # an RMF among the inputs is reported as used
     assert main(["pack", *args]) == 1  # neither has its RMF: nothing packed
     assert "nothing packed" in capsys.readouterr().err and not out.exists()
-    assert main(["pack", *args, "--rmf-substitute", "epn_e3_ef20_sdY?.rmf"]) == 2
+    assert main(["pack", *args, "--rmf-substitute", "epn_e3_ef20_sdY?.rmf"]) == 1
+    assert "wants PATTERN=FILE" in capsys.readouterr().err
     code = main(["pack", *args, "--rmf-substitute", "epn_*.rmf=epn_e3_ef20_sdY6_v19.0.rmf"])
     text = capsys.readouterr().out
     assert code == 0 and "pn: 2 spectra packed" in text and out.exists()
@@ -431,8 +432,13 @@ def test_catalogue_source_ids(pps, xmm, tmp_path):
         numbers = [int(f[-8:-4], 16) for f in pack.meta["file"]]  # ...SRSPEC001C.FTZ: 0x1C
         ids = dict(zip(numbers, pack.meta["source_id"]))
         assert pack.provenance["catalogue_matched"] == 2
+        flags = dict(zip(pack.meta["src_num"], pack.meta["catalogue_id"]))  # per row
     assert ids[28] == 3067718060100038 and ids[103] == 3067718060100215
     assert 0 <= ids[1] < 3
+    assert flags == {1: False, 28: True, 103: True}
+    from xspecvae.cli import _catalogued
+
+    assert "2 of 3 spectra found by OBS_ID and SRC_NUM" in _catalogued(result.pack, catalogue)
 
 
 def test_given_ids_spread_over_position_groups():

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ import h5py
 import numpy as np
 
 from xspecvae.instrument import Grouping, Response
+from xspecvae.errors import InputError
 from xspecvae.ogip import OGIPError
 
 __all__ = [
@@ -48,6 +50,8 @@ __all__ = [
     "band_matrix",
     "hardness_ratios",
     "match_positions",
+    "PackError",
+    "made_already",
     "resumable",
 ]
 
@@ -232,7 +236,8 @@ class PackWriter:
         self.path = Path(path)
         self.partial = _partial(self.path)
         self.file = None
-        if extend and not (resume and self.partial.exists()):
+        copied = extend and not (resume and self.partial.exists())
+        if copied:
             with Pack(self.path, _instruments(self.path)[0]):  # refuse a damaged or old pack
                 pass
             shutil.copyfile(self.path, self.partial)
@@ -250,8 +255,11 @@ class PackWriter:
             self.file.attrs.update(
                 format=FORMAT, schema_version=SCHEMA_VERSION, xspecvae_version=_version()
             )
+            self.file.attrs["pack_id"] = uuid.uuid4().hex
             self.file.create_group("instruments")
         else:
+            if copied or _identity(self.file) is None:  # other rows: another pack
+                self.file.attrs["pack_id"] = uuid.uuid4().hex
             for group in self.file["instruments"].values():
                 _truncate(group, int(group.attrs["n"]))
         if provenance is not None:
@@ -360,6 +368,12 @@ class PackWriter:
             raise ValueError(f"meta lacks {sorted(missing)}")
         meta = dict(meta, counts=counts.sum(axis=1), background=np.sum(background, axis=1))
         start = int(group.attrs["n"])
+        if start > 0:  # what the pack's rows have of the assigned columns, the new rows have
+            for name, value in _ASSIGNED_META.items():
+                if name not in group["meta"]:
+                    meta.pop(name, None)
+                elif name not in meta:
+                    meta[name] = np.full(size, value)
         for name, values in arrays.items():
             _put(group, name, start, values)
         for kind, columns in (("meta", meta), ("truth", truth or {})):
@@ -411,6 +425,9 @@ class PackWriter:
 
 _REQUIRED_META = ("source_id", "obs_id", "mjd", "ra", "dec", "label", "file")
 _DERIVED_META = ("counts", "background")
+#: Columns set over a whole pack once it is packed (where source ids come from), with the
+#: value rows appended later take until they are set again.
+_ASSIGNED_META = {"catalogue_id": False, "src_num": -1}
 
 
 def _growing(group: h5py.Group, name: str, width: int | None, dtype) -> None:
@@ -508,6 +525,7 @@ class Pack:
         self.meta = {k: _column(v, self.n) for k, v in self.group["meta"].items()}
         self.truth = {k: _column(v, self.n) for k, v in self.group["truth"].items()}
         self.provenance = json.loads(self.file.attrs.get("provenance", "{}"))
+        self.identity: str | None = _identity(self.file)
         self._loaded: dict | None = None
 
     @property
@@ -641,6 +659,34 @@ def append_pack(path, other) -> None:
     writer.close()
 
 
+class PackError(InputError):
+    """A pack that cannot be used, or that a command would replace without being asked."""
+
+
+def made_already(path, provenance: dict, overwrite: bool = False) -> bool:
+    """Whether the finished pack at ``path`` was made by this very ``provenance`` (same
+    command, inputs and options: nothing left to do). Any other file there is refused with a
+    :class:`PackError` unless ``overwrite``."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    try:
+        with h5py.File(path, "r") as file:
+            made = json.loads(file.attrs.get("provenance", "null"))
+    except (OSError, ValueError):
+        made = None
+    wanted = json.loads(json.dumps(provenance))
+    if isinstance(made, dict) and all(made.get(k) == v for k, v in wanted.items()):
+        return True
+    if overwrite:
+        return False
+    raise PackError(
+        path,
+        "exists and was not made by this command with these inputs and options: give "
+        "--overwrite to replace it (and its report), or another output",
+    )
+
+
 def resumable(path, provenance: dict) -> bool:
     """Whether the pack ``path`` has an interrupted ``<path>.partial`` started with this very
     ``provenance`` (same command, inputs and options): only then may it be continued."""
@@ -650,6 +696,12 @@ def resumable(path, provenance: dict) -> bool:
     except (OSError, ValueError):  # absent, or unreadable after a kill
         return False
     return made == json.loads(json.dumps(provenance))
+
+
+def _identity(file: h5py.File) -> str | None:
+    """The ``pack_id`` written when the pack was made (None for packs made before ids)."""
+    value = file.attrs.get("pack_id")
+    return None if value is None else str(value)
 
 
 def _partial(path: Path) -> Path:

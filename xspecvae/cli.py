@@ -30,15 +30,33 @@ from xspecvae.ogip import (
 from xspecvae.physics import powerlaw
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows every option's default, except where there is none to show."""
+
+    def _get_help_string(self, action):
+        none = action.default is None or action.default is False or action.default == []
+        if none or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _command(commands, name: str, **options) -> argparse.ArgumentParser:
+    """A subcommand whose help shows defaults and whose description is its help if not given."""
+    options.setdefault("description", options.get("help"))
+    return commands.add_parser(name, formatter_class=_Help, **options)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="xspecvae",
+        formatter_class=_Help,
         description="A physically motivated variational autoencoder for X-ray source "
         "catalogues. Run 'xspecvae COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"xspecvae {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    inspect = commands.add_parser(
+    inspect = _command(
+        commands,
         "inspect",
         help="read OGIP files (spectra, backgrounds, ARFs, RMFs; .FTZ/.gz too), check each "
         "spectrum against its background, ARF and RMF, and report every file; with no files, "
@@ -49,19 +67,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     inspect.add_argument("files", nargs="*", type=Path, help="PHA, ARF or RMF files")
     inspect.add_argument("--json", action="store_true", help="print a JSON report")
+    _rmf_options(inspect)
     _pack_parser(commands)
     _simulate_parser(commands)
     _train_parser(commands)
     _exploration_parsers(commands)
-    demo = commands.add_parser(
+    demo = _command(
+        commands,
         "demo",
         help="the whole journey on the built-in demo catalogue: simulate, train, explore, "
-        "report (about 7 min on 2 CPU cores); a re-run resumes",
+        "report; a re-run resumes (its time on a laptop: benchmarks/RESULTS.md)",
     )
     demo.add_argument("-o", "--output", type=Path, default=Path("xspecvae-demo"), help="folder")
-    demo.add_argument("--epochs", type=int, default=40)
+    demo.add_argument("--epochs", type=int, default=40, help="training epochs")
     demo.add_argument("--quiet", action="store_true", help="no progress")
-    convert = commands.add_parser(
+    convert = _command(
+        commands,
         "convert-run",
         help="convert a run of xspecvae < 0.2 (a pickled checkpoint.pkl) to checkpoint.npz; "
         "this unpickles the file, which runs any code it holds: only for a run you trust",
@@ -78,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xspecvae {args.command}: {err}", file=sys.stderr)
         return 1
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
-        print(f"xspecvae {args.command}: {err.filename}: {err.strerror}", file=sys.stderr)
+        where = f"{err.filename}: {err.strerror}" if err.filename else str(err)
+        print(f"xspecvae {args.command}: {where}", file=sys.stderr)
         return 1
 
 
@@ -87,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _pack_parser(commands) -> None:
-    pack = commands.add_parser(
+    pack = _command(
+        commands,
         "pack",
         help="build a catalogue pack (HDF5) from directories of pipeline products "
         "(SRSPEC/BGSPEC/SRCARF, .FTZ) and a directory of RMFs",
@@ -99,17 +122,7 @@ def _pack_parser(commands) -> None:
     )
     pack.add_argument("inputs", nargs="+", type=Path, help="product files or directories")
     pack.add_argument("-o", "--output", type=Path, required=True, help="the pack to write")
-    pack.add_argument(
-        "--rmf-dir", type=Path, action="append", default=[], help="where RMFs are (repeatable)"
-    )
-    pack.add_argument(
-        "--rmf-substitute",
-        action="append",
-        default=[],
-        metavar="PATTERN=FILE",
-        help="use FILE for spectra whose RESPFILE matches the glob PATTERN when that RMF is "
-        "absent (e.g. 'epn_e3_ef20_sdY?.rmf=epn_e3_ef20_sdY6_v19.0.rmf'); recorded in the pack",
-    )
+    _rmf_options(pack)
     pack.add_argument("--emin", type=float, default=0.2, help="analysis band start (keV)")
     pack.add_argument("--emax", type=float, default=12.0, help="analysis band end (keV)")
     pack.add_argument(
@@ -128,6 +141,10 @@ def _pack_parser(commands) -> None:
     pack.add_argument("--jobs", type=int, default=None, help="reader processes (all cores)")
     pack.add_argument("--restart", action="store_true", help="ignore an interrupted run")
     pack.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an existing pack at -o that other inputs or options made",
+    )  # fmt: skip
+    pack.add_argument(
         "--append", action="store_true", help="add the new spectra of INPUTS to an existing PACK"
     )
     pack.add_argument(
@@ -140,19 +157,36 @@ def _pack_parser(commands) -> None:
     pack.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _rmf_options(command) -> None:
+    command.add_argument(
+        "--rmf-dir", type=Path, action="append", default=[], help="where RMFs are (repeatable)"
+    )
+    command.add_argument(
+        "--rmf-substitute",
+        action="append",
+        default=[],
+        metavar="PATTERN=FILE",
+        help="use FILE for spectra whose RESPFILE matches the glob PATTERN when that RMF is "
+        "absent (e.g. 'epn_e3_ef20_sdY?.rmf=epn_e3_ef20_sdY6_v19.0.rmf'); recorded in a pack",
+    )
+
+
+def _substitutes(items: list[str]) -> dict[str, str]:
+    """``--rmf-substitute`` options as a dict, or an :class:`InputError`."""
+    substitutes = {}
+    for item in items:
+        pattern, sep, file = item.partition("=")
+        if not sep or not pattern or not file:
+            raise InputError("--rmf-substitute", f"wants PATTERN=FILE, got {item!r}")
+        substitutes[pattern] = file
+    return substitutes
+
+
 def _pack(args) -> int:
     from xspecvae.catalog import grids_of
     from xspecvae.products import ingest
 
-    substitutes = {}
-    for item in args.rmf_substitute:
-        pattern, sep, file = item.partition("=")
-        if not sep or not pattern or not file:
-            print(
-                f"xspecvae pack: --rmf-substitute wants PATTERN=FILE, got {item!r}", file=sys.stderr
-            )
-            return 2
-        substitutes[pattern] = file
+    substitutes = _substitutes(args.rmf_substitute)
     result = ingest(
         args.inputs,
         args.output,
@@ -165,6 +199,7 @@ def _pack(args) -> int:
         jobs=args.jobs,
         resume=not args.restart,
         append=args.append,
+        overwrite=args.overwrite,
         grids=grids_of(args.grids_of) if args.grids_of else (),
         progress=not args.quiet,
     )
@@ -183,7 +218,26 @@ def _pack(args) -> int:
         print("nothing packed: no pack written", file=sys.stderr)
         return 1
     print(f"pack: {result.pack}")
+    if args.catalogue:
+        print(_catalogued(result.pack, args.catalogue))
     return 0
+
+
+def _catalogued(path: Path, catalogue: Path) -> str:
+    """How many spectra of the pack at ``path`` took their SRCID from ``catalogue``."""
+    from xspecvae.catalog import Pack, grids_of
+
+    total = given = found = 0
+    for grid in grids_of(path):
+        with Pack(path, grid.instrument) as pack:
+            found = pack.provenance.get("catalogue_matched", 0)
+            total += len(pack)
+            given += int(np.sum(pack.meta.get("catalogue_id", np.zeros(len(pack), bool))))
+    return (
+        f"catalogue {catalogue}: {found} of {total} spectra found by OBS_ID and SRC_NUM, "
+        f"{given - found} more matched to them by position; the other {total - given} have "
+        "the package's own source ids (SRCID_CAT false in the tables)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +245,8 @@ def _pack(args) -> int:
 
 
 def _simulate_parser(commands) -> None:
-    simulate = commands.add_parser(
+    simulate = _command(
+        commands,
         "simulate",
         help="simulate a labelled population of catalogue sources into a pack; with no "
         "arguments, make the built-in demo catalogue on the built-in response",
@@ -238,6 +293,11 @@ def _simulate_parser(commands) -> None:
         help="leave a class out (e.g. to inject it later as an unseen population)",
     )  # fmt: skip
     simulate.add_argument("--restart", action="store_true", help="ignore an interrupted run")
+    simulate.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an existing pack at -o that other inputs or options made, and files of "
+        "the same names in the --ogip folder",
+    )  # fmt: skip
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -264,6 +324,7 @@ def _simulate(args) -> int:
         counts_slope=args.counts_slope,
         fractions=fractions,
         resume=not args.restart,
+        overwrite=args.overwrite,
         progress=not args.quiet,
     )
     with Pack(path) as pack:
@@ -275,7 +336,7 @@ def _simulate(args) -> int:
         )
         print("  " + ", ".join(f"{k} {v}" for k, v in labels.most_common()))
     if args.ogip is not None:
-        written = write_ogip(path, args.ogip)
+        written = write_ogip(path, args.ogip, overwrite=args.overwrite)
         print(f"OGIP files: {len(written)} in {args.ogip}")
     return 0
 
@@ -284,12 +345,12 @@ def _simulate(args) -> int:
 # inspect
 
 
-def _inspect(files: list[Path], as_json: bool) -> int:
+def _inspect(files: list[Path], as_json: bool, rmf_dirs=(), substitutes=None) -> int:
     if not files:
         report = _describe_builtin()
         print(json.dumps(report, indent=2) if as_json else _builtin_text(report))
         return 0
-    reports = [_inspect_file(path) for path in files]
+    reports = [_inspect_file(path, rmf_dirs, substitutes or {}) for path in files]
     if as_json:
         print(json.dumps(reports, indent=2))
     else:
@@ -303,7 +364,7 @@ def _inspect(files: list[Path], as_json: bool) -> int:
     return int(any(r["status"] == "error" for r in reports))
 
 
-def _inspect_file(path: Path) -> dict:
+def _inspect_file(path: Path, rmf_dirs=(), substitutes=None) -> dict:
     report = {"path": str(path), "status": "ok", "type": None, "summary": {}, "problems": []}
     try:
         item = read_ogip(path)
@@ -313,16 +374,19 @@ def _inspect_file(path: Path) -> dict:
     if isinstance(item, list):
         report.update(type="PHA-II", summary={"spectra": len(item)})
         for spectrum in item:
-            _check_spectrum(spectrum, report)
+            _check_spectrum(spectrum, report, rmf_dirs, substitutes)
     elif isinstance(item, Pha):
         report.update(type="PHA", summary=_pha_summary(item))
-        _check_spectrum(item, report)
+        _check_spectrum(item, report, rmf_dirs, substitutes)
     elif isinstance(item, Arf):
         report.update(
             type="ARF",
             summary={
                 "energies": item.energy_lo.size,
-                "range_keV": [float(item.energy_lo[0]), float(item.energy_hi[-1])],
+                "range_keV": [
+                    round(float(item.energy_lo[0]), 4),
+                    round(float(item.energy_hi[-1]), 4),
+                ],
                 "max_area_cm2": float(item.specresp.max()),
             },
         )
@@ -351,8 +415,11 @@ def _pha_summary(pha: Pha) -> dict:
     }
 
 
-def _check_spectrum(pha: Pha, report: dict) -> None:
-    """Read the files the spectrum names and check that they fit; record what does not."""
+def _check_spectrum(pha: Pha, report: dict, rmf_dirs=(), substitutes=None) -> None:
+    """Read the files the spectrum names (its RMF also in ``rmf_dirs``, or a substitute, as
+    ``pack`` finds it) and check that they fit; record what does not."""
+    from xspecvae.products import locate_rmf
+
     where = "" if pha.row is None else f"row {pha.row}: "
     found = {}
     for key in ("respfile", "ancrfile", "backfile"):
@@ -360,6 +427,10 @@ def _check_spectrum(pha: Pha, report: dict) -> None:
         if name is None:
             continue
         path = pha.locate(key)
+        if key == "respfile" and path is None:
+            path, substituted = locate_rmf(pha, rmf_dirs, substitutes)
+            if substituted and path is not None:
+                report["summary"]["rmf_substitute"] = path.name
         if path is None:
             report["problems"].append(f"{where}{key.upper()} {name} not found")
             if report["status"] == "ok":
@@ -459,7 +530,8 @@ def _train_parser(commands) -> None:
     from xspecvae.train import TrainOptions
     from xspecvae.vae import LIKELIHOODS, Config
 
-    train = commands.add_parser(
+    train = _command(
+        commands,
         "train",
         help="train the VAE on a pack (SVI); with no pack, on the demo catalogue (made first "
         "if absent)",
@@ -520,6 +592,17 @@ def _train(args) -> int:
         if not pack.exists():
             demo_pack(pack, progress=not args.quiet)
     pick = lambda cls: cls(**{f.name: getattr(args, f.name) for f in fields(cls)})  # noqa: E731
+    further = f"xspecvae train PACK -o NEW --init {args.run} --epochs N"
+    if args.resume:
+        changed = [f.name for c in (TrainOptions, Config) for f in fields(c)
+                   if getattr(args, f.name) != f.default]  # fmt: skip
+        if changed:
+            flags = ", ".join("--" + name.replace("_", "-") for name in changed)
+            return _fail(
+                "train",
+                f"--resume continues {args.run} with its own settings, which {flags} would "
+                f"change; to train a finished run further, start a new one from it: {further}",
+            )
     try:
         metrics = train(
             pack,
@@ -545,7 +628,7 @@ def _train(args) -> int:
             print("\nxspecvae train: interrupted before the first checkpoint", file=sys.stderr)
         return 130
     if not metrics:
-        print(f"run: {args.run} had already run all its epochs")
+        print(f"run: {args.run} had already run all its epochs; to train it further: {further}")
         return 0
     print(
         f"run: {args.run} (epoch {metrics['epoch']}: training loss {metrics['train_loss']:.2f}, "
@@ -573,11 +656,14 @@ def _exploration_parsers(commands) -> None:
         sub.add_argument(
             "-o", "--output", type=Path, help=f"table written (default {default_output})"
         )
-        sub.add_argument("--divergence", choices=DIVERGENCES, default="kl_symmetric")
+        sub.add_argument(
+            "--divergence", choices=DIVERGENCES, default="kl_symmetric", help="between posteriors"
+        )
         if neighbours:
-            sub.add_argument("-k", type=int, default=10, help="neighbours (default 10)")
+            sub.add_argument("-k", type=int, default=10, help="neighbours")
 
-    encode = commands.add_parser(
+    encode = _command(
+        commands,
         "encode",
         help="the posterior of every spectrum of a pack, with the model's SNR, fit statistic, "
         "ELBO, column and redshift, as a FITS (and Parquet) table",
@@ -585,7 +671,7 @@ def _exploration_parsers(commands) -> None:
     run_and_pack(encode)
     encode.add_argument("-o", "--output", type=Path, help="default RUN/posteriors.fits")
     encode.add_argument("--parquet", action="store_true", help="also write a .parquet table")
-    encode.add_argument("--batch-size", type=int, default=1024)
+    encode.add_argument("--batch-size", type=int, default=1024, help="spectra per step")
     encode.add_argument("--draws", type=int, default=4, help="posterior draws for the ELBO")
     encode.add_argument(
         "--refine-steps", type=int, default=None,
@@ -594,8 +680,8 @@ def _exploration_parsers(commands) -> None:
     )  # fmt: skip
     encode.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    similar = commands.add_parser(
-        "similar", help="the sources whose posteriors are nearest to a query source's"
+    similar = _command(
+        commands, "similar", help="the sources whose posteriors are nearest to a query source's"
     )
     table_and_search(similar, "similar.fits next to TABLE")
     query = similar.add_mutually_exclusive_group(required=True)
@@ -606,37 +692,47 @@ def _exploration_parsers(commands) -> None:
         "encoded on the fly by the table's run (or --run) on its pack's grids",
     )  # fmt: skip
     similar.add_argument("--run", type=Path, help="the model for --spectrum")
-    similar.add_argument("--rmf-dir", type=Path, action="append", default=[], help="for --spectrum")
+    similar.add_argument(
+        "--rmf-dir", type=Path, action="append", default=[],
+        help="where the RMF of --spectrum is, if not beside it (repeatable)",
+    )  # fmt: skip
     similar.add_argument("--obs", help="observation id of the query source")
     similar.add_argument("--min-snr", type=float, default=0.0, help="only neighbours this bright")
     similar.add_argument("--only-instrument", help="only neighbours from this instrument")
 
-    map_ = commands.add_parser(
-        "map", help="PaCMAP map of the posterior means, as a table and figures"
+    map_ = _command(
+        commands, "map", help="PaCMAP map of the posterior means, as a table and figures"
     )
     map_.add_argument("table", type=Path, help="posterior table made by 'xspecvae encode'")
     map_.add_argument("-o", "--output", type=Path, help="default map.fits next to TABLE")
     map_.add_argument("--whiten", action="store_true", help="divide dimensions by their RMS scale")
     map_.add_argument("--min-snr", type=float, default=10.0, help="SNR filter of the figures")
-    map_.add_argument("--seed", type=int, default=0)
+    map_.add_argument("--seed", type=int, default=0, help="PaCMAP seed")
 
-    trajectory = commands.add_parser(
+    trajectory = _command(
+        commands,
         "trajectory",
         help="sources seen several times: posteriors in time order, step divergences, drawn "
         "on the map and in a hardness-intensity diagram",
     )
     table_and_search(trajectory, "trajectories.fits next to TABLE", neighbours=False)
     trajectory.add_argument("--map", type=Path, help="map table (default map.fits next to TABLE)")
-    trajectory.add_argument("--source", action="append", default=[], help="source ids to draw")
+    trajectory.add_argument(
+        "--source", nargs="+", action="extend", default=[],
+        help="source ids to draw (default: those that move most)",
+    )  # fmt: skip
 
-    anomaly = commands.add_parser(
-        "anomalies", help="rank sources by misfit and by the emptiness of their neighbourhood"
+    anomaly = _command(
+        commands,
+        "anomalies",
+        help="rank sources by misfit and by the emptiness of their neighbourhood",
     )
     table_and_search(anomaly, "anomalies.fits next to TABLE")
     anomaly.add_argument("--reference", type=int, default=20_000, help="neighbourhood sample")
     anomaly.add_argument("--top", type=int, default=10, help="lines printed")
 
-    check = commands.add_parser(
+    check = _command(
+        commands,
         "check",
         help="posterior predictive checks: p-values of the fit statistic over a catalogue, "
         "and ArviZ plots of a source",
@@ -644,11 +740,12 @@ def _exploration_parsers(commands) -> None:
     run_and_pack(check)
     check.add_argument("-o", "--output", type=Path, help="default RUN/calibration.fits")
     check.add_argument("--rows", type=int, default=2000, help="sources checked (random)")
-    check.add_argument("--draws", type=int, default=64)
+    check.add_argument("--draws", type=int, default=64, help="posterior draws per source")
     check.add_argument("--row", type=int, default=None, help="a source to plot (default: worst)")
     check.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    sample = commands.add_parser(
+    sample = _command(
+        commands,
         "sample",
         help="spectra drawn from a source's posterior or from the prior, as expected counts "
         "and Poisson realisations",
@@ -657,21 +754,25 @@ def _exploration_parsers(commands) -> None:
     sample.add_argument("--row", type=int, default=0, help="the source (its response for --prior)")
     sample.add_argument("--prior", action="store_true", help="new spectra from the prior")
     sample.add_argument("-n", type=int, default=100, help="number of spectra")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--seed", type=int, default=0, help="random seed")
     sample.add_argument("-o", "--output", type=Path, default=Path("samples.fits"))
 
-    report = commands.add_parser(
+    report = _command(
+        commands,
         "report",
         help="every table and figure of a run and one self-contained HTML report",
     )
     run_and_pack(report)
     report.add_argument("-o", "--output", type=Path, help="folder (default RUN/explore)")
-    report.add_argument("--min-snr", type=float, default=10.0)
-    report.add_argument("--divergence", choices=DIVERGENCES, default="kl_symmetric")
+    report.add_argument("--min-snr", type=float, default=10.0, help="SNR of the filtered views")
+    report.add_argument(
+        "--divergence", choices=DIVERGENCES, default="kl_symmetric", help="of the searches"
+    )
     report.add_argument("--parquet", action="store_true", help="also write .parquet tables")
     report.add_argument("--quiet", action="store_true", help="no progress")
 
-    compare = commands.add_parser(
+    compare = _command(
+        commands,
         "compare",
         help="set the spectra of a pack (e.g. real sources) against the run's reference "
         "catalogue: VAE and classical fits, place in the map, nearest reference posteriors, "
@@ -680,7 +781,7 @@ def _exploration_parsers(commands) -> None:
         "and with the decoder's latent optimised; map it with the reference catalogue (the "
         "pack the run, or the run it was fine-tuned from, learnt on) and find its nearest "
         "reference posteriors. Writes FOLDER/{posteriors,reference,fits,map,sources}.fits, "
-        "figures and report.html. About a second per spectrum and model.",
+        "figures and report.html.",
     )
     compare.add_argument("run", type=Path, help="run")
     compare.add_argument("pack", type=Path, help="pack on the run's grids (pack --grids-of)")
@@ -701,33 +802,45 @@ def _exploration_parsers(commands) -> None:
 
 
 def _load(run: Path, pack: Path | None, instrument: str | None):
-    from xspecvae.catalog import Pack
-    from xspecvae.train import load_run
+    """The run's VAE, its settings and the pack (the run's own unless named)."""
+    from xspecvae.train import load_run, run_pack
 
     vae, info = load_run(run)
-    return vae, Pack(pack or info["pack"], instrument)
+    return vae, info, run_pack(info, pack, instrument)
 
 
 def _beside(table: Path, output: Path | None, name: str) -> Path:
     return output or table.with_name(name)
 
 
+def _made_from(table: Path, header: dict) -> dict:
+    """The header of a table made from the posterior table at ``table`` (with ``header``):
+    that table, and the run and pack that made it."""
+    return {k: header[k] for k in ("RUN", "PACK", "PACKID") if k in header} | {"TABLE": str(table)}
+
+
 def _encode(args) -> int:
     from xspecvae.explore import posterior_table
     from xspecvae.tables import write_table
 
-    vae, pack = _load(args.run, args.pack, args.instrument)
+    vae, info, pack = _load(args.run, args.pack, args.instrument)
     if args.refine_steps is not None:
         vae = vae.with_refinement(args.refine_steps)
     with pack:
         table = posterior_table(
             vae, pack, batch_size=args.batch_size, n_draws=args.draws, progress=not args.quiet
         )
-        header = {"RUN": str(args.run), "PACK": str(pack.path), "REFINE": vae.config.refine_steps}
-    output = args.output or args.run / "posteriors.fits"
-    write_table(table, output, header=header)
+        header = {"RUN": str(args.run), "PACK": str(pack.path), "PACKID": pack.identity or "none"}
+        header |= {"REFINE": vae.config.refine_steps, "NDRAWS": args.draws}
+    # the run's own table keeps its name; another pack's gets one of its own
+    own = pack.identity is not None and pack.identity == info.get("pack_id")
+    name = (
+        "posteriors" if args.pack is None or own else f"posteriors-{pack.path.name.split('.')[0]}"
+    )
+    output = args.output or args.run / f"{name}.fits"
+    write_table(table, output, extname="POSTERIORS", header=header)
     if args.parquet:
-        write_table(table, output.with_suffix(".parquet"), header=header)
+        write_table(table, output.with_suffix(".parquet"), extname="POSTERIORS", header=header)
     snr = table["snr"]
     print(
         f"posteriors: {output} ({len(snr):,} spectra; model SNR median {np.median(snr):.1f}, "
@@ -739,9 +852,9 @@ def _encode(args) -> int:
 
 def _similar(args) -> int:
     from xspecvae.latent import Index
-    from xspecvae.tables import read_table, write_table
+    from xspecvae.tables import POSTERIOR, read_table, write_table
 
-    table, header = read_table(args.table, with_header=True)
+    table, header = read_table(args.table, with_header=True, required=POSTERIOR)
     if args.spectrum is not None:
         query = _encode_query(args, header)
         if isinstance(query, str):
@@ -757,11 +870,26 @@ def _similar(args) -> int:
             table["source_id"][query],
         )
         where = f"row {query}, " + ", ".join(
-            f"{c} {table[c][query]}" for c in ("source_id", "obs_id", "label", "snr") if c in table
+            f"{c} {_rounded(table[c][query])}"
+            for c in ("source_id", "obs_id", "label", "snr")
+            if c in table
         )
+    if args.k < 1:
+        return _fail("similar", f"-k {args.k}: ask for at least one neighbour")
     keep = table["snr"] >= args.min_snr
     if args.only_instrument:
-        keep &= np.asarray(table["instrument"]).astype(str) == args.only_instrument
+        if "instrument" not in table:
+            return _fail("similar", f"{args.table} has no instrument column (one instrument)")
+        names = np.char.lower(np.asarray(table["instrument"]).astype(str))
+        keep &= names == args.only_instrument.lower()
+        if not keep.any():
+            found = ", ".join(sorted(set(names)))
+            return _fail("similar", f"no {args.only_instrument} spectrum in {args.table} ({found})")
+    if not keep.any():
+        top = float(np.max(table["snr"]))
+        return _fail(
+            "similar", f"--min-snr {args.min_snr:g}: no spectrum that bright (max {top:.1f})"
+        )
     index = Index(table["z_loc"], table["z_scale"], table["source_id"])
     rows, values = index.search(
         loc, scale, args.k, divergence=args.divergence, keep=keep,
@@ -769,8 +897,13 @@ def _similar(args) -> int:
     )  # fmt: skip
     rows, values = rows[rows >= 0], values[rows >= 0]
     shown = [c for c in ("source_id", "obs_id", "ra", "dec", "label", "snr") if c in table]
-    out = {c: table[c][rows] for c in shown} | {"row": rows, args.divergence: values}
-    output = write_table(out, _beside(args.table, args.output, "similar.fits"))
+    out = {c: table[c][rows] for c in shown} | {"row": rows, "divergence": values}
+    settings = {"QUERY": str(where), "DIVERGE": args.divergence, "K": args.k}
+    settings |= {"MINSNR": args.min_snr, "ONLYINST": args.only_instrument or "any"}
+    output = write_table(
+        out, _beside(args.table, args.output, "similar.fits"), extname="SIMILAR",
+        header=_made_from(args.table, header) | settings,
+    )  # fmt: skip
     print(f"query: {where}")
     for i, r in enumerate(rows):
         print(f"{i + 1:3d}  row {r:7d}  " + "  ".join(f"{c} {table[c][r]}" for c in shown[:2])
@@ -787,12 +920,31 @@ def _query_row(args, table) -> int | str:
         if not 0 <= args.row < len(table["row"]):
             return f"--row {args.row}: the table has {len(table['row'])} rows"
         return args.row
-    match = np.asarray(table["source_id"]).astype(str) == args.source
-    if args.obs is not None:
-        match &= np.asarray(table["obs_id"]).astype(str) == args.obs
+    match = _same_id(table["source_id"], args.source)
     if not match.any():
         return f"no source {args.source!r} in {args.table}"
+    if args.obs is not None:
+        match &= _same_id(table["obs_id"], args.obs)
+        if not match.any():
+            return f"source {args.source} was not seen in observation {args.obs!r}"
     return int(np.flatnonzero(match)[np.argmin(table["mjd"][match])])
+
+
+def _rounded(value) -> str:
+    """A value as printed for people: floats to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float | np.floating) else str(value)
+
+
+def _same_id(column, text: str) -> np.ndarray:
+    """Where ``column`` holds the id ``text``: as numbers when both are integers (an OBS_ID
+    typed without its leading zeros), else as strings."""
+    values = np.asarray(column)
+    if values.dtype.kind in "iu" and text.strip().lstrip("+").isdigit():
+        return values == int(text)
+    if text.strip().isdigit() and values.dtype.kind in "USO":
+        digits = np.char.lstrip(np.char.strip(values.astype(str)), "0")
+        return np.where(digits == "", "0", digits) == (text.strip().lstrip("0") or "0")
+    return values.astype(str) == text
 
 
 def _encode_query(args, header: dict) -> dict | str:
@@ -800,7 +952,7 @@ def _encode_query(args, header: dict) -> dict | str:
     from xspecvae.explore import encode_files
 
     run = args.run or Path(header.get("RUN", "xspecvae-run"))
-    vae, pack = _load(run, Path(header["PACK"]) if "PACK" in header else None, None)
+    vae, _, pack = _load(run, Path(header["PACK"]) if "PACK" in header else None, None)
     with pack:
         query, report = encode_files(vae, [args.spectrum], pack, rmf_dirs=args.rmf_dir)
     if query is None:
@@ -812,11 +964,14 @@ def _encode_query(args, header: dict) -> dict | str:
 def _map(args) -> int:
     from xspecvae import figures
     from xspecvae.explore import map_table
-    from xspecvae.tables import read_table, write_table
+    from xspecvae.tables import POSTERIOR, read_table, write_table
 
-    table = read_table(args.table)
+    table, header = read_table(args.table, with_header=True, required=POSTERIOR)
     coordinates = map_table(table, whiten=args.whiten, seed=args.seed)
-    output = write_table(coordinates, _beside(args.table, args.output, "map.fits"))
+    output = write_table(
+        coordinates, _beside(args.table, args.output, "map.fits"), extname="MAP",
+        header=_made_from(args.table, header) | {"WHITEN": args.whiten, "SEED": args.seed},
+    )  # fmt: skip
     xy = np.stack([coordinates["x"], coordinates["y"]], -1)
     folder = output.with_suffix("")
     keep = table["snr"] >= args.min_snr
@@ -838,11 +993,14 @@ def _map(args) -> int:
 
 def _trajectory(args) -> int:
     from xspecvae.explore import most_moving, trajectory_figures, trajectory_table
-    from xspecvae.tables import read_table, write_table
+    from xspecvae.tables import POSTERIOR, read_table, write_table
 
-    table = read_table(args.table)
+    table, header = read_table(args.table, with_header=True, required=POSTERIOR)
     steps = trajectory_table(table, args.divergence)
-    output = write_table(steps, _beside(args.table, args.output, "trajectories.fits"))
+    output = write_table(
+        steps, _beside(args.table, args.output, "trajectories.fits"), extname="TRAJECTORIES",
+        header=_made_from(args.table, header) | {"DIVERGE": args.divergence},
+    )  # fmt: skip
     sources = len(np.unique(steps["source_id"]))
     print(
         f"trajectories: {output} ({sources} sources seen several times, {len(steps['row'])} rows)"
@@ -873,11 +1031,15 @@ def _trajectory(args) -> int:
 
 def _anomalies(args) -> int:
     from xspecvae.explore import anomaly_table
-    from xspecvae.tables import read_table, write_table
+    from xspecvae.tables import POSTERIOR, read_table, write_table
 
-    table = read_table(args.table)
+    table, header = read_table(args.table, with_header=True, required=POSTERIOR)
     ranked = anomaly_table(table, args.k, args.divergence, args.reference)
-    output = write_table(ranked, _beside(args.table, args.output, "anomalies.fits"))
+    settings = {"K": args.k, "DIVERGE": args.divergence, "NREF": args.reference}
+    output = write_table(
+        ranked, _beside(args.table, args.output, "anomalies.fits"), extname="ANOMALIES",
+        header=_made_from(args.table, header) | settings,
+    )  # fmt: skip
     for i in range(min(args.top, len(ranked["rank"]))):
         label = f"  {ranked['label'][i]}" if "label" in ranked else ""
         print(
@@ -890,19 +1052,21 @@ def _anomalies(args) -> int:
 
 
 def _check(args) -> int:
-    from xspecvae.explore import calibration_table, check_figure
+    from xspecvae.explore import calibration_table, check_figure, worst_row
     from xspecvae.tables import write_table
 
-    vae, pack = _load(args.run, args.pack, args.instrument)
+    vae, _, pack = _load(args.run, args.pack, args.instrument)
     output = args.output or args.run / "calibration.fits"
     with pack:
         checks = calibration_table(
             vae, pack, args.rows, n_draws=args.draws, progress=not args.quiet
         )
-        row = int(checks["row"][np.argmin(checks["p_value"])]) if args.row is None else args.row
+        row = worst_row(checks) if args.row is None else args.row
         figure = output.with_name(f"ppc_row{row}.png")
         check_figure(vae, pack, row, figure)
-    write_table(checks, output)
+    header = {"RUN": str(args.run), "PACK": str(pack.path), "PACKID": pack.identity or "none"}
+    header |= {"NROWS": args.rows, "NDRAWS": args.draws}
+    write_table(checks, output, extname="CALIBRATION", header=header)
     n, low = len(checks["row"]), checks["misfit"]
     print(
         f"calibration: {output} ({n} sources, {low.sum()} flagged as misfits, p < 0.01); {figure}"
@@ -916,7 +1080,7 @@ def _sample(args) -> int:
     from xspecvae.predictive import draw
     from xspecvae.tables import write_table
 
-    vae, pack = _load(args.run, args.pack, args.instrument)
+    vae, _, pack = _load(args.run, args.pack, args.instrument)
     with pack:
         if not 0 <= args.row < len(pack):
             return _fail("sample", f"--row {args.row}: the pack has {len(pack)} spectra")
@@ -931,7 +1095,8 @@ def _sample(args) -> int:
         "background_counts": drawn["background_rep"][:, 0],
     }
     header = {"ROW": args.row, "PRIOR": bool(args.prior), "ELO": float(lo[0]), "EHI": float(hi[-1])}
-    output = write_table(columns, args.output, header=header)
+    header |= {"RUN": str(args.run), "PACK": str(pack.path), "SEED": args.seed}
+    output = write_table(columns, args.output, extname="SAMPLES", header=header)
     where = "the prior" if args.prior else f"the posterior of row {args.row}"
     print(f"samples: {output} ({args.n} spectra from {where}, {len(lo)} channels)")
     return 0
@@ -993,9 +1158,7 @@ def _fail(command: str, message: str) -> int:
 def _convert_run(args) -> int:
     from xspecvae.train import load_run
 
-    warning = (
-        f"{args.run / checkpoint.LEGACY} is a pickle: unpickling it runs any code it holds"
-    )
+    warning = f"{args.run / checkpoint.LEGACY} is a pickle: unpickling it runs any code it holds"
     if not args.trust:
         print(f"xspecvae convert-run: {warning}; if you trust it, add --trust", file=sys.stderr)
         return 1
@@ -1011,7 +1174,9 @@ def _convert_run(args) -> int:
 
 
 _COMMANDS = {
-    "inspect": lambda args: _inspect(args.files, args.json),
+    "inspect": lambda args: _inspect(
+        args.files, args.json, args.rmf_dir, _substitutes(args.rmf_substitute)
+    ),
     "pack": _pack,
     "simulate": _simulate,
     "train": _train,

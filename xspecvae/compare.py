@@ -36,9 +36,9 @@ from xspecvae.latent import Index
 from xspecvae.physics import CrossSection
 from xspecvae.report import Section, write_report
 from xspecvae.tables import IDENTITY, write_table
-from xspecvae.train import load_run
+from xspecvae.train import load_run, run_pack
 
-__all__ = ["compare", "fit_table", "source_table"]
+__all__ = ["column", "compare", "fit_table", "source_table"]
 
 
 def compare(
@@ -65,7 +65,7 @@ def compare(
     vae, info = load_run(run)
     pack = Path(pack)
     origin = _origin(info)
-    reference = Path(reference or origin["pack"])
+    given_reference, reference = reference, Path(reference or origin["pack"])
     folder = Path(folder) if folder else run / f"compare-{pack.name.split('.')[0]}"
     absorption = absorption or origin["absorption"]
     cross_section = CrossSection.from_fits(absorption) if absorption else None
@@ -76,7 +76,7 @@ def compare(
     def step(name, make):
         return cached_table(folder / f"{name}.fits", built, make, header=header, progress=progress)
 
-    with Pack(pack) as target, Pack(reference) as known:
+    with Pack(pack) as target, run_pack(origin, given_reference) as known:
         table = step("posteriors", lambda: posterior_table(vae, target, progress=progress))
         ref = step("reference", lambda: posterior_table(vae, known, progress=progress))
         fits = step(
@@ -84,7 +84,7 @@ def compare(
         )
         placed = step("map", lambda: _joint_map(ref, table))
         summary = source_table(table, fits, ref, models, k=k, divergence=divergence)
-        write_table(summary, folder / "sources.fits", header=header)
+        write_table(summary, folder / "sources.fits", extname="SOURCES", header=header)
         shown = _shown(table, show, n_shown)
         sections = _sections(vae, target, run, table, fits, ref, placed, summary, models, shown,
                              folder / "figures")  # fmt: skip
@@ -124,8 +124,14 @@ def fit_table(vae, pack: Pack, models, cross_section=None, *, progress: bool = F
                 values = {"statistic": np.nan, "dof": -1, "error": str(err), "total": nan}
                 values.update({n: np.nan for n in names} | {f"{n}_err": np.nan for n in names})
             for key, value in values.items():
-                columns.setdefault(f"{model}_{key}", []).append(value)
+                columns.setdefault(column(model, key), []).append(value)
     return {"row": np.arange(len(pack)), **{k: np.asarray(v) for k, v in columns.items()}}
+
+
+def column(model: str, key: str) -> str:
+    """The name of a fit table's column ``key`` of ``model`` (a name TOPCAT can use:
+    ``diskbb+powerlaw`` gives ``diskbb_powerlaw_...``)."""
+    return f"{model.replace('+', '_')}_{key}"
 
 
 def source_table(table, fits, ref, models, *, k: int = 10, divergence="kl_symmetric") -> dict:
@@ -138,11 +144,11 @@ def source_table(table, fits, ref, models, *, k: int = 10, divergence="kl_symmet
     out["snr"] = table["snr"]
     out["w_dof"] = table["statistic"] / table["dof"]
     for model in ("decoder", *models):
-        dof = fits[f"{model}_dof"]
-        out[f"{model}_w_dof"] = np.where(
-            dof > 0, fits[f"{model}_statistic"] / np.maximum(dof, 1), np.nan
+        dof = fits[column(model, "dof")]
+        out[column(model, "w_dof")] = np.where(
+            dof > 0, fits[column(model, "statistic")] / np.maximum(dof, 1), np.nan
         )
-    classical = np.stack([out[f"{m}_w_dof"] for m in models], -1)
+    classical = np.stack([out[column(m, "w_dof")] for m in models], -1)
     best = np.argmin(np.where(np.isfinite(classical), classical, np.inf), -1)
     out["best_model"] = np.asarray(models)[best]
     out["best_w_dof"] = np.take_along_axis(classical, best[:, None], -1)[:, 0]
@@ -214,7 +220,10 @@ def _sections(vae, pack, run, table, fits, ref, placed, summary, models, shown, 
     for i in shown:
         fit_ = reconstruction(vae, pack, i)
         others = {"decoder fit": fits["decoder_total"][i]}
-        others |= {f"{m} ({summary[f'{m}_w_dof'][i]:.2f})": fits[f"{m}_total"][i] for m in models}
+        others |= {
+            f"{m} ({summary[column(m, 'w_dof')][i]:.2f})": fits[column(m, "total")][i]
+            for m in models
+        }
         path = plots / f"fit_{i}.png"
         figures.spectrum_fit(
             **{c: fit_[c] for c in ("channel_lo", "channel_hi", "counts", "background", "model")},
@@ -227,16 +236,16 @@ def _sections(vae, pack, run, table, fits, ref, placed, summary, models, shown, 
         row["VAE W/dof"] = float(summary["w_dof"][i])
         row["decoder fit W/dof"] = float(summary["decoder_w_dof"][i])
         for m in models:
-            row[f"{m} W/dof"] = float(summary[f"{m}_w_dof"][i])
+            row[f"{m} W/dof"] = float(summary[column(m, "w_dof")][i])
             for p in MODELS[m].names:
-                value, error = fits[f"{m}_{p}"][i], fits[f"{m}_{p}_err"][i]
+                value, error = fits[column(m, p)][i], fits[column(m, f"{p}_err")][i]
                 row[f"{m}: {p}"] = f"{value:.4g} ± {error:.2g}"
         if "neighbour_classes" in summary:
             row["nearest reference classes"] = summary["neighbour_classes"][i]
         rows_.append(row)
 
     w = {"VAE (encoder)": summary["w_dof"], "decoder fit": summary["decoder_w_dof"]}
-    w |= {m: summary[f"{m}_w_dof"] for m in models}
+    w |= {m: summary[column(m, "w_dof")] for m in models}
     medians = "; ".join(f"{name} {np.nanmedian(v):.2f}" for name, v in w.items())
     better = np.mean(summary["w_dof"] <= summary["best_w_dof"])
     text = (

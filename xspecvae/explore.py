@@ -21,6 +21,7 @@ remakes only the tables it affects.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Callable
 from functools import partial
@@ -32,12 +33,12 @@ import numpy as np
 from xspecvae import checkpoint, figures
 from xspecvae.catalog import Pack
 from xspecvae.evaluation import purity
-from xspecvae.latent import Index, anomalies, encode, trajectories
+from xspecvae.latent import HARD, SOFT, Index, anomalies, encode, trajectories
 from xspecvae.networks import LINES
 from xspecvae.predictive import calibration, draw, inference_data, plot_checks
 from xspecvae.report import Section, write_report
 from xspecvae.tables import identity_columns, read_table, write_table
-from xspecvae.train import load_run
+from xspecvae.train import load_run, run_pack
 from xspecvae.vae import VAE
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "reconstruction",
     "trajectory_figures",
     "trajectory_table",
+    "worst_row",
 ]
 
 
@@ -71,6 +73,7 @@ def project(loc, scale=None, *, seed: int = 0) -> np.ndarray:
     if len(x) < 4:
         raise ValueError(f"a map needs at least 4 sources, got {len(x)}")
     neighbours = min(10, len(x) - 2)
+    logging.getLogger("pacmap.pacmap").setLevel(logging.ERROR)  # not "random state is set"
     model = pacmap.PaCMAP(n_components=2, n_neighbors=neighbours, random_state=seed)
     return model.fit_transform(x.astype(np.float32), init="pca").astype(np.float64)
 
@@ -113,6 +116,13 @@ def reconstruction(
         "band": tuple(np.percentile(total, [tail, 100 - tail], 0)),
         "good": batch["good"][0],
     }
+
+
+def worst_row(checks: dict) -> int:
+    """The pack row of the worst fit of a :func:`calibration_table`: lowest p-value, then
+    highest statistic per degree of freedom."""
+    per_dof = np.asarray(checks["statistic"]) / np.maximum(np.asarray(checks["dof"]), 1)
+    return int(checks["row"][np.lexsort((-per_dof, checks["p_value"]))[0]])
 
 
 def check_figure(vae: VAE, pack: Pack, row: int, path, *, n_draws: int = 200):
@@ -172,11 +182,11 @@ def explore(
     vae, info = load_run(run)
     folder = Path(folder) if folder else run / "explore"
     plots = folder / "figures"
-    pack_path = Path(pack or info["pack"])
     built = checkpoint.path(run).stat().st_mtime
 
-    with Pack(pack_path, instrument) as p:
-        origin = {"RUN": str(run), "PACK": str(pack_path), "INSTRUME": p.instrument}
+    with run_pack(info, pack, instrument) as p:
+        origin = {"RUN": str(run), "PACK": str(p.path), "INSTRUME": p.instrument}
+        origin["PACKID"] = p.identity or "none"  # another pack at the same path: remade
 
         def step(name: str, make: Callable[[], dict], **settings) -> dict:
             """The table ``name``, remade when its origin or ``settings`` have changed."""
@@ -209,7 +219,7 @@ def explore(
         folder / "report.html",
         f"xspecvae: {run.name}",
         sections,
-        subtitle=f"model {run}, catalogue {pack_path} ({len(table['row']):,} spectra)",
+        subtitle=f"model {run}, catalogue {origin['PACK']} ({len(table['row']):,} spectra)",
     )
     return path
 
@@ -237,9 +247,10 @@ def cached_table(
     if progress:
         print(f"{path.parent.name}: {path.stem}", flush=True)
     table = make()
-    write_table(table, path, header=header)
+    name = path.name.split(".")[0].upper()
+    write_table(table, path, extname=name, header=header)
     if parquet:
-        write_table(table, path.with_suffix(".parquet"))
+        write_table(table, path.with_suffix(".parquet"), extname=name, header=header)
     return table
 
 
@@ -408,9 +419,11 @@ def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr
         checks["p_value"], plots / "calibration.png", title="Posterior predictive p-values",
         xlabel="p-value of the fit statistic", marks={"0.01": 0.01},
     )  # fmt: skip
-    check_figure(vae, pack, int(checks["row"][0]), plots / "ppc.png", n_draws=100)
+    worst = worst_row(checks)
+    check_figure(vae, pack, worst, plots / "ppc.png", n_draws=100)
     low = np.mean(checks["misfit"])
     text = f"{low:.1%} of {len(checks['p_value'])} checked sources flagged as misfits (p < 0.01)."
+    text += f" The check drawn is the worst fit, row {worst}."
     sections.append(
         Section("Predictive checks", text, [plots / "calibration.png", plots / "ppc.png"])
     )
@@ -448,6 +461,8 @@ def trajectory_figures(table, tracks, chosen, names, path, *, xy=None, map_path=
     figures.hardness_intensity(
         table["hardness"], table["photon_flux"], path, tracks=hi, names=names,
         ylabel="photon flux 0.2-12 keV (cm$^{-2}$ s$^{-1}$)",
+        xlabel=f"model hardness (H - S) / (H + S); S {SOFT[0]:g}-{SOFT[1]:g} keV, "
+        f"H {HARD[0]:g}-{HARD[1]:g} keV",
     )  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm, Normalize, to_rgba_array
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from xspecvae.files import write_atomic
 
@@ -356,6 +356,7 @@ def training_curves(metrics: Mapping, path) -> Figure:
     ax.plot(column["epoch"], column["train_loss"], "o-", ms=3, label="training")
     ax.plot(column["epoch"], column["validation_loss"], "s-", ms=3, label="validation")
     ax.set(title="Training", xlabel="epoch", ylabel="loss per spectrum (-ELBO)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.2
     if "kl_weight" in column:
         right = ax.twinx()
         right.plot(column["epoch"], column["kl_weight"], "--", color="0.4", label="KL weight")

@@ -9,6 +9,7 @@ real redistribution matrices (about 6x fewer multiply-adds for the EPIC pn); see
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from functools import partial
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import ndtr
 
-from xspecvae.ogip import Arf, OGIPError, Rmf, check_energy_match
+from xspecvae.ogip import Arf, OGIPError, Rmf, check_energy_match, read_arf, read_rmf
 
 __all__ = ["Grouping", "Response", "builtin_pn_response", "builtin_pn_area"]
 
@@ -121,11 +122,7 @@ class Grouping:
                 group, bin_start = group + 1, c
             index[c] = group
         last = np.flatnonzero(index == group)
-        if (
-            group > 0
-            and last[0] not in forced
-            and hi[last[-1]] - lo[last[0]] < needed[last[0]]
-        ):
+        if group > 0 and last[0] not in forced and hi[last[-1]] - lo[last[0]] < needed[last[0]]:
             index[last] = group - 1
         return cls._from_index(index)
 
@@ -188,8 +185,23 @@ class Response:
         self._fold = jax.jit(partial(_fold, self.layout))
 
     @classmethod
-    def from_ogip(cls, rmf: Rmf, arf: Arf | None = None, *, storage: str = "auto") -> Response:
-        """Response of an RMF (or RSP) and, optionally, an ARF on the same energy grid."""
+    def from_ogip(
+        cls,
+        rmf: Rmf | str | os.PathLike,
+        arf: Arf | str | os.PathLike | None = None,
+        *,
+        storage: str = "auto",
+    ) -> Response:
+        """Response of an RMF (or RSP) and, optionally, an ARF on the same energy grid: read
+        ones (:func:`~xspecvae.ogip.read_rmf`, :func:`~xspecvae.ogip.read_arf`) or their
+        paths."""
+        rmf = read_rmf(rmf) if isinstance(rmf, str | os.PathLike) else rmf
+        arf = read_arf(arf) if isinstance(arf, str | os.PathLike) else arf
+        if not isinstance(rmf, Rmf) or not (arf is None or isinstance(arf, Arf)):
+            raise TypeError(
+                "Response.from_ogip takes an RMF and an optional ARF: paths, or what "
+                f"read_rmf and read_arf return (got {type(rmf).__name__}, {type(arf).__name__})"
+            )
         if not np.allclose(rmf.energy_hi[:-1], rmf.energy_lo[1:], rtol=1e-5, atol=1e-7):
             raise OGIPError(rmf.path, "RMF energy bins are not contiguous")
         if arf is not None:

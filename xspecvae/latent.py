@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from xspecvae.catalog import PER_SOURCE, Pack, hardness_ratios
+from xspecvae.catalog import PER_SOURCE, Pack, PackError, hardness_ratios
 from xspecvae.physics import band_share
 from xspecvae.vae import LIKELIHOODS, VAE, PoissonPair, photon_flux
 
@@ -67,7 +67,7 @@ def encode(
     (:func:`~xspecvae.catalog.hardness_ratios`).
     The pack must be on the model's grids; its own shared RMFs are used.
     """
-    rmf = vae.with_rmfs(pack.rmf).inst.rmf
+    rmf = on_model_grids(vae, pack).inst.rmf
     step = _encoder(vae, n_draws)
     key = jax.random.key(seed)
     parts = []
@@ -80,13 +80,23 @@ def encode(
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def on_model_grids(vae: VAE, pack: Pack) -> VAE:
+    """``vae`` with ``pack``'s shared RMFs, refused unless the pack is on the model's grids."""
+    if not vae.learnt_on(pack.grid.energy_edges) or pack.rmf.shape[1:] != vae.inst.rmf.shape[1:]:
+        raise PackError(
+            pack.path,
+            "is not on the grids of the model (its energies or channels differ): pack it with "
+            "--grids-of the pack the run was trained on",
+        )
+    return vae.with_rmfs(pack.rmf)
+
+
 def model_batches(vae: VAE, pack: Pack, rows, batch_size: int, progress: bool, desc: str):
     """The ``rows`` of ``pack`` (all when None) for a jitted step of ``vae``: after checking
     that the pack is on the model's energy grid, yields ``(start, n, batch)`` for every
     ``batch_size`` rows from ``start``, the last batch padded by repeating its last row so
     that all have one shape (``n`` of its rows are real; ``batch["row"]`` says which)."""
-    if not vae.learnt_on(pack.grid.energy_edges):
-        raise ValueError(f"{pack.path}: its model energy grid is not the one the VAE learnt")
+    on_model_grids(vae, pack)
     rows = np.arange(len(pack)) if rows is None else np.asarray(rows)
     for start in tqdm(range(0, len(rows), batch_size), disable=not progress, desc=desc):
         chunk = rows[start : start + batch_size]

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from xspecvae.catalog import Grid, PackWriter, match_positions, resumable
+from xspecvae.catalog import Grid, PackWriter, made_already, match_positions, resumable
+from xspecvae.errors import InputError
 from xspecvae.files import write_atomic
 from xspecvae.instrument import Response
 from xspecvae.ogip import (
@@ -89,6 +90,7 @@ def ingest(
     jobs: int | None = None,
     resume: bool = True,
     append: bool = False,
+    overwrite: bool = False,
     grids=(),
     progress: bool = True,
 ) -> Ingestion:
@@ -102,7 +104,8 @@ def ingest(
     ``SRC_NUM``), PPS spectra take the ``SRCID`` of their observation and source number, and
     so do the spectra matched to them by position. ``jobs`` worker processes read the files
     (all cores by default). An interrupted run started with the same inputs and options is
-    resumed unless ``resume`` is False; with ``append`` an existing pack
+    resumed unless ``resume`` is False, and a pack it finished is returned as it is; any other
+    file at ``pack`` is refused unless ``overwrite``. With ``append`` an existing pack
     gains the spectra it does not hold yet (on its own grids), the new file replacing it
     atomically. ``grids`` (:class:`~xspecvae.catalog.Grid`) fix the grids of their instruments
     (e.g. those of the pack a model was trained on, so that the model can read the new one).
@@ -124,6 +127,10 @@ def ingest(
         append=append,
         grids_of=[grid.instrument for grid in grids],
     )
+    if not append and made_already(pack, provenance, overwrite):
+        done = _read_report(pack)
+        if done is not None:
+            return done
     report: dict[Path, dict] = {p: _row(p, roles[p][0]) for p in files}
     for path, (role, reason) in roles.items():
         if role == "ignored":
@@ -224,7 +231,7 @@ def _files(inputs) -> list[Path]:
         elif entry.is_file():
             found.append(entry)
         else:
-            raise FileNotFoundError(f"{entry}: no such file or directory")
+            raise InputError(entry, "no such file or directory")
     return sorted({p.resolve() for p in found})
 
 
@@ -275,6 +282,23 @@ def _is_fits(path: Path) -> bool:
         except (OSError, EOFError):
             return True  # damaged gzip: let the reader say what is wrong
     return head == b"SIMPLE"
+
+
+def locate_rmf(pha: Pha, directories=(), substitutes=None) -> tuple[Path | None, str | None]:
+    """The RMF file of the spectrum's RESPFILE (:func:`find_rmf` in its folder, then in
+    ``directories``), else the substitute of the first glob pattern of ``substitutes`` it
+    matches; with the name it stands in for when substituted (else None)."""
+    name = pha.respfile
+    path = find_rmf(name, [pha.path.parent, *directories])
+    if path is not None:
+        return path, None
+    for pattern, substitute in (substitutes or {}).items():
+        if fnmatch.fnmatch(Path(name).name.lower(), pattern.lower()):
+            path = Path(substitute)
+            if not path.is_absolute() and not path.exists():
+                path = find_rmf(substitute, directories) or path
+            return path, Path(name).name
+    return None, None
 
 
 def find_rmf(name: str, directories) -> Path | None:
@@ -436,14 +460,7 @@ class _RmfCache:
         return found
 
     def _load(self, pha: Pha, name: str):
-        path, substituted = find_rmf(name, [pha.path.parent, *self.directories]), None
-        if path is None:
-            for pattern, substitute in self.substitutes.items():
-                if fnmatch.fnmatch(Path(name).name.lower(), pattern.lower()):
-                    path, substituted = Path(substitute), Path(name).name
-                    if not path.is_absolute() and not path.exists():
-                        path = find_rmf(substitute, self.directories) or path
-                    break
+        path, substituted = locate_rmf(pha, self.directories, self.substitutes)
         if path is None:
             where = ", ".join(str(d) for d in [pha.path.parent, *self.directories])
             return OGIPError(
@@ -556,24 +573,28 @@ def _append(writer: PackWriter, section: str, rows: list[dict]) -> None:
 
 def _assign_source_ids(writer: PackWriter, sections: list[str], radius: float, given: dict) -> int:
     """One source id per position (across instruments and observations), or the catalogue's
-    (``given``: (obs_id, src_num) -> SRCID) where known; returns how many rows were found in
-    the catalogue."""
+    (``given``: (obs_id, src_num) -> SRCID) where known, with ``catalogue_id`` saying which
+    are the catalogue's (found there, or matched by position to a spectrum that was) and
+    ``src_num``, the pipeline source number; returns how many rows were found in the
+    catalogue."""
     groups = [writer.file["instruments"][s] for s in sections]
 
     def column(name: str) -> np.ndarray:
         return np.concatenate([g["meta"][name][: g.attrs["n"]] for g in groups])
 
     ids = match_positions(column("ra"), column("dec"), radius)
-    known = np.full(len(ids), -1, np.int64)
+    numbers = np.array([_source_number(Path(f)) for f in column("file").astype(str)], np.int64)
+    keys = zip(column("obs_id").astype(str), numbers.tolist())
+    known = np.array([given.get(key, -1) for key in keys], np.int64)
     if given:
-        numbers = [_source_number(Path(f)) for f in column("file").astype(str)]
-        keys = zip(column("obs_id").astype(str), numbers)
-        known = np.array([given.get(key, -1) for key in keys], np.int64)
         ids = _with_given_ids(ids, known)
     start = 0
     for section, group in zip(sections, groups):
         n = int(group.attrs["n"])
-        writer.set_column(section, "source_id", ids[start : start + n])
+        part = slice(start, start + n)
+        writer.set_column(section, "source_id", ids[part])
+        writer.set_column(section, "catalogue_id", np.isin(ids[part], known[known >= 0]))
+        writer.set_column(section, "src_num", numbers[part])
         start += n
     return int(np.sum(known >= 0))
 
@@ -653,6 +674,17 @@ def _write_report(pack: Path, rows: list[dict], provenance: dict, packed: Counte
     writer.writerows(rows)
     write_atomic(csv_path, text.getvalue().encode())
     return csv_path, json_path
+
+
+def _read_report(pack: Path) -> Ingestion | None:
+    """The :class:`Ingestion` of a finished pack, from its report (None if unreadable)."""
+    csv_path = pack.with_name(pack.name + ".report.csv")
+    json_path = pack.with_name(pack.name + ".report.json")
+    try:
+        summary = json.loads(json_path.read_text())
+        return Ingestion(pack, summary["files"], csv_path, json_path, Counter(summary["packed"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _reason_kind(reason: str) -> str:

@@ -66,7 +66,8 @@ from scipy.special import ndtr, ndtri
 from tqdm import tqdm
 
 from xspecvae import physics
-from xspecvae.catalog import QUALITY_BREAKS, Grid, Pack, PackWriter, resumable
+from xspecvae.catalog import QUALITY_BREAKS, Grid, Pack, PackWriter, made_already, resumable
+from xspecvae.errors import InputError
 from xspecvae.instrument import Response, builtin_pn_area, builtin_pn_response
 from xspecvae.ogip import (
     OGIPError,
@@ -192,6 +193,7 @@ def simulate_pack(
     repeat_fraction: float = 0.1,
     chunk: int = 4096,
     resume: bool = True,
+    overwrite: bool = False,
     progress: bool = True,
     fractions: dict | None = None,
     flagged_fraction: float = 0.0,
@@ -215,6 +217,8 @@ def simulate_pack(
     repeat_fraction : share of the sources observed 2-5 times.
     chunk : rows per chunk (the unit of randomness and of resuming).
     resume : continue ``<path>.partial`` if it was made with the same options.
+    overwrite : replace a pack at ``path`` made otherwise (refused by default); one made with
+        these very options is returned as it is.
     fractions : class fractions (label -> weight); default :data:`CLASS_FRACTIONS`.
     flagged_fraction : share of the spectra whose bins below :data:`FLAGGED_BELOW` keV are
         flagged bad (``good`` False), as in pn pipeline products (their QUALITY flags).
@@ -260,6 +264,8 @@ def simulate_pack(
         ),
     )
     instrument = _Instrument.build(rmfs, arf, background, absorption, background_spectra)
+    if made_already(path, provenance, overwrite):
+        return Path(path)
     resume = resume and resumable(path, provenance)
     writer = PackWriter(path, provenance=provenance, resume=resume)
     try:
@@ -305,7 +311,21 @@ def demo_pack(path="xspecvae-demo.h5", *, progress: bool = True) -> Path:
     return simulate_pack(path, DEMO_SIZE, seed=0, progress=progress)
 
 
-def write_ogip(pack_path, directory, *, instrument: str = "pn", rows=None, rmfs=()) -> list[Path]:
+def _ogip_names(obs_ids) -> list[dict[str, str]]:
+    """PPS-like file names of each row's source spectrum, background and ARF: the rows of an
+    observation numbered 1, 2, ... as 4-digit hexadecimal source numbers."""
+    seen: Counter = Counter()
+    names = []
+    for obs_id in map(str, obs_ids):
+        seen[obs_id] += 1
+        stem, src = f"P{obs_id}PNS001", f"{seen[obs_id]:04X}"
+        names.append({k: f"{stem}{k}{src}.FTZ" for k in ("SRSPEC", "BGSPEC", "SRCARF")})
+    return names
+
+
+def write_ogip(
+    pack_path, directory, *, instrument: str = "pn", rows=None, rmfs=(), overwrite: bool = False
+) -> list[Path]:
     """Write rows of a pack as OGIP files that ``xspecvae pack`` reads back.
 
     Per row: ``P<obs_id>PNS001SRSPEC<src>.FTZ`` (source spectrum), ``...BGSPEC<src>.FTZ``
@@ -316,7 +336,8 @@ def write_ogip(pack_path, directory, *, instrument: str = "pn", rows=None, rmfs=
     gives the pack's counts back exactly.
 
     The full RMFs come from ``rmfs`` (files named like the pack's RMFs), else from the paths in
-    the pack's provenance; the built-in response is made again. Returns the paths written.
+    the pack's provenance; the built-in response is made again. Files already in
+    ``directory`` under those names are refused unless ``overwrite``. Returns the paths written.
     """
     from astropy.time import Time
 
@@ -333,6 +354,15 @@ def write_ogip(pack_path, directory, *, instrument: str = "pn", rows=None, rmfs=
         known += [Path(p) for p in pack.provenance.get("options", {}).get("rmfs", [])]
         written: list[Path] = []
         responses: dict[int, Response] = {}
+        files = _ogip_names(meta["obs_id"])
+        used = [] if batch is None else [names[i] for i in np.unique(batch["rmf_index"])]
+        there = [directory / n for n in [*used, *(n for f in files for n in f.values())]]
+        there = [path for path in there if path.exists()]
+        if there and not overwrite:
+            raise InputError(
+                there[0], f"exists, with {len(there) - 1} more files this export would replace; "
+                "write elsewhere or pass --overwrite",
+            )  # fmt: skip
         if batch is not None:
             for index in np.unique(batch["rmf_index"]):
                 response = _full_response(names[index], known)
@@ -352,13 +382,8 @@ def write_ogip(pack_path, directory, *, instrument: str = "pn", rows=None, rmfs=
                         header=dict(TELESCOP="XMM", INSTRUME="EPN"),
                     )
                 )
-        seen: Counter = Counter()
-        for i in range(selected.size):
+        for i, names_i in enumerate(files):
             obs_id = str(meta["obs_id"][i])
-            seen[obs_id] += 1
-            stem = f"P{obs_id}PNS001"
-            src = f"{seen[obs_id]:04X}"
-            names_i = {k: f"{stem}{k}{src}.FTZ" for k in ("SRSPEC", "BGSPEC", "SRCARF")}
             response = responses[int(batch["rmf_index"][i])]
             alpha = float(np.median(batch["alpha"][i]))
             mjd = float(meta["mjd"][i])

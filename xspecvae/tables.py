@@ -1,10 +1,14 @@
 """Catalogue tables in the astronomers' formats: FITS binary tables (TOPCAT,
 ``astropy.table.Table.read``) and Parquet.
 
-Every table the package writes (posteriors, searches, maps, trajectories, anomalies, checks) is
-a dict of equal-length columns (vector columns such as ``z_loc`` are ``(N, D)``) keyed by
-``source_id`` and ``obs_id`` and carrying ``ra``/``dec`` where known, so it cross-matches with
-other catalogues by position.
+Every table the package writes (posteriors, searches, maps, trajectories, anomalies, checks,
+fits) is a dict of equal-length columns (vector columns such as ``z_loc`` are ``(N, D)``) keyed
+by ``source_id`` and ``obs_id`` and carrying ``ra``/``dec`` where known, so it cross-matches
+with other catalogues by position. In the files, every column has its unit (TUNITn) and a
+description (TCOMMn), every table an EXTNAME and a header naming what made it (CREATOR, DATE
+and the settings its maker passes), and the identity columns take 4XMM's names (:data:`IN_FILES`:
+``SRCID``, ``OBS_ID``, ``SRC_NUM``, ``RA``, ``DEC``); :func:`read_table` gives the package's
+names back.
 """
 
 from __future__ import annotations
@@ -12,36 +16,159 @@ from __future__ import annotations
 import gzip
 import io
 import tempfile
+import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
 from astropy.table import Table
+from astropy.utils.exceptions import AstropyWarning
 
+from xspecvae import __version__
+from xspecvae.errors import InputError
 from xspecvae.files import write_atomic
 
-__all__ = ["IDENTITY", "identity_columns", "read_table", "write_table"]
+__all__ = [
+    "COLUMNS", "IDENTITY", "IN_FILES", "POSTERIOR", "describe", "identity_columns",
+    "read_table", "write_table",
+]  # fmt: skip
 
 #: Columns of a pack's metadata copied into the tables (those present).
-IDENTITY = ("source_id", "obs_id", "ra", "dec", "mjd", "label", "file", "epoch")
+IDENTITY = (
+    "source_id", "catalogue_id", "obs_id", "src_num", "ra", "dec", "mjd", "label", "file",
+    "epoch",
+)  # fmt: skip
+
+#: The package's names of the identity columns and their 4XMM names in the files.
+IN_FILES = {
+    "source_id": "SRCID", "catalogue_id": "SRCID_CAT", "obs_id": "OBS_ID",
+    "src_num": "SRC_NUM", "ra": "RA", "dec": "DEC",
+}  # fmt: skip
+
+_NH = "1e22 cm-2"
+_FLUX = "ph / (cm2 s)"
+#: Unit (astropy's notation, "" for none) and description of every column the package writes.
+COLUMNS = {
+    # identity
+    "source_id": ("", "source id: 4XMM SRCID where SRCID_CAT, else the package's own"),
+    "catalogue_id": ("", "true where SRCID comes from the catalogue given to pack"),
+    "obs_id": ("", "XMM-Newton observation id (OBS_ID)"),
+    "src_num": ("", "pipeline source number in the observation (-1: not a PPS file)"),
+    "ra": ("deg", "right ascension (J2000) of the source region"),
+    "dec": ("deg", "declination (J2000) of the source region"),
+    "mjd": ("d", "MJD of the start of the observation"),
+    "label": ("", "class (simulated or given packs only)"),
+    "file": ("", "spectrum file the row was read from"),
+    "epoch": ("", "observation number of the source (1, 2, ...)"),
+    "row": ("", "row of the spectrum in its pack (or table)"),
+    "instrument": ("", "instrument section of the pack (pn, mos1, mos2, ...)"),
+    # posterior (latent.encode)
+    "z_loc": ("", "posterior mean of the latent vector"),
+    "z_scale": ("", "posterior standard deviations of the latent vector"),
+    "norm_loc": ("", "posterior mean of ln(count rate through the reference response)"),
+    "norm_scale": ("", "posterior standard deviation of that log rate"),
+    "nh": (_NH, "absorbing column of the decoder at the posterior mean"),
+    "redshift": ("", "redshift of the decoder at the posterior mean"),
+    "coefficients": ("", "DeepONet branch weights of the templates"),
+    "line_ew": ("keV", "rest-frame equivalent widths of the decoder's lines (networks.LINES)"),
+    "photon_flux": (_FLUX, "absorbed model photon flux, 0.2-12 keV"),
+    "hardness": ("", "model (H-S)/(H+S) of photon flux, S 0.5-2 keV, H 2-12 keV"),
+    "source_counts": ("ct", "expected source counts, source region, good channels"),
+    "total_counts": ("ct", "expected source + background counts, source region"),
+    "snr": ("", "model SNR: source_counts / sqrt(total_counts)"),
+    "statistic": ("", "fit statistic at the posterior mean (W-stat or C-stat)"),
+    "dof": ("", "degrees of freedom of the statistic (good channels)"),
+    "elbo": ("", "evidence lower bound of the spectrum (nats)"),
+    "misfit": ("", "(E_q[deviance] + 2 KL) / dof: about 1 where the model explains it"),
+    "hr": ("", "4XMM HR1-HR4 of net counts (bands 0.2-0.5-1-2-4.5-12 keV)"),
+    # search, map, trajectory, anomalies
+    "query_row": ("", "row of the query in the posterior table"),
+    "query_label": ("", "class of the query"),
+    "rank": ("", "rank (1: nearest, or most anomalous)"),
+    "divergence": ("", "divergence of the posterior from the query's (DIVERGE)"),
+    "x": ("", "PaCMAP coordinate 1"),
+    "y": ("", "PaCMAP coordinate 2"),
+    "set": ("", "which table the point comes from"),
+    "step": ("", "divergence from the previous epoch's posterior (DIVERGE)"),
+    "n_epochs": ("", "observations of the source in the table"),
+    "isolation": ("", "mean divergence to the k nearest posteriors"),
+    "isolation_rank": ("", "rank by isolation (1: most isolated)"),
+    "misfit_rank": ("", "rank by misfit (1: worst)"),
+    # predictive checks and samples
+    "p_value": ("", "posterior predictive p-value of the fit statistic"),
+    "statistic_rep": ("", "mean statistic of replicated data at the draws"),
+    "z": ("", "latent vector drawn"),
+    "log_norm": ("", "ln(count rate) drawn"),
+    "source": ("ct", "expected source counts per channel, source region"),
+    "background": ("ct", "expected background counts per channel, background region"),
+    "counts": ("ct", "replicated counts per channel, source region"),
+    "background_counts": ("ct", "replicated counts per channel, background region"),
+    # comparison with classical fits (compare)
+    "name": ("", "short name of the spectrum file"),
+    "w_dof": ("", "statistic / dof of the encoder's fit"),
+    "best_model": ("", "classical model with the lowest statistic / dof"),
+    "best_w_dof": ("", "statistic / dof of that model"),
+    "neighbours": ("", "rows of the k nearest reference posteriors"),
+    "nearest_divergence": ("", "divergence to the nearest reference posterior"),
+    "neighbour_classes": ("", "classes of those neighbours, with counts"),
+    "nearest_class": ("", "most common class among them"),
+}
+#: Columns ``<model>_<key>`` of fit tables (compare.fit_table): the key's unit and description.
+FIT_COLUMNS = {
+    "statistic": ("", "fit statistic (W-stat or C-stat)"),
+    "dof": ("", "degrees of freedom (-1: the fit failed)"),
+    "w_dof": ("", "statistic / dof"),
+    "error": ("", "why the fit failed (empty when it did not)"),
+    "total": ("ct", "expected counts per channel in the source region"),
+    "nh": (_NH, "absorbing column"),
+    "gamma": ("", "photon index"),
+    "norm": ("", "normalisation, as XSPEC's"),
+    "pl_norm": ("ph / (cm2 s keV)", "power law photons at 1 keV"),
+    "disk_norm": ("", "diskbb normalisation, as XSPEC's"),
+    "t_in": ("keV", "inner disc temperature"),
+}
+
+
+def describe(name: str) -> tuple[str, str]:
+    """Unit and description of a column the package writes; a name it does not know is a bug
+    and raises ``KeyError``."""
+    if name in COLUMNS:
+        return COLUMNS[name]
+    for key in sorted(FIT_COLUMNS, key=len, reverse=True):  # pl_norm before norm
+        unit, text = FIT_COLUMNS[key]
+        for suffix, what in ((f"_{key}_err", f"1-sigma error of {text}"), (f"_{key}", text)):
+            if name.endswith(suffix):
+                return unit, f"{name.removesuffix(suffix)}: {what}"
+    raise KeyError(f"column {name!r} has no unit or description in xspecvae.tables.COLUMNS")
 
 
 def _format(path: Path) -> str:
     return "parquet" if path.suffix.lower() in (".parquet", ".pq") else "fits"
 
 
-def write_table(columns: dict, path, *, header: dict | None = None) -> Path:
+def write_table(columns: dict, path, *, extname: str, header: dict | None = None) -> Path:
     """Write ``columns`` to ``path`` (``.parquet`` or ``.pq``: Parquet, otherwise FITS, gzipped
-    when the name ends in ``.gz``) atomically; ``header`` (short keys, scalar values) goes
-    into the FITS header or the Parquet metadata."""
+    when the name ends in ``.gz``) atomically, as the table ``extname``, each column with its
+    unit and description (:func:`describe`); ``header`` (short keys, scalar values: the
+    settings that made it) goes into the FITS header or the Parquet metadata."""
     path = Path(path)
     lengths = {k: len(v) for k, v in columns.items()}
     if len(set(lengths.values())) > 1:
         raise ValueError(f"{path}: columns of different lengths {lengths}")
-    table = Table({k: np.asarray(v) for k, v in columns.items()})
+    table = Table({IN_FILES.get(k, k): np.asarray(v) for k, v in columns.items()})
+    for key, column in zip(columns, table.itercols()):
+        unit, column.description = describe(key)
+        column.unit = unit or None
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    table.meta.update(EXTNAME=extname, CREATOR=f"xspecvae {__version__}", DATE=now)
     table.meta.update(header or {})
     if _format(path) == "fits":
+        hdu = fits.table_to_hdu(table)
+        for i, column in enumerate(table.itercols(), 1):  # descriptions where TOPCAT shows them
+            hdu.header.set(f"TCOMM{i}", column.description, after=f"TFORM{i}")
         buffer = io.BytesIO()
-        table.write(buffer, format="fits")
+        fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buffer)
         data = buffer.getvalue()
         write_atomic(path, gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
     else:  # the Parquet writer wants a file name
@@ -55,17 +182,38 @@ def write_table(columns: dict, path, *, header: dict | None = None) -> Path:
     return path
 
 
-def read_table(path, *, with_header: bool = False):
+#: Columns every posterior table has (what the commands that read one need).
+POSTERIOR = ("row", "z_loc", "z_scale")
+
+
+def read_table(path, *, with_header: bool = False, required=()):
     """A table written by :func:`write_table` (or any FITS/Parquet table) as numpy columns;
-    with ``with_header``, also its header keywords: ``(columns, header)``."""
+    with ``with_header``, also its header keywords: ``(columns, header)``. A file that is not
+    a table, or lacks a ``required`` column, is refused with an :class:`InputError`."""
     path = Path(path)
-    table = Table.read(path, format=_format(path))
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    try:
+        with warnings.catch_warnings():  # a foreign table's unit and NULL notes
+            warnings.simplefilter("ignore", AstropyWarning)
+            table = Table.read(path, format=_format(path))
+    except (OSError, ValueError, TypeError, IndexError) as exc:
+        raise InputError(path, f"not a readable table ({exc})") from None
+    missing = [n for n in required if IN_FILES.get(n, n) not in table.colnames]
+    if missing:
+        what = "a posterior table (xspecvae encode)" if required == POSTERIOR else "the table"
+        raise InputError(path, f"not {what}: no column {', '.join(missing)}")
     table.convert_bytestring_to_unicode()  # FITS strings come back as bytes
-    columns = {name: np.asarray(table[name]) for name in table.colnames}
+    ours = {v: k for k, v in IN_FILES.items()}
+    columns = {ours.get(name, name): np.asarray(table[name]) for name in table.colnames}
     return (columns, dict(table.meta)) if with_header else columns
 
 
 def identity_columns(meta: dict, rows) -> dict[str, np.ndarray]:
-    """The :data:`IDENTITY` columns of a pack's ``meta`` at ``rows``."""
+    """The :data:`IDENTITY` columns of a pack's ``meta`` at ``rows`` (those it has; a pack made
+    without a catalogue has ``catalogue_id`` false: every source id is the package's own)."""
     rows = np.asarray(rows)
-    return {k: np.asarray(meta[k])[rows] for k in IDENTITY if k in meta}
+    found = {k: np.asarray(meta[k])[rows] for k in IDENTITY if k in meta}
+    if "source_id" in found and "catalogue_id" not in found:
+        found["catalogue_id"] = np.zeros(len(rows), bool)
+    return {k: found[k] for k in IDENTITY if k in found}

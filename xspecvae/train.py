@@ -42,7 +42,7 @@ from numpyro.infer import SVI, TraceMeanField_ELBO
 from tqdm import tqdm
 
 from xspecvae import checkpoint
-from xspecvae.catalog import PER_SOURCE, Pack
+from xspecvae.catalog import PER_SOURCE, Pack, PackError
 from xspecvae.files import write_atomic
 from xspecvae.physics import CrossSection
 from xspecvae.vae import (
@@ -63,6 +63,7 @@ __all__ = [
     "initialize_distributed",
     "load_run",
     "make_svi",
+    "run_pack",
     "split_rows",
     "train",
 ]
@@ -118,6 +119,8 @@ def train(
     run = Path(run)
     trained = checkpoint.path(run).exists()
     if resume:
+        if not trained and (run / checkpoint.LEGACY).exists():
+            checkpoint.load(run)  # refused, naming the conversion command
         if not (run / "config.json").exists():
             raise TrainingError(f"nothing to resume in {run}: it holds no config.json")
         saved = json.loads((run / "config.json").read_text())
@@ -127,7 +130,7 @@ def train(
             )
         config, options = _config(saved["config"]), TrainOptions(**saved["options"])
         pack_path, instrument, absorption = saved["pack"], saved["instrument"], saved["absorption"]
-        init = saved.get("init")
+        init, pack_id = saved.get("init"), saved.get("pack_id")
     elif trained or (run / checkpoint.LEGACY).exists():
         raise TrainingError(f"{run} holds a run already: resume it or train into another folder")
     # a resumed fine-tuning takes its instrument from its own checkpoint, not from ``init``
@@ -142,6 +145,14 @@ def train(
     local_batch = options.batch_size // processes
 
     with Pack(pack_path, instrument) as pack:
+        if resume and pack_id is not None and pack.identity != pack_id:
+            raise PackError(
+                pack_path,
+                f"is not the pack {run} started on (its pack id differs): another pack was "
+                "written there since, and a run resumes only on its own data; fine-tune it on "
+                f"this one instead: xspecvae train {pack_path} -o NEW --init {run}",
+            )
+        pack_id = pack.identity
         split = split_rows(len(pack), options, processes)
         mine_train, mine_val = (rows[jax.process_index()] for rows in split)
         data = pack.read(np.concatenate([mine_train, mine_val]))
@@ -192,6 +203,7 @@ def train(
             "config": asdict(config),
             "options": asdict(options),
             "pack": str(Path(pack_path).resolve()),
+            "pack_id": pack_id,
             "instrument": instrument,
             "absorption": None if absorption is None else str(Path(absorption).resolve()),
             "init": None if init is None else str(Path(init).resolve()),
@@ -320,6 +332,25 @@ def load_run(run: str | os.PathLike) -> tuple[VAE, dict]:
         raise checkpoint.CheckpointError(checkpoint.path(run), wrong)
     info["grid"] = trees["grid"]
     return VAE(config, trees["params"], inst), info
+
+
+_REPLACED = (
+    "is not the pack this run was trained on (its pack id differs): another pack was written "
+    "there since; name a pack explicitly to use it with this run"
+)
+
+
+def run_pack(info: dict, pack=None, instrument: str | None = None) -> Pack:
+    """The pack a run reads (``info`` from :func:`load_run`): ``pack`` when given, else the
+    run's own, refused with a :class:`~xspecvae.catalog.PackError` if another pack has been
+    written at its path since training."""
+    if pack is not None:
+        return Pack(pack, instrument)
+    opened = Pack(info["pack"], instrument)
+    if info.get("pack_id") is not None and opened.identity != info["pack_id"]:
+        opened.close()
+        raise PackError(info["pack"], _REPLACED)
+    return opened
 
 
 def _config(saved: dict) -> Config:

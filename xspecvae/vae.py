@@ -230,7 +230,7 @@ class Config:
     n_trunk: int = 512
     patch: int = 4
     encoder_width: int = 64
-    encoder_blocks: int = 1
+    encoder_blocks: int = 2
     likelihood: str = "wstat"  # or "cstat"
     # inference (not training): Levenberg-Marquardt steps on each source's posterior from the
     # encoder's (0: the encoder alone)
