@@ -24,6 +24,7 @@ from xspecvae.explore import (
     project,
     reconstruction,
     trajectory_table,
+    worst_row,
 )
 from xspecvae.predictive import plot_checks
 from xspecvae.tables import read_table, write_table
@@ -189,7 +190,8 @@ def test_explore_draws_the_checks_and_the_most_moving_trajectories(explored, sma
     assert sum(bar.get_height() for bar in ax.patches) == len(checks["p_value"])
     assert legend_labels(ax) == ["0.01 = 0.01"]
     spectrum = drawn["ppc"].axes[0]
-    row = checks["row"][0]
+    row = worst_row(checks)  # the worst fit, as `xspecvae check` draws
+    assert checks["p_value"][checks["row"] == row][0] == checks["p_value"].min()
     assert spectrum.get_title() == f"source {row}"
     (observed,) = [line for line in spectrum.lines if line.get_label() == "observed"]
     with Pack(small_pack) as pack:
@@ -207,6 +209,7 @@ def test_explore_draws_the_checks_and_the_most_moving_trajectories(explored, sma
     assert len(drawn["trajectories"].axes[0].collections[0].get_offsets()) == len(table["row"])
     (ax,) = drawn["hardness_intensity"].axes
     assert ax.get_yscale() == "log" and ax.get_ylabel().startswith("photon flux")
+    assert "S 0.5-2 keV, H 2-12 keV" in ax.get_xlabel()  # the bands named
     drawable = np.isfinite(table["hardness"]) & (table["photon_flux"] > 0)
     assert len(ax.collections[0].get_offsets()) == drawable.sum()
 

@@ -76,6 +76,7 @@ def test_a_run_stops_at_a_replaced_pack_and_names_other_packs_tables(
     own = (run / "posteriors.fits").read_bytes()
     header = fits.getheader(run / "posteriors.fits", "POSTERIORS")  # what made it, with units
     assert header["PACKID"] == identity(pack) and header["RUN"] == str(run)
+    assert header["RUNID"] == settings["run_id"] and len(settings["run_id"]) == 32
     assert header["TTYPE1"] == "SRCID" and header["CREATOR"].startswith("xspecvae")
     units = {header[f"TTYPE{i}"]: header.get(f"TUNIT{i}") for i in range(1, header["TFIELDS"] + 1)}
     assert units["RA"] == "deg" and units["nh"] == "10**22 cm-2" and units["mjd"] == "d"
@@ -207,3 +208,41 @@ def test_an_ogip_export_never_replaces_files_unasked(small_pack, tmp_path, capsy
     assert spectrum.read_bytes() == mine
     assert write_ogip(small_pack, tmp_path, rows=[0, 1], overwrite=True) == files
     assert spectrum.read_bytes() != mine
+
+
+def test_maps_are_quiet_and_training_epochs_are_whole(tmp_path, caplog):
+    from xspecvae import figures
+    from xspecvae.explore import project
+
+    with caplog.at_level("INFO"):
+        project(np.random.default_rng(0).normal(size=(40, 4)))
+    assert not [r for r in caplog.records if "random state" in r.getMessage()]
+    metrics = {"epoch": [1, 2, 3], "train_loss": [3.0, 2.0, 1.5], "validation_loss": [3, 2, 2]}
+    ticks = figures.training_curves(metrics, tmp_path / "t.png").axes[0].get_xticks()
+    assert np.all(ticks == np.round(ticks))
+
+
+def test_readme_synopses_agree_with_the_command_line():
+    """Every command in the README exists with the options and defaults it shows, and every
+    command of the parser is in the README."""
+    import argparse
+    import re
+    from pathlib import Path
+
+    from xspecvae.cli import build_parser
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    spans = re.findall(r"`(xspecvae [a-z][a-z-]*[^`]*)`", readme.replace("\n", " "))
+    assert spans
+    for span in spans:
+        name = span.split()[1]
+        assert name in commands.choices, span
+        known = commands.choices[name]._option_string_actions
+        for option in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", span):
+            assert option in known, f"{option} of {span!r}"
+        for option, value in re.findall(r"\[(--?[a-zA-Z][\w-]*) ([\d.]+)\]", span):
+            assert float(value) == float(known[option].default), f"{option} {value}: {span!r}"
+    missing = [c for c in commands.choices if f"`xspecvae {c}" not in readme]
+    assert not missing

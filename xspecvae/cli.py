@@ -47,6 +47,24 @@ def _command(commands, name: str, **options) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return _COMMANDS[args.command](args)
+    except InputError as err:  # a file or argument the user gave; a bug keeps its traceback
+        print(f"xspecvae {args.command}: {err}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
+        where = f"{err.filename}: {err.strerror}" if err.filename else str(err)
+        print(f"xspecvae {args.command}: {where}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per job."""
     parser = argparse.ArgumentParser(
         prog="xspecvae",
         formatter_class=_Help,
@@ -89,19 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     convert.add_argument("run", type=Path, help="run folder holding checkpoint.pkl")
     convert.add_argument("--trust", action="store_true", help="unpickle it: you trust the file")
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    try:
-        return _COMMANDS[args.command](args)
-    except InputError as err:  # a file or argument the user gave; a bug keeps its traceback
-        print(f"xspecvae {args.command}: {err}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
-        where = f"{err.filename}: {err.strerror}" if err.filename else str(err)
-        print(f"xspecvae {args.command}: {where}", file=sys.stderr)
-        return 1
+    return parser
 
 
 # ---------------------------------------------------------------------------------------------
@@ -816,12 +822,13 @@ def _beside(table: Path, output: Path | None, name: str) -> Path:
 def _made_from(table: Path, header: dict) -> dict:
     """The header of a table made from the posterior table at ``table`` (with ``header``):
     that table, and the run and pack that made it."""
-    return {k: header[k] for k in ("RUN", "PACK", "PACKID") if k in header} | {"TABLE": str(table)}
+    known = {k: header[k] for k in ("RUN", "RUNID", "PACK", "PACKID") if k in header}
+    return known | {"TABLE": str(table)}
 
 
 def _encode(args) -> int:
     from xspecvae.explore import posterior_table
-    from xspecvae.tables import write_table
+    from xspecvae.tables import made_by, write_table
 
     vae, info, pack = _load(args.run, args.pack, args.instrument)
     if args.refine_steps is not None:
@@ -830,7 +837,7 @@ def _encode(args) -> int:
         table = posterior_table(
             vae, pack, batch_size=args.batch_size, n_draws=args.draws, progress=not args.quiet
         )
-        header = {"RUN": str(args.run), "PACK": str(pack.path), "PACKID": pack.identity or "none"}
+        header = made_by(args.run, info, pack)
         header |= {"REFINE": vae.config.refine_steps, "NDRAWS": args.draws}
     # the run's own table keeps its name; another pack's gets one of its own
     own = pack.identity is not None and pack.identity == info.get("pack_id")
@@ -1053,9 +1060,9 @@ def _anomalies(args) -> int:
 
 def _check(args) -> int:
     from xspecvae.explore import calibration_table, check_figure, worst_row
-    from xspecvae.tables import write_table
+    from xspecvae.tables import made_by, write_table
 
-    vae, _, pack = _load(args.run, args.pack, args.instrument)
+    vae, info, pack = _load(args.run, args.pack, args.instrument)
     output = args.output or args.run / "calibration.fits"
     with pack:
         checks = calibration_table(
@@ -1064,8 +1071,7 @@ def _check(args) -> int:
         row = worst_row(checks) if args.row is None else args.row
         figure = output.with_name(f"ppc_row{row}.png")
         check_figure(vae, pack, row, figure)
-    header = {"RUN": str(args.run), "PACK": str(pack.path), "PACKID": pack.identity or "none"}
-    header |= {"NROWS": args.rows, "NDRAWS": args.draws}
+    header = made_by(args.run, info, pack) | {"NROWS": args.rows, "NDRAWS": args.draws}
     write_table(checks, output, extname="CALIBRATION", header=header)
     n, low = len(checks["row"]), checks["misfit"]
     print(
@@ -1078,9 +1084,9 @@ def _sample(args) -> int:
     import jax
 
     from xspecvae.predictive import draw
-    from xspecvae.tables import write_table
+    from xspecvae.tables import made_by, write_table
 
-    vae, _, pack = _load(args.run, args.pack, args.instrument)
+    vae, info, pack = _load(args.run, args.pack, args.instrument)
     with pack:
         if not 0 <= args.row < len(pack):
             return _fail("sample", f"--row {args.row}: the pack has {len(pack)} spectra")
@@ -1095,7 +1101,7 @@ def _sample(args) -> int:
         "background_counts": drawn["background_rep"][:, 0],
     }
     header = {"ROW": args.row, "PRIOR": bool(args.prior), "ELO": float(lo[0]), "EHI": float(hi[-1])}
-    header |= {"RUN": str(args.run), "PACK": str(pack.path), "SEED": args.seed}
+    header |= made_by(args.run, info, pack) | {"SEED": args.seed}
     output = write_table(columns, args.output, extname="SAMPLES", header=header)
     where = "the prior" if args.prior else f"the posterior of row {args.row}"
     print(f"samples: {output} ({args.n} spectra from {where}, {len(lo)} channels)")

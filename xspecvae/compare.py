@@ -70,7 +70,8 @@ def compare(
     absorption = absorption or origin["absorption"]
     cross_section = CrossSection.from_fits(absorption) if absorption else None
     built = checkpoint.path(run).stat().st_mtime
-    header = {"RUN": str(run), "PACK": str(pack), "REFPACK": str(reference)}
+    header = {"RUN": str(run), "RUNID": info.get("run_id") or "none", "PACK": str(pack)}
+    header |= {"REFPACK": str(reference)}
     header |= {"MODELS": ",".join(models), "ABSORB": str(absorption)}  # what the tables hold
 
     def step(name, make):

@@ -37,7 +37,7 @@ from xspecvae.latent import HARD, SOFT, Index, anomalies, encode, trajectories
 from xspecvae.networks import LINES
 from xspecvae.predictive import calibration, draw, inference_data, plot_checks
 from xspecvae.report import Section, write_report
-from xspecvae.tables import identity_columns, read_table, write_table
+from xspecvae.tables import identity_columns, made_by, read_table, write_table
 from xspecvae.train import load_run, run_pack
 from xspecvae.vae import VAE
 
@@ -185,8 +185,7 @@ def explore(
     built = checkpoint.path(run).stat().st_mtime
 
     with run_pack(info, pack, instrument) as p:
-        origin = {"RUN": str(run), "PACK": str(p.path), "INSTRUME": p.instrument}
-        origin["PACKID"] = p.identity or "none"  # another pack at the same path: remade
+        origin = made_by(run, info, p) | {"INSTRUME": p.instrument}  # another pack: remade
 
         def step(name: str, make: Callable[[], dict], **settings) -> dict:
             """The table ``name``, remade when its origin or ``settings`` have changed."""

@@ -31,7 +31,7 @@ from xspecvae.files import write_atomic
 
 __all__ = [
     "COLUMNS", "IDENTITY", "IN_FILES", "POSTERIOR", "describe", "identity_columns",
-    "read_table", "write_table",
+    "made_by", "read_table", "write_table",
 ]  # fmt: skip
 
 #: Columns of a pack's metadata copied into the tables (those present).
@@ -123,9 +123,10 @@ FIT_COLUMNS = {
     "total": ("ct", "expected counts per channel in the source region"),
     "nh": (_NH, "absorbing column"),
     "gamma": ("", "photon index"),
-    "norm": ("", "normalisation, as XSPEC's"),
+    "powerlaw_norm": ("ph / (cm2 s keV)", "power law photons at 1 keV"),
     "pl_norm": ("ph / (cm2 s keV)", "power law photons at 1 keV"),
-    "disk_norm": ("", "diskbb normalisation, as XSPEC's"),
+    "diskbb_norm": ("", "diskbb normalisation, (R_in/km / (D/10 kpc))^2 cos i"),
+    "disk_norm": ("", "diskbb normalisation, (R_in/km / (D/10 kpc))^2 cos i"),
     "t_in": ("keV", "inner disc temperature"),
 }
 
@@ -138,8 +139,9 @@ def describe(name: str) -> tuple[str, str]:
     for key in sorted(FIT_COLUMNS, key=len, reverse=True):  # pl_norm before norm
         unit, text = FIT_COLUMNS[key]
         for suffix, what in ((f"_{key}_err", f"1-sigma error of {text}"), (f"_{key}", text)):
-            if name.endswith(suffix):
-                return unit, f"{name.removesuffix(suffix)}: {what}"
+            if f"_{name}".endswith(suffix):
+                model = f"_{name}".removesuffix(suffix).lstrip("_")
+                return unit, f"{model}: {what}" if model else what
     raise KeyError(f"column {name!r} has no unit or description in xspecvae.tables.COLUMNS")
 
 
@@ -207,6 +209,15 @@ def read_table(path, *, with_header: bool = False, required=()):
     ours = {v: k for k, v in IN_FILES.items()}
     columns = {ours.get(name, name): np.asarray(table[name]) for name in table.colnames}
     return (columns, dict(table.meta)) if with_header else columns
+
+
+def made_by(run, info: dict, pack) -> dict:
+    """Header keywords naming the run that made a table (path, and the ``run_id`` of its
+    ``config.json`` ``info``) and the pack it read (path and :attr:`Pack.identity`)."""
+    return {
+        "RUN": str(run), "RUNID": info.get("run_id") or "none",
+        "PACK": str(pack.path), "PACKID": pack.identity or "none",
+    }  # fmt: skip
 
 
 def identity_columns(meta: dict, rows) -> dict[str, np.ndarray]:

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -204,6 +205,7 @@ def train(
             "options": asdict(options),
             "pack": str(Path(pack_path).resolve()),
             "pack_id": pack_id,
+            "run_id": uuid.uuid4().hex,  # what tables made by this run name
             "instrument": instrument,
             "absorption": None if absorption is None else str(Path(absorption).resolve()),
             "init": None if init is None else str(Path(init).resolve()),
