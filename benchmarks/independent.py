@@ -221,15 +221,23 @@ _LINE_EW = np.array([line[5] for line in PLASMA_LINES])
 EW_COLUMNS = {
     "ew_o7": ("O VII",),
     "ew_o8": ("O VIII",),
-    "ew_fel": ("Fe XVII", "Fe XVIII", "Fe XIX", "Fe XX", "Fe XXI", "Fe XXII", "Fe XXIII",
-               "Fe XXIV"),
+    "ew_fel": (
+        "Fe XVII",
+        "Fe XVIII",
+        "Fe XIX",
+        "Fe XX",
+        "Fe XXI",
+        "Fe XXII",
+        "Fe XXIII",
+        "Fe XXIV",
+    ),
     "ew_ne10": ("Ne X",),
     "ew_mg11": ("Mg XI",),
     "ew_si13": ("Si XIII",),
     "ew_s15": ("S XV",),
     "ew_fe25": ("Fe XXV",),
     "ew_fe26": ("Fe XXVI",),
-}  # fmt: skip
+}
 
 
 def line_ews(kt: float, abundance: float) -> np.ndarray:
@@ -495,7 +503,7 @@ def _plasma(grid: EnergyGrid, components, abundance, z):
         ew = line_ews(kt, abundance) * 1e-3  # keV, rest
         line_flux += ew * cont / zp1  # observed-frame flux: observed EW x observed density
         line_cont += cont
-    for (name, e0, *_), flux in zip(PLASMA_LINES, line_flux):
+    for (_, e0, *_), flux in zip(PLASMA_LINES, line_flux):
         if flux > 0 and e0 / zp1 < grid.hi[-1]:
             spec.add(line=grid.line(e0 / zp1, 0.0, flux))
     names = [line[0] for line in PLASMA_LINES]
@@ -1036,7 +1044,7 @@ def _table(name: str, columns: list[tuple], header: Header) -> bytes:
         else:
             dtype.append((cname, _TFORM[tform]))
     table = np.zeros(n, dtype=dtype)
-    for cname, tform, unit, array, *_ in columns:
+    for cname, tform, _, array, *_ in columns:
         if tform.endswith("A"):
             table[cname] = [str(v).encode("ascii") for v in array]
         else:
@@ -1235,10 +1243,13 @@ def _spectrum(channel, counts, grouping, quality, s: SourceRecord, kind: str, na
     h["SPECPIX"] = (0, "The rebinned channel correspondsing to SPECVAL")
     h["SPECVAL"] = (2.0, "Original chan value at center of rebinned chan")
     subspace = (
-        ("CCDNR", str(s.ccd), "", ""), ("PI", "200:12000", "eV", ""),
-        ("POS(X,Y)", "TABLE", "", ":REGION"), ("PATTERN", ":4", "", ""), ("FLAG", "0", "", ""),
+        ("CCDNR", str(s.ccd), "", ""),
+        ("PI", "200:12000", "eV", ""),
+        ("POS(X,Y)", "TABLE", "", ":REGION"),
+        ("PATTERN", ":4", "", ""),
+        ("FLAG", "0", "", ""),
         ("TIME", "TABLE", "s", f":GTI{s.ccd - 1:03d}05"),
-    )  # fmt: skip
+    )
     for i, (typ, val, unit, ref) in enumerate(subspace, start=1):
         h[f"DSTYP{i}"] = (typ, "data subspace descriptor: name")
         if unit:
@@ -1471,9 +1482,14 @@ def _build(inputs: Inputs, folder: Path, n_single, n_rep, n_epochs, rng, progres
             duration = float(10 ** rng.uniform(np.log10(11.5e3), np.log10(1.2e5)))
             obs = Observation(
                 obs_id=f"{int(proposals[field]):06d}{e + 1:02d}01",
-                ra=ra0, dec=dec0, mjd=mjd, duration=duration * 1.08,
-                exposure=duration, object=f"FIELD-{field:03d}", pa=float(rng.uniform(0, 360)),
-            )  # fmt: skip
+                ra=ra0,
+                dec=dec0,
+                mjd=mjd,
+                duration=duration * 1.08,
+                exposure=duration,
+                object=f"FIELD-{field:03d}",
+                pa=float(rng.uniform(0, 360)),
+            )
             observations.append((obs, [(i, e) for i in members]))
             mjd += float(rng.uniform(20.0, 800.0))
     # parameters of every epoch of every source
@@ -1540,25 +1556,41 @@ def _build(inputs: Inputs, folder: Path, n_single, n_rep, n_epochs, rng, progres
             ph = norm * photons
             good = inputs.quality == 0
             row = dict(
-                file=names["src"], label=label, source=idx, epoch=epoch, state=state,
-                variability=kind, obs_id=obs.obs_id, src_num=int(num), ra=ra, dec=dec,
-                date_obs=_date(obs.mjd), mjd_obs=obs.mjd, exposure=exposure,
-                backscal_src=record.backscal_src, backscal_bg=record.backscal_bg, alpha=alpha,
-                arf_file=inputs.arfs[j].path.name, arf_written=names["arf"],
-                background_file=names["bkg"], background_template=template,
+                file=names["src"],
+                label=label,
+                source=idx,
+                epoch=epoch,
+                state=state,
+                variability=kind,
+                obs_id=obs.obs_id,
+                src_num=int(num),
+                ra=ra,
+                dec=dec,
+                date_obs=_date(obs.mjd),
+                mjd_obs=obs.mjd,
+                exposure=exposure,
+                backscal_src=record.backscal_src,
+                backscal_bg=record.backscal_bg,
+                alpha=alpha,
+                arf_file=inputs.arfs[j].path.name,
+                arf_written=names["arf"],
+                background_file=names["bkg"],
+                background_template=template,
                 background_rate=rate,
                 expected_net_counts=float(np.sum(mu)),
                 expected_net_counts_good=float(np.sum(mu[good])),
                 expected_background_counts=float(alpha * np.sum(mu_bg)),
                 expected_background_region_counts=float(np.sum(mu_bg)),
-                counts=int(np.sum(counts)), background_counts=int(np.sum(bcounts)),
-                norm=norm, flux_factor=norm / norm0[idx],
+                counts=int(np.sum(counts)),
+                background_counts=int(np.sum(bcounts)),
+                norm=norm,
+                flux_factor=norm / norm0[idx],
                 flux_soft=inputs.grid.band(ph, 0.5, 2.0) * KEV,
                 flux_hard=inputs.grid.band(ph, 2.0, 10.0) * KEV,
                 flux_total=inputs.grid.band(ph, 0.2, 12.0) * KEV,
                 **p,
                 **{key: derived.get(key, float("nan")) for key in EW_COLUMNS},
-            )  # fmt: skip
+            )
             rows.append(row)
             if save_expected:
                 expected["files"].append(names["src"])
@@ -1588,10 +1620,12 @@ def _write_products(folder, names, inputs: Inputs, obs: Observation, gtis, s, co
     _write_gz(
         folder / names["bkg"],
         [
-            obs.primary("EPIC SOURCE BACKGROUND SPECTRUM"), background,
-            _region(obs, s, "background"), *gtis,
+            obs.primary("EPIC SOURCE BACKGROUND SPECTRUM"),
+            background,
+            _region(obs, s, "background"),
+            *gtis,
         ],
-    )  # fmt: skip
+    )
     _write_gz(
         folder / names["arf"],
         [obs.primary("EPIC ANCILLARY RESPONSE FUNCTION"), _arf(inputs.arfs[j], s)],
@@ -1641,7 +1675,7 @@ _TRUTH_DESCRIPTIONS = {
 
 def _write_truth(path: Path, rows: list[dict], inputs: Inputs, arguments: str) -> None:
     columns = []
-    for i, name in enumerate(rows[0]):
+    for name in rows[0]:
         values = [r[name] for r in rows]
         unit, _ = _TRUTH_DESCRIPTIONS[name]
         if isinstance(values[0], str):
@@ -1682,9 +1716,15 @@ def main(argv=None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     folder = generate(
-        args.out, single=args.single, repeated=args.repeated, epochs=args.epochs, seed=args.seed,
-        data=args.data, progress=not args.quiet, save_expected=args.save_expected,
-    )  # fmt: skip
+        args.out,
+        single=args.single,
+        repeated=args.repeated,
+        epochs=args.epochs,
+        seed=args.seed,
+        data=args.data,
+        progress=not args.quiet,
+        save_expected=args.save_expected,
+    )
     print(folder)
     return 0
 

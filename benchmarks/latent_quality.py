@@ -225,9 +225,12 @@ def evaluate(run: Path, pack_path: Path, truth: Table, refine_steps: int | None)
     }
     figures["max_counts_correlation"] = float(np.max(np.abs(figures["counts_correlation"])))
     np.savez_compressed(  # for further study of the same rows
-        run / f"table-refine{vae.config.refine_steps}.npz", label=labels, source=groups, net=net,
+        run / f"table-refine{vae.config.refine_steps}.npz",
+        label=labels,
+        source=groups,
+        net=net,
         **{k: table[k] for k in ("z_loc", "z_scale", "hr", "statistic", "dof", "snr")},
-    )  # fmt: skip
+    )
     return figures
 
 
@@ -240,8 +243,10 @@ def _features(loc, scale, hr, shape) -> dict:
 
 
 def _strip(figures: dict) -> dict:
-    return {name: {k: v for k, v in f.items() if k != "per_class"} | {"per_class": f["per_class"]}
-            for name, f in figures.items()}  # fmt: skip
+    return {
+        name: {k: v for k, v in f.items() if k != "per_class"} | {"per_class": f["per_class"]}
+        for name, f in figures.items()
+    }
 
 
 def _model_counts(vae, batch: dict) -> np.ndarray:
@@ -269,9 +274,14 @@ def _lines(vae, data, table, truth, net, grid) -> dict:
         model = _model_counts(vae, batch)
         observed = energy / (1 + redshift[rows]) if shifted else np.full(len(rows), energy)
         sigma = line_residual(
-            data["counts"][rows], model, data["good"][rows], grid.channel_lo, grid.channel_hi,
-            observed, 0.15,
-        )  # fmt: skip
+            data["counts"][rows],
+            model,
+            data["good"][rows],
+            grid.channel_lo,
+            grid.channel_hi,
+            observed,
+            0.15,
+        )
         out[f"{label} {energy:g} keV"] = {
             "n": len(rows),
             "median_sigma": float(np.nanmedian(sigma)),
@@ -333,9 +343,7 @@ def markdown(f: dict) -> str:
     ]
     for name, a in f["all"].items():
         b, t = f["bright"][name], f["thinning"].get(name, {})
-        thinned = (
-            f"{t['purity']:.3f} | {t['original_in_top_10']:.2f}" if t else " | "
-        )
+        thinned = f"{t['purity']:.3f} | {t['original_in_top_10']:.2f}" if t else " | "
         lines.append(
             f"| {name} | {a['mean']:.3f} | {a['balanced']:.3f} | {a['knn']:.3f} | "
             f"{a['knn_balanced']:.3f} | {b['mean']:.3f} | {b['balanced']:.3f} | {thinned} |"

@@ -48,7 +48,7 @@ def test_simulate_numpy_reference(benchmark, record):
     rng = np.random.default_rng(0)
 
     def run():
-        for start in range(0, N, 4096):
+        for _ in range(0, N, 4096):
             index = rng.normal(1.9, 0.3, (4096, 1))
             flux = (1e-4 * centre**-index * width).astype(np.float32)
             expected = (flux * arf) @ matrix * np.float32(3e4)

@@ -9,9 +9,13 @@ from xspecvae.vae import Config
 # The encoder alone (refine_steps=0): refining a 2-epoch model gives back its prior in the
 # dimensions it does not use yet. The refinement is tested in test_vae, test_quality and below.
 TINY = Config(
-    n_templates=6, decoder_width=32, decoder_depth=2, encoder_width=16, encoder_blocks=1,
+    n_templates=6,
+    decoder_width=32,
+    decoder_depth=2,
+    encoder_width=16,
+    encoder_blocks=1,
     refine_steps=0,
-)  # fmt: skip
+)
 
 
 @pytest.fixture(scope="session")

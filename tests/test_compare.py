@@ -65,13 +65,32 @@ def test_figures_and_report(compared):
 def test_a_second_run_reuses_the_fits_and_the_command_works(compared, small_run, capsys):
     target, out, _ = compared
     before = (out / "fits.fits").stat().st_mtime_ns
-    assert main(["compare", str(small_run), str(target), "-o", str(out), "--fit", "powerlaw",
-                 "--show", "nothing-matches", "-k", "5", "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "compare",
+                str(small_run),
+                str(target),
+                "-o",
+                str(out),
+                "--fit",
+                "powerlaw",
+                "--show",
+                "nothing-matches",
+                "-k",
+                "5",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert (out / "fits.fits").stat().st_mtime_ns == before
     assert capsys.readouterr().out.strip() == f"report: {out / 'report.html'}"
     # other models: the fits are made again, not read back without their columns
-    assert main(["compare", str(small_run), str(target), "-o", str(out), "--fit", "diskbb",
-                 "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(["compare", str(small_run), str(target), "-o", str(out), "--fit", "diskbb", "--quiet"])
+        == 0
+    )
     assert "diskbb_t_in" in read_table(out / "fits.fits")
     assert "diskbb_w_dof" in read_table(out / "sources.fits")
 

@@ -76,8 +76,12 @@ def test_purity_votes_like_knn_predict():
     x = rng.normal(0, 1, (120, 2))
     labels = np.where(x[:, 0] > 0.3, "right", np.where(x[:, 1] > 0, "up", "down"))
     got = purity({"x": ("euclidean", x, None)}, labels, k=5)["x"]
-    guess = np.array([knn_predict(np.delete(x, i, 0), np.delete(labels, i), x[i : i + 1], 5)[0]
-                      for i in range(120)])  # fmt: skip
+    guess = np.array(
+        [
+            knn_predict(np.delete(x, i, 0), np.delete(labels, i), x[i : i + 1], 5)[0]
+            for i in range(120)
+        ]
+    )
     assert got["knn"] == pytest.approx(np.mean(guess == labels))
     recall = [np.mean(guess[labels == c] == c) for c in np.unique(labels)]
     assert got["knn_balanced"] == pytest.approx(np.mean(recall))
@@ -133,5 +137,3 @@ def test_line_residual_sees_what_the_model_leaves_at_the_line():
     assert got[1] == 0.0
     good[:, 13:17] = False
     assert np.isnan(line_residual(counts, model, good, lo, hi, np.array([6.45, 6.45]), 0.12)).all()
-
-

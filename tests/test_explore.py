@@ -105,9 +105,18 @@ def test_explore_writes_the_tables(explored, small_pack):
 def test_explore_draws_every_figure_into_one_page(explored, small_run):
     folder, report, drawn = explored
     expected = [
-        "training", "map_class", "map_class_snr", "map_snr", "map_nh", "templates",
-        "activation", "calibration", "ppc", "trajectories", "hardness_intensity",
-    ]  # fmt: skip
+        "training",
+        "map_class",
+        "map_class_snr",
+        "map_snr",
+        "map_nh",
+        "templates",
+        "activation",
+        "calibration",
+        "ppc",
+        "trajectories",
+        "hardness_intensity",
+    ]
     made = {p.stem for p in (folder / "figures").glob("*.png")}
     assert set(expected) <= made
     fits = sorted(p for p in (folder / "figures").glob("fit_*.png"))

@@ -47,14 +47,23 @@ def _simulated(path, truths, *, arf, exposure, alpha, background, seed):
         writer.add_grid(grid)
         writer.add_rmf("pn", "builtin", rmf.astype(np.float32))
         writer.append(
-            "pn", counts=counts, background=backgrounds, alpha=np.full((n, c), alpha),
-            exposure=np.full(n, exposure), arf=np.tile(area, (n, 1)), rmf_index=np.zeros(n, int),
+            "pn",
+            counts=counts,
+            background=backgrounds,
+            alpha=np.full((n, c), alpha),
+            exposure=np.full(n, exposure),
+            arf=np.tile(area, (n, 1)),
+            rmf_index=np.zeros(n, int),
             meta=dict(
-                source_id=np.arange(n), obs_id=np.array(["0"] * n), mjd=np.zeros(n),
-                ra=np.zeros(n), dec=np.zeros(n), label=np.array([""] * n),
+                source_id=np.arange(n),
+                obs_id=np.array(["0"] * n),
+                mjd=np.zeros(n),
+                ra=np.zeros(n),
+                dec=np.zeros(n),
+                label=np.array([""] * n),
                 file=np.array([f"{i}.fits" for i in range(n)]),
             ),
-        )  # fmt: skip
+        )
     return path
 
 
@@ -62,10 +71,14 @@ def _simulated(path, truths, *, arf, exposure, alpha, background, seed):
 def pack(tmp_path_factory):
     """Two bright spectra (one per model of TRUE) with a flat background, Poisson noise."""
     path = _simulated(
-        tmp_path_factory.mktemp("fit") / "fit.h5", list(TRUE.values()), exposure=40e3,
-        alpha=0.1, background=30.0, seed=3,
+        tmp_path_factory.mktemp("fit") / "fit.h5",
+        list(TRUE.values()),
+        exposure=40e3,
+        alpha=0.1,
+        background=30.0,
+        seed=3,
         arf=lambda e: np.interp(e, [0.1, 1.5, 12.0], [200.0, 1200.0, 100.0]),
-    )  # fmt: skip
+    )
     with Pack(path) as p:
         yield p
 
@@ -123,9 +136,14 @@ def test_errors_count_the_profiled_background(tmp_path):
     from xspecvae.fitting import _hessian, _objective, _spectrum
 
     path = _simulated(
-        tmp_path / "bg.h5", [TRUE["powerlaw"]], arf=lambda e: np.full(e.shape, 500.0),
-        exposure=20e3, alpha=0.5, background=400.0, seed=8,
-    )  # fmt: skip
+        tmp_path / "bg.h5",
+        [TRUE["powerlaw"]],
+        arf=lambda e: np.full(e.shape, 500.0),
+        exposure=20e3,
+        alpha=0.5,
+        background=400.0,
+        seed=8,
+    )
     with Pack(path) as p:
         result = fit(p, 0, "powerlaw")
         p_ = result.parameters

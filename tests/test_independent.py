@@ -67,8 +67,17 @@ def test_products_look_like_the_pipeline_s(catalogue, xmm):
             a, b = ours["SPECTRUM"], theirs["SPECTRUM"]
             assert a.columns.names == b.columns.names
             assert [c.format for c in a.columns] == [c.format for c in b.columns]
-            for key in ("TELESCOP", "INSTRUME", "HDUCLASS", "HDUCLAS1", "HDUCLAS2", "CHANTYPE",
-                        "DETCHANS", "POISSERR", "TLMIN1"):  # fmt: skip
+            for key in (
+                "TELESCOP",
+                "INSTRUME",
+                "HDUCLASS",
+                "HDUCLAS1",
+                "HDUCLAS2",
+                "CHANTYPE",
+                "DETCHANS",
+                "POISSERR",
+                "TLMIN1",
+            ):
                 assert a.header[key] == b.header[key], key
             assert np.array_equal(a.data["QUALITY"], b.data["QUALITY"])  # channels 0-60 bad
             assert a.header["RESPFILE"] == "epn_e3_ef20_sdY6.rmf"

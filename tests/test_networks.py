@@ -142,16 +142,18 @@ def test_lines_are_narrow_at_their_redshifted_energy_with_the_flux_of_their_widt
     k = net.n_templates
     bias = bias.at[k + 2 :].set(-30.0).at[k + 2 + fe].set(33.0)  # Fe K-alpha only, 3 keV EW
     kernel = branch[last]["kernel"].at[:, k + 2 :].set(0.0)  # line outputs: their bias alone
-    params = {"params": {**params["params"],
-                         "branch": {**branch, last: {"kernel": kernel, "bias": bias}}}}  # fmt: skip
+    params = {
+        "params": {**params["params"], "branch": {**branch, last: {"kernel": kernel, "bias": bias}}}
+    }
     edges = np.geomspace(0.2, 12.0, 4001)
     log_centres = jnp.asarray(0.5 * np.log(edges[1:] * edges[:-1]))
     out = jax.jit(net.apply)(params, z, log_centres)
     np.testing.assert_allclose(out.line_ew[:, fe], 30.0 * LINE_EW_UNIT, rtol=1e-5)  # offset -3
     assert np.all(out.line_ew[:, :fe] < 1e-10)
     shifted = log_centres[None, :] + jnp.log1p(out.redshift)[:, None]
-    continuum = jnp.einsum("bek,bk->be", net.apply(params, shifted, method=DeepONet.templates),
-                           out.coefficients)  # fmt: skip
+    continuum = jnp.einsum(
+        "bek,bk->be", net.apply(params, shifted, method=DeepONet.templates), out.coefficients
+    )
     line = np.asarray(out.emission - continuum) * np.diff(edges)  # flux per bin
     at = net.apply(params, jnp.full((1,), math.log(6.4)), method=DeepONet.templates)[0]
     density = np.asarray(out.coefficients @ at)  # rest-frame continuum at 6.4 keV
@@ -161,8 +163,9 @@ def test_lines_are_narrow_at_their_redshifted_energy_with_the_flux_of_their_widt
     assert np.all(np.abs(line * ~near).sum(1) < 1e-3 * (line * near).sum(1))
     mean = (line * np.sqrt(edges[1:] * edges[:-1])).sum(1) / line.sum(1)
     np.testing.assert_allclose(mean, centre, rtol=1e-3)
-    spread = np.sqrt((line * np.log(np.sqrt(edges[1:] * edges[:-1]) / centre[:, None]) ** 2).sum(1)
-                     / line.sum(1))  # fmt: skip
+    spread = np.sqrt(
+        (line * np.log(np.sqrt(edges[1:] * edges[:-1]) / centre[:, None]) ** 2).sum(1) / line.sum(1)
+    )
     np.testing.assert_allclose(spread, net.line_width, rtol=0.05)  # 26 eV at 6.4 keV
 
 

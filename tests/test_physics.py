@@ -114,7 +114,7 @@ def check(model, density, edges, temperatures, x64=True):
             got64 = np.asarray(model(edges, temperatures))
         assert got64.dtype == np.float64
     for row, kT in enumerate(temperatures):
-        ref = integrate(lambda e: density(e, kT), edges)
+        ref = integrate(lambda e, kT=kT: density(e, kT), edges)
         significant = ref > 1e-6 * ref.sum()
         np.testing.assert_allclose(got32[row, significant], ref[significant], rtol=1e-4)
         if x64:

@@ -425,9 +425,14 @@ def test_catalogue_source_ids(pps, xmm, tmp_path):
     folder = copy_sources(pps, tmp_path / "obs", ["0001", "001C", "0067"])
     catalogue = xmm / "catalog" / "4xmm_dr11s_extract.fits"
     result = ingest(
-        [folder], tmp_path / "p.h5", rmf_dirs=[xmm / "responses"], substitutes=SUBSTITUTE,
-        catalogue=catalogue, jobs=1, progress=False,
-    )  # fmt: skip
+        [folder],
+        tmp_path / "p.h5",
+        rmf_dirs=[xmm / "responses"],
+        substitutes=SUBSTITUTE,
+        catalogue=catalogue,
+        jobs=1,
+        progress=False,
+    )
     with Pack(result.pack) as pack:
         numbers = [int(f[-8:-4], 16) for f in pack.meta["file"]]  # ...SRSPEC001C.FTZ: 0x1C
         ids = dict(zip(numbers, pack.meta["source_id"]))
@@ -463,9 +468,13 @@ def test_area_and_background_scales_as_columns(pps, xmm, tmp_path):
     backscal = np.linspace(1e6, 3e6, 4096)
     rewrite(name("BGSPEC", "0003"), with_column("BACKSCAL", backscal))
     result = ingest(
-        [folder], tmp_path / "p.h5", rmf_dirs=[xmm / "responses"], substitutes=SUBSTITUTE,
-        jobs=1, progress=False,
-    )  # fmt: skip
+        [folder],
+        tmp_path / "p.h5",
+        rmf_dirs=[xmm / "responses"],
+        substitutes=SUBSTITUTE,
+        jobs=1,
+        progress=False,
+    )
     assert "AREASCAL column varies" in by_name(result)[name("SRSPEC", "0002").name]["reason"]
     with Pack(result.pack) as pack:
         data, files = pack.read(), [Path(f).name for f in pack.meta["file"]]
@@ -486,10 +495,13 @@ def test_area_and_background_scales_as_columns(pps, xmm, tmp_path):
 def test_a_substitute_that_cannot_be_read_is_not_recorded(pps, xmm, tmp_path):
     folder = copy_sources(pps, tmp_path / "obs", ["0001", "0007"])  # sdY9; sdY6 (at hand)
     result = ingest(
-        [folder], tmp_path / "p.h5", rmf_dirs=[xmm / "responses"],
-        substitutes={"epn_e3_ef20_sdY9.rmf": str(tmp_path / "absent.rmf")}, jobs=1,
+        [folder],
+        tmp_path / "p.h5",
+        rmf_dirs=[xmm / "responses"],
+        substitutes={"epn_e3_ef20_sdY9.rmf": str(tmp_path / "absent.rmf")},
+        jobs=1,
         progress=False,
-    )  # fmt: skip
+    )
     reason = by_name(result)["P0760940101PNS003SRSPEC0001.FTZ"]["reason"]
     assert "absent.rmf" in reason and result.packed == {"pn": 1}
     with Pack(result.pack) as pack:

@@ -106,8 +106,15 @@ def test_source_counts_are_poisson_without_a_cut(tmp_path):
 @pytest.mark.parametrize("slope", [0.0, 0.5])
 def test_source_counts_follow_the_asked_slope(tmp_path, slope):
     """N(>S) ~ S^-slope between SOURCE_COUNTS' limits (log-uniform for 0), first epochs."""
-    path = simulate_pack(tmp_path / "s.h5", 800, seed=3, min_counts=0, counts_slope=slope,
-                         repeat_fraction=0.0, progress=False)  # fmt: skip
+    path = simulate_pack(
+        tmp_path / "s.h5",
+        800,
+        seed=3,
+        min_counts=0,
+        counts_slope=slope,
+        repeat_fraction=0.0,
+        progress=False,
+    )
     _, meta, truth, _ = load(path)
     lo, hi = SOURCE_COUNTS["minimum"], SOURCE_COUNTS["maximum"]
     if slope:
@@ -496,9 +503,14 @@ def test_real_background_spectra_shape_the_backgrounds(xmm, tmp_path):
 
     files = sorted((xmm / "pps_0760940101").glob("P0760940101PNS003BGSPEC00[0-2]*.FTZ"))
     path = simulate_pack(
-        tmp_path / "bg.h5", 400, seed=4, rmfs=[xmm / RMF], arf=xmm / ARF,
-        background_spectra=files, progress=False,
-    )  # fmt: skip
+        tmp_path / "bg.h5",
+        400,
+        seed=4,
+        rmfs=[xmm / RMF],
+        arf=xmm / ARF,
+        background_spectra=files,
+        progress=False,
+    )
     data, _, truth, pack = load(path)
     template = truth["background_template"]
     assert set(template) == set(range(len(files)))  # every file serves

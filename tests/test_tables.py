@@ -52,10 +52,15 @@ def test_identity_columns_take_what_the_pack_has():
 
 def test_every_column_has_a_unit_and_a_description_in_the_file(tmp_path):
     columns = {
-        "source_id": np.arange(2), "catalogue_id": np.array([True, False]), "nh": np.ones(2),
-        "photon_flux": np.ones(2), "mjd": np.ones(2), "z_loc": np.ones((2, 3)),
-        "diskbb_powerlaw_pl_norm_err": np.ones(2), "powerlaw_nh": np.ones(2),
-    }  # fmt: skip
+        "source_id": np.arange(2),
+        "catalogue_id": np.array([True, False]),
+        "nh": np.ones(2),
+        "photon_flux": np.ones(2),
+        "mjd": np.ones(2),
+        "z_loc": np.ones((2, 3)),
+        "diskbb_powerlaw_pl_norm_err": np.ones(2),
+        "powerlaw_nh": np.ones(2),
+    }
     path = write_table(columns, tmp_path / "t.fits", extname="FITS", header={"RUN": "r"})
     header = fits.getheader(path, "FITS")
     names = [header[f"TTYPE{i}"] for i in range(1, header["TFIELDS"] + 1)]

@@ -246,13 +246,23 @@ def test_fine_tuning_refuses_a_pack_on_other_grids(finished, tmp_path):
         writer.add_grid(grid)
         writer.add_rmf("pn", "builtin", grid.regroup(response))
         writer.append(
-            "pn", counts=np.full((n, c), 5.0), background=np.ones((n, c)),
-            alpha=np.full((n, c), 0.1), exposure=np.full(n, 1e4),
-            arf=np.full((n, grid.n_energy), 100.0), rmf_index=np.zeros(n, int),
-            meta=dict(source_id=np.arange(n), obs_id=np.array(["1"] * n), mjd=np.zeros(n),
-                      ra=np.zeros(n), dec=np.zeros(n), label=np.array([""] * n),
-                      file=np.array([f"{i}.fits" for i in range(n)])),
-        )  # fmt: skip
+            "pn",
+            counts=np.full((n, c), 5.0),
+            background=np.ones((n, c)),
+            alpha=np.full((n, c), 0.1),
+            exposure=np.full(n, 1e4),
+            arf=np.full((n, grid.n_energy), 100.0),
+            rmf_index=np.zeros(n, int),
+            meta=dict(
+                source_id=np.arange(n),
+                obs_id=np.array(["1"] * n),
+                mjd=np.zeros(n),
+                ra=np.zeros(n),
+                dec=np.zeros(n),
+                label=np.array([""] * n),
+                file=np.array([f"{i}.fits" for i in range(n)]),
+            ),
+        )
     with pytest.raises(ValueError, match="--grids-of"):
         train(
             tmp_path / "coarse.h5", tmp_path / "ft", options=OPTIONS, init=finished, progress=False

@@ -33,8 +33,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from xspecvae.instrument import Grouping, Response
 from xspecvae.errors import InputError
+from xspecvae.instrument import Grouping, Response
 from xspecvae.ogip import OGIPError
 
 __all__ = [

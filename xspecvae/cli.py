@@ -147,9 +147,10 @@ def _pack_parser(commands) -> None:
     pack.add_argument("--jobs", type=int, default=None, help="reader processes (all cores)")
     pack.add_argument("--restart", action="store_true", help="ignore an interrupted run")
     pack.add_argument(
-        "--overwrite", action="store_true",
+        "--overwrite",
+        action="store_true",
         help="replace an existing pack at -o that other inputs or options made",
-    )  # fmt: skip
+    )
     pack.add_argument(
         "--append", action="store_true", help="add the new spectra of INPUTS to an existing PACK"
     )
@@ -270,10 +271,14 @@ def _simulate_parser(commands) -> None:
         "--background", type=Path, help="a particle background spectrum (e.g. the pn FWC)"
     )
     simulate.add_argument(
-        "--background-spectra", type=Path, nargs="+", default=[], metavar="FILE",
+        "--background-spectra",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="FILE",
         help="real background spectra (e.g. the pn BGSPEC files of observations): each "
         "simulated spectrum takes the shape of one of them instead of particle + sky",
-    )  # fmt: skip
+    )
     simulate.add_argument("--absorption", type=Path, help="cross-section table (FITS)")
     simulate.add_argument(
         "--min-counts", type=float, default=200, help="minimum total counts (5XMM: 200)"
@@ -282,28 +287,36 @@ def _simulate_parser(commands) -> None:
         "--repeat-fraction", type=float, default=0.1, help="share of sources seen several times"
     )
     simulate.add_argument(
-        "--counts-slope", type=float, default=1.5,
+        "--counts-slope",
+        type=float,
+        default=1.5,
         help="s of the source counts, N(>S) ~ S^-s: 1.5 as a catalogue; flatter (0.5, or 0 for "
         "log-uniform) gives a training set with bright spectra",
-    )  # fmt: skip
+    )
     simulate.add_argument(
-        "--flagged-fraction", type=float, default=0.0,
+        "--flagged-fraction",
+        type=float,
+        default=0.0,
         help="share of spectra with the bins below 0.3 keV flagged bad, as pn pipeline "
         "products are (use about 1 for a model that will read them)",
-    )  # fmt: skip
+    )
     simulate.add_argument(
         "--ogip", type=Path, help="also write the spectra as OGIP files in this folder"
     )
     simulate.add_argument(
-        "--without", action="append", default=[], metavar="CLASS",
+        "--without",
+        action="append",
+        default=[],
+        metavar="CLASS",
         help="leave a class out (e.g. to inject it later as an unseen population)",
-    )  # fmt: skip
+    )
     simulate.add_argument("--restart", action="store_true", help="ignore an interrupted run")
     simulate.add_argument(
-        "--overwrite", action="store_true",
+        "--overwrite",
+        action="store_true",
         help="replace an existing pack at -o that other inputs or options made, and files of "
         "the same names in the --ogip folder",
-    )  # fmt: skip
+    )
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -574,8 +587,12 @@ def _train_parser(commands) -> None:
     for name, value in (*vars(options).items(), *vars(config).items()):
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):  # --lines / --no-lines
-            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
-                               help=f"(default {value})")  # fmt: skip
+            train.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=value,
+                help=f"(default {value})",
+            )
             continue
         choices = sorted(LIKELIHOODS) if name == "likelihood" else None
         train.add_argument(
@@ -600,8 +617,12 @@ def _train(args) -> int:
     pick = lambda cls: cls(**{f.name: getattr(args, f.name) for f in fields(cls)})  # noqa: E731
     further = f"xspecvae train PACK -o NEW --init {args.run} --epochs N"
     if args.resume:
-        changed = [f.name for c in (TrainOptions, Config) for f in fields(c)
-                   if getattr(args, f.name) != f.default]  # fmt: skip
+        changed = [
+            f.name
+            for c in (TrainOptions, Config)
+            for f in fields(c)
+            if getattr(args, f.name) != f.default
+        ]
         if changed:
             flags = ", ".join("--" + name.replace("_", "-") for name in changed)
             return _fail(
@@ -628,8 +649,9 @@ def _train(args) -> int:
         if checkpoint.path(args.run).exists():
             print(
                 f"\nxspecvae train: interrupted; the last checkpoint in {args.run} is whole. "
-                f"Continue with: xspecvae train -o {args.run} --resume", file=sys.stderr,
-            )  # fmt: skip
+                f"Continue with: xspecvae train -o {args.run} --resume",
+                file=sys.stderr,
+            )
         else:
             print("\nxspecvae train: interrupted before the first checkpoint", file=sys.stderr)
         return 130
@@ -680,10 +702,12 @@ def _exploration_parsers(commands) -> None:
     encode.add_argument("--batch-size", type=int, default=1024, help="spectra per step")
     encode.add_argument("--draws", type=int, default=4, help="posterior draws for the ELBO")
     encode.add_argument(
-        "--refine-steps", type=int, default=None,
+        "--refine-steps",
+        type=int,
+        default=None,
         help="Levenberg-Marquardt steps from the encoder's posterior to each source's own "
         "(default: the run's; 0: the encoder alone, faster, worse fits of bright spectra)",
-    )  # fmt: skip
+    )
     encode.add_argument("--quiet", action="store_true", help="no progress bar")
 
     similar = _command(
@@ -694,14 +718,19 @@ def _exploration_parsers(commands) -> None:
     query.add_argument("--source", help="query source id (its first observation, or --obs)")
     query.add_argument("--row", type=int, help="query row of the table")
     query.add_argument(
-        "--spectrum", type=Path, help="a query spectrum file (OGIP, with the files it names), "
+        "--spectrum",
+        type=Path,
+        help="a query spectrum file (OGIP, with the files it names), "
         "encoded on the fly by the table's run (or --run) on its pack's grids",
-    )  # fmt: skip
+    )
     similar.add_argument("--run", type=Path, help="the model for --spectrum")
     similar.add_argument(
-        "--rmf-dir", type=Path, action="append", default=[],
+        "--rmf-dir",
+        type=Path,
+        action="append",
+        default=[],
         help="where the RMF of --spectrum is, if not beside it (repeatable)",
-    )  # fmt: skip
+    )
     similar.add_argument("--obs", help="observation id of the query source")
     similar.add_argument("--min-snr", type=float, default=0.0, help="only neighbours this bright")
     similar.add_argument("--only-instrument", help="only neighbours from this instrument")
@@ -724,9 +753,12 @@ def _exploration_parsers(commands) -> None:
     table_and_search(trajectory, "trajectories.fits next to TABLE", neighbours=False)
     trajectory.add_argument("--map", type=Path, help="map table (default map.fits next to TABLE)")
     trajectory.add_argument(
-        "--source", nargs="+", action="extend", default=[],
+        "--source",
+        nargs="+",
+        action="extend",
+        default=[],
         help="source ids to draw (default: those that move most)",
-    )  # fmt: skip
+    )
 
     anomaly = _command(
         commands,
@@ -794,14 +826,19 @@ def _exploration_parsers(commands) -> None:
     compare.add_argument("-o", "--output", type=Path, help="folder (default RUN/compare-PACK)")
     compare.add_argument("--reference", type=Path, help="reference pack (default: see above)")
     compare.add_argument(
-        "--fit", action="append", choices=sorted(MODELS), help="classical model (repeatable; "
-        "default powerlaw and diskbb+powerlaw, each absorbed)",
-    )  # fmt: skip
+        "--fit",
+        action="append",
+        choices=sorted(MODELS),
+        help="classical model (repeatable; default powerlaw and diskbb+powerlaw, each absorbed)",
+    )
     compare.add_argument("--absorption", type=Path, help="cross-section table (default: the run's)")
     compare.add_argument(
-        "--show", action="append", default=[], metavar="TEXT",
+        "--show",
+        action="append",
+        default=[],
+        metavar="TEXT",
         help="also draw the spectra whose file name contains TEXT (repeatable)",
-    )  # fmt: skip
+    )
     compare.add_argument("-k", type=int, default=10, help="nearest reference posteriors")
     compare.add_argument("--divergence", choices=DIVERGENCES, default="kl_symmetric")
     compare.add_argument("--quiet", action="store_true", help="no progress")
@@ -899,23 +936,32 @@ def _similar(args) -> int:
         )
     index = Index(table["z_loc"], table["z_scale"], table["source_id"])
     rows, values = index.search(
-        loc, scale, args.k, divergence=args.divergence, keep=keep,
+        loc,
+        scale,
+        args.k,
+        divergence=args.divergence,
+        keep=keep,
         exclude_groups=None if group is None else [group],
-    )  # fmt: skip
+    )
     rows, values = rows[rows >= 0], values[rows >= 0]
     shown = [c for c in ("source_id", "obs_id", "ra", "dec", "label", "snr") if c in table]
     out = {c: table[c][rows] for c in shown} | {"row": rows, "divergence": values}
     settings = {"QUERY": str(where), "DIVERGE": args.divergence, "K": args.k}
     settings |= {"MINSNR": args.min_snr, "ONLYINST": args.only_instrument or "any"}
     output = write_table(
-        out, _beside(args.table, args.output, "similar.fits"), extname="SIMILAR",
+        out,
+        _beside(args.table, args.output, "similar.fits"),
+        extname="SIMILAR",
         header=_made_from(args.table, header) | settings,
-    )  # fmt: skip
+    )
     print(f"query: {where}")
     for i, r in enumerate(rows):
-        print(f"{i + 1:3d}  row {r:7d}  " + "  ".join(f"{c} {table[c][r]}" for c in shown[:2])
-              + ("  " + str(table["label"][r]) if "label" in table else "")
-              + f"  {args.divergence} {values[i]:.4g}")  # fmt: skip
+        print(
+            f"{i + 1:3d}  row {r:7d}  "
+            + "  ".join(f"{c} {table[c][r]}" for c in shown[:2])
+            + ("  " + str(table["label"][r]) if "label" in table else "")
+            + f"  {args.divergence} {values[i]:.4g}"
+        )
     print(f"table: {output}")
     return 0
 
@@ -976,9 +1022,11 @@ def _map(args) -> int:
     table, header = read_table(args.table, with_header=True, required=POSTERIOR)
     coordinates = map_table(table, whiten=args.whiten, seed=args.seed)
     output = write_table(
-        coordinates, _beside(args.table, args.output, "map.fits"), extname="MAP",
+        coordinates,
+        _beside(args.table, args.output, "map.fits"),
+        extname="MAP",
         header=_made_from(args.table, header) | {"WHITEN": args.whiten, "SEED": args.seed},
-    )  # fmt: skip
+    )
     xy = np.stack([coordinates["x"], coordinates["y"]], -1)
     folder = output.with_suffix("")
     keep = table["snr"] >= args.min_snr
@@ -1005,9 +1053,11 @@ def _trajectory(args) -> int:
     table, header = read_table(args.table, with_header=True, required=POSTERIOR)
     steps = trajectory_table(table, args.divergence)
     output = write_table(
-        steps, _beside(args.table, args.output, "trajectories.fits"), extname="TRAJECTORIES",
+        steps,
+        _beside(args.table, args.output, "trajectories.fits"),
+        extname="TRAJECTORIES",
         header=_made_from(args.table, header) | {"DIVERGE": args.divergence},
-    )  # fmt: skip
+    )
     sources = len(np.unique(steps["source_id"]))
     print(
         f"trajectories: {output} ({sources} sources seen several times, {len(steps['row'])} rows)"
@@ -1027,9 +1077,14 @@ def _trajectory(args) -> int:
         coordinates = read_table(map_path)
         xy = np.stack([coordinates["x"], coordinates["y"]], -1)
     trajectory_figures(
-        table, steps, picks, chosen, folder / "hardness_intensity.png",
-        xy=xy, map_path=folder / "map.png",
-    )  # fmt: skip
+        table,
+        steps,
+        picks,
+        chosen,
+        folder / "hardness_intensity.png",
+        xy=xy,
+        map_path=folder / "map.png",
+    )
     for s, i in zip(chosen, picks):
         print(f"  source {s}: steps " + ", ".join(f"{v:.3g}" for v in steps["step"][i][1:]))
     print(f"figures: {folder}")
@@ -1044,9 +1099,11 @@ def _anomalies(args) -> int:
     ranked = anomaly_table(table, args.k, args.divergence, args.reference)
     settings = {"K": args.k, "DIVERGE": args.divergence, "NREF": args.reference}
     output = write_table(
-        ranked, _beside(args.table, args.output, "anomalies.fits"), extname="ANOMALIES",
+        ranked,
+        _beside(args.table, args.output, "anomalies.fits"),
+        extname="ANOMALIES",
         header=_made_from(args.table, header) | settings,
-    )  # fmt: skip
+    )
     for i in range(min(args.top, len(ranked["rank"]))):
         label = f"  {ranked['label'][i]}" if "label" in ranked else ""
         print(
@@ -1112,9 +1169,15 @@ def _report(args) -> int:
     from xspecvae.explore import explore
 
     path = explore(
-        args.run, args.pack, args.output, snr_min=args.min_snr, divergence=args.divergence,
-        parquet=args.parquet, instrument=args.instrument, progress=not args.quiet,
-    )  # fmt: skip
+        args.run,
+        args.pack,
+        args.output,
+        snr_min=args.min_snr,
+        divergence=args.divergence,
+        parquet=args.parquet,
+        instrument=args.instrument,
+        progress=not args.quiet,
+    )
     print(f"report: {path}")
     return 0
 
@@ -1123,10 +1186,17 @@ def _compare(args) -> int:
     from xspecvae.compare import compare
 
     path = compare(
-        args.run, args.pack, args.output, reference=args.reference,
-        models=tuple(args.fit or ("powerlaw", "diskbb+powerlaw")), absorption=args.absorption,
-        show=args.show, k=args.k, divergence=args.divergence, progress=not args.quiet,
-    )  # fmt: skip
+        args.run,
+        args.pack,
+        args.output,
+        reference=args.reference,
+        models=tuple(args.fit or ("powerlaw", "diskbb+powerlaw")),
+        absorption=args.absorption,
+        show=args.show,
+        k=args.k,
+        divergence=args.divergence,
+        progress=not args.quiet,
+    )
     print(f"report: {path}")
     return 0
 

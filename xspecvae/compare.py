@@ -87,8 +87,9 @@ def compare(
         summary = source_table(table, fits, ref, models, k=k, divergence=divergence)
         write_table(summary, folder / "sources.fits", extname="SOURCES", header=header)
         shown = _shown(table, show, n_shown)
-        sections = _sections(vae, target, run, table, fits, ref, placed, summary, models, shown,
-                             folder / "figures")  # fmt: skip
+        sections = _sections(
+            vae, target, run, table, fits, ref, placed, summary, models, shown, folder / "figures"
+        )
     return write_report(
         folder / "report.html",
         f"xspecvae: {pack.name} against {reference.name}",
@@ -112,8 +113,13 @@ def fit_table(vae, pack: Pack, models, cross_section=None, *, progress: bool = F
                 if model == "decoder":
                     result = fit_latent(vae, pack, row)
                 else:
-                    result = fit(pack, row, model, cross_section=cross_section,
-                                 likelihood=vae.config.likelihood)  # fmt: skip
+                    result = fit(
+                        pack,
+                        row,
+                        model,
+                        cross_section=cross_section,
+                        likelihood=vae.config.likelihood,
+                    )
                 values = {"statistic": result.statistic, "dof": result.dof, "error": ""}
                 values["total"] = result.total
                 for name in names:
@@ -204,18 +210,32 @@ def _sections(vae, pack, run, table, fits, ref, placed, summary, models, shown, 
     xy = np.stack([placed["x"], placed["y"]], -1)
     labels = ref["label"] if "label" in ref else np.full(len(ref["row"]), "reference")
     figures.latent_map(
-        xy[~is_target], labels, plots / "map.png", title="Reference catalogue and the spectra",
-        label="reference class", categorical=True, overlay=(xy[is_target], marked, "spectra"),
-    )  # fmt: skip
+        xy[~is_target],
+        labels,
+        plots / "map.png",
+        title="Reference catalogue and the spectra",
+        label="reference class",
+        categorical=True,
+        overlay=(xy[is_target], marked, "spectra"),
+    )
     figures.latent_map(
-        xy[~is_target], ref["snr"], plots / "map_snr.png", title="Reference SNR and the spectra",
-        label="SNR (model)", log=True, overlay=(xy[is_target], marked, "spectra"),
-    )  # fmt: skip
+        xy[~is_target],
+        ref["snr"],
+        plots / "map_snr.png",
+        title="Reference SNR and the spectra",
+        label="SNR (model)",
+        log=True,
+        overlay=(xy[is_target], marked, "spectra"),
+    )
     figures.versus(
-        summary["best_w_dof"], summary["w_dof"], plots / "statistic.png",
-        title="Fit statistic per spectrum", xlabel="best classical fit: W / dof",
-        ylabel="VAE (encoder's posterior mean): W / dof", names=marked,
-    )  # fmt: skip
+        summary["best_w_dof"],
+        summary["w_dof"],
+        plots / "statistic.png",
+        title="Fit statistic per spectrum",
+        xlabel="best classical fit: W / dof",
+        ylabel="VAE (encoder's posterior mean): W / dof",
+        names=marked,
+    )
 
     fits_, rows_ = [], []
     for i in shown:
@@ -228,10 +248,13 @@ def _sections(vae, pack, run, table, fits, ref, placed, summary, models, shown, 
         path = plots / f"fit_{i}.png"
         figures.spectrum_fit(
             **{c: fit_[c] for c in ("channel_lo", "channel_hi", "counts", "background", "model")},
-            path=path, band=fit_["band"], good=fit_["good"], others=others,
+            path=path,
+            band=fit_["band"],
+            good=fit_["good"],
+            others=others,
             title=f"{names[i]} ({summary['obs_id'][i]}): SNR {table['snr'][i]:.0f}, "
             f"VAE W/dof {summary['w_dof'][i]:.2f}",
-        )  # fmt: skip
+        )
         fits_.append(path)
         row = {"name": names[i], "obs_id": summary["obs_id"][i], "SNR": float(table["snr"][i])}
         row["VAE W/dof"] = float(summary["w_dof"][i])

@@ -165,7 +165,8 @@ def line_residual(counts, model, good, channel_lo, channel_hi, energy, half_widt
     near &= np.asarray(good, bool)
     observed = np.sum(np.where(near, counts, 0.0), -1)
     expected = np.sum(np.where(near, model, 0.0), -1)
-    return np.where(near.any(-1), (observed - expected) / np.sqrt(np.maximum(expected, 1e-30)), np.nan)
+    sigma = np.sqrt(np.maximum(expected, 1e-30))
+    return np.where(near.any(-1), (observed - expected) / sigma, np.nan)
 
 
 # ---------------------------------------------------------------------------------------------

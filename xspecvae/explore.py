@@ -154,9 +154,14 @@ def encode_files(
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "query.h5"
         result = ingest(
-            files, path, rmf_dirs=rmf_dirs, substitutes=substitutes, grids=[like.grid], jobs=1,
+            files,
+            path,
+            rmf_dirs=rmf_dirs,
+            substitutes=substitutes,
+            grids=[like.grid],
+            jobs=1,
             progress=False,
-        )  # fmt: skip
+        )
         if not result.packed.get(like.instrument):
             return None, result.report
         with Pack(path, like.instrument) as query:
@@ -190,9 +195,13 @@ def explore(
         def step(name: str, make: Callable[[], dict], **settings) -> dict:
             """The table ``name``, remade when its origin or ``settings`` have changed."""
             return cached_table(
-                folder / f"{name}.fits", built, make, header=origin | settings,
-                parquet=parquet, progress=progress,
-            )  # fmt: skip
+                folder / f"{name}.fits",
+                built,
+                make,
+                header=origin | settings,
+                parquet=parquet,
+                progress=progress,
+            )
 
         table = step("posteriors", lambda: posterior_table(vae, p, progress=progress))
         labelled = "label" in table and len(np.unique(table["label"])) > 1
@@ -207,9 +216,10 @@ def explore(
         examples = partial(_examples, table, k, divergence, snr_min)
         similar = step("similar", examples, **search, SNRMIN=float(snr_min))
         checks = step(
-            "calibration", lambda: calibration_table(vae, p, n_checks, progress=progress),
+            "calibration",
+            lambda: calibration_table(vae, p, n_checks, progress=progress),
             NCHECKS=n_checks,
-        )  # fmt: skip
+        )
         sections = _figures(vae, p, run, table, xy, tracks, ranked, checks, plots, high, snr_min)
         if labelled:
             sections.insert(1, _purity_section(table, k, high, snr_min))
@@ -295,9 +305,12 @@ def _examples(table, k, divergence, snr_min, n_queries: int = 5) -> dict:
     queries = [bright[labels[bright] == c][0] for c in np.unique(labels[bright])][:n_queries]
     index = Index(table["z_loc"], table["z_scale"], table["source_id"])
     rows, values = index.search(
-        table["z_loc"][queries], table["z_scale"][queries], k,
-        divergence=divergence, exclude_groups=np.asarray(table["source_id"])[queries],
-    )  # fmt: skip
+        table["z_loc"][queries],
+        table["z_scale"][queries],
+        k,
+        divergence=divergence,
+        exclude_groups=np.asarray(table["source_id"])[queries],
+    )
     found = rows >= 0  # row -1: fewer than k neighbours qualify
     query = np.repeat(queries, found.sum(1))
     out = {"query_row": query, "rank": np.nonzero(found)[1] + 1}
@@ -356,9 +369,13 @@ def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr
             xy, table["label"], plots / "map_class.png", title="Class", label="class"
         )
         figures.latent_map(
-            xy, table["label"], plots / "map_class_snr.png", title=f"Class, SNR > {snr_min:g}",
-            label="class", keep=high,
-        )  # fmt: skip
+            xy,
+            table["label"],
+            plots / "map_class_snr.png",
+            title=f"Class, SNR > {snr_min:g}",
+            label="class",
+            keep=high,
+        )
         maps += [plots / "map_class.png", plots / "map_class_snr.png"]
     figures.latent_map(
         xy, table["snr"], plots / "map_snr.png", title="SNR (model)", label="SNR", log=True
@@ -389,10 +406,14 @@ def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr
         # the decoder's narrow lines: their mean equivalent width where the counts show them
         classes, mean = mean_activation(1e3 * table["line_ew"][high], labels[high])
         figures.activation(
-            classes, mean, plots / "lines.png", title=f"Mean line EW per class, SNR >= {snr_min:g}",
+            classes,
+            mean,
+            plots / "lines.png",
+            title=f"Mean line EW per class, SNR >= {snr_min:g}",
             columns=[f"{e:g}" for e in LINES],
-            xlabel="line rest energy (keV)", label="mean equivalent width (eV)",
-        )  # fmt: skip
+            xlabel="line rest energy (keV)",
+            label="mean equivalent width (eV)",
+        )
         shown.append(plots / "lines.png")
         text += " The lines: the mean equivalent width of each of the decoder's narrow lines."
     sections.append(Section("Decoder components", text, shown))
@@ -407,17 +428,22 @@ def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr
         per_dof = table["statistic"][row] / table["dof"][row]
         figures.spectrum_fit(
             **{k: fit[k] for k in ("channel_lo", "channel_hi", "counts", "background", "model")},
-            path=name, band=fit["band"], good=fit["good"],
+            path=name,
+            band=fit["band"],
+            good=fit["good"],
             title=f"{c}: row {row}, SNR {table['snr'][row]:.0f}, W/dof {per_dof:.2f}",
-        )  # fmt: skip
+        )
         fits_.append(name)
     sections.append(Section("Reconstructions", "The brightest source of each class.", fits_))
 
     top = {k: ranked[k][:20] for k in ranked}
     figures.histogram(
-        checks["p_value"], plots / "calibration.png", title="Posterior predictive p-values",
-        xlabel="p-value of the fit statistic", marks={"0.01": 0.01},
-    )  # fmt: skip
+        checks["p_value"],
+        plots / "calibration.png",
+        title="Posterior predictive p-values",
+        xlabel="p-value of the fit statistic",
+        marks={"0.01": 0.01},
+    )
     worst = worst_row(checks)
     check_figure(vae, pack, worst, plots / "ppc.png", n_draws=100)
     low = np.mean(checks["misfit"])
@@ -436,9 +462,14 @@ def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr
             for s, i in zip(sources, chosen)
         ]
         trajectory_figures(
-            table, tracks, chosen, names, plots / "hardness_intensity.png",
-            xy=xy, map_path=plots / "trajectories.png",
-        )  # fmt: skip
+            table,
+            tracks,
+            chosen,
+            names,
+            plots / "hardness_intensity.png",
+            xy=xy,
+            map_path=plots / "trajectories.png",
+        )
         text = "Sources whose posterior moved most between observations."
         sections.append(
             Section(
@@ -458,11 +489,15 @@ def trajectory_figures(table, tracks, chosen, names, path, *, xy=None, map_path=
         figures.trajectory_map(xy, paths, map_path, title="Latent trajectories", names=names)
     hi = [np.stack([tracks["hardness"][i], tracks["photon_flux"][i]], -1) for i in chosen]
     figures.hardness_intensity(
-        table["hardness"], table["photon_flux"], path, tracks=hi, names=names,
+        table["hardness"],
+        table["photon_flux"],
+        path,
+        tracks=hi,
+        names=names,
         ylabel="photon flux 0.2-12 keV (cm$^{-2}$ s$^{-1}$)",
         xlabel=f"model hardness (H - S) / (H + S); S {SOFT[0]:g}-{SOFT[1]:g} keV, "
         f"H {HARD[0]:g}-{HARD[1]:g} keV",
-    )  # fmt: skip
+    )
 
 
 def most_moving(tracks, n: int = 6) -> list:

@@ -155,17 +155,35 @@ def latent_map(
     if overlay is not None:
         points, names, legend = overlay
         points = np.asarray(points, dtype=float).reshape(-1, 2)
-        ax.scatter(*points.T, marker="*", s=60, color="black", edgecolors="white",
-                   linewidths=0.5, zorder=3, label=f"{legend} ({len(points)})")  # fmt: skip
+        ax.scatter(
+            *points.T,
+            marker="*",
+            s=60,
+            color="black",
+            edgecolors="white",
+            linewidths=0.5,
+            zorder=3,
+            label=f"{legend} ({len(points)})",
+        )
         for (x, y), name in zip(points, names, strict=True):
             if name:
-                ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points",
-                            fontsize="small", zorder=4)  # fmt: skip
+                ax.annotate(
+                    name,
+                    (x, y),
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                    fontsize="small",
+                    zorder=4,
+                )
         if not categorical:
             ax.legend(fontsize="small")
         else:
-            ax.legend(handles + [ax.collections[-1]], labels + [f"{legend} ({len(points)})"],
-                      title=label, fontsize="small")  # fmt: skip
+            ax.legend(
+                handles + [ax.collections[-1]],
+                labels + [f"{legend} ({len(points)})"],
+                title=label,
+                fontsize="small",
+            )
     ax.set(title=title, xlabel="PaCMAP 1", ylabel="PaCMAP 2")
     return _save(figure, path)
 

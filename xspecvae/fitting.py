@@ -65,11 +65,19 @@ def _disk_pl(edges, sigma, nh, t_in, disk_norm, gamma, pl_norm):
 _NH, _NORM, _T = (1e-4, 1e3), (1e-12, 1e12), (0.02, 10.0)
 MODELS = {
     "powerlaw": SpectralModel(
-        _pl, ("nh", "gamma", "norm"), (_NH, (-3.0, 10.0), _NORM), (True, False, True), (2,),
+        _pl,
+        ("nh", "gamma", "norm"),
+        (_NH, (-3.0, 10.0), _NORM),
+        (True, False, True),
+        (2,),
         {0: (0.01, 0.3, 3.0), 1: (1.0, 2.0, 3.5)},
     ),
     "diskbb": SpectralModel(
-        _disk, ("nh", "t_in", "norm"), (_NH, _T, _NORM), (True, True, True), (2,),
+        _disk,
+        ("nh", "t_in", "norm"),
+        (_NH, _T, _NORM),
+        (True, True, True),
+        (2,),
         {0: (0.01, 0.3, 3.0), 1: (0.2, 1.0, 2.5)},
     ),
     "diskbb+powerlaw": SpectralModel(
@@ -80,7 +88,7 @@ MODELS = {
         (2, 4),
         {0: (0.03, 0.5), 1: (0.2, 1.0, 2.5), 3: (2.0,)},
     ),
-}  # fmt: skip
+}
 
 
 _FAILED = 1e300  # the value scipy is given where the statistic is not finite
@@ -134,9 +142,13 @@ def fit(
                 theta[i] = np.log(max(net, 1.0) / len(spec.norms) / max(one, 1e-300))
             theta = np.clip(theta, *np.transpose(bounds))
             result = minimize(
-                objective.bind(data), theta, jac=True, method="L-BFGS-B", bounds=bounds,
+                objective.bind(data),
+                theta,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
                 options=_TOLERANCE,
-            )  # fmt: skip
+            )
             if best is None or result.fun < best.fun:
                 best = result
         if best.fun >= _FAILED or not good.any():
@@ -146,9 +158,14 @@ def fit(
         errors = _errors(objective, theta, data, values, spec.log)
         source, total = (np.asarray(f(theta, data)) for f in (objective.counts, objective.total))
     return Fit(
-        model, dict(zip(spec.names, values)), dict(zip(spec.names, errors)), float(best.fun),
-        int(good.sum()) - len(spec.names), source, total,
-    )  # fmt: skip
+        model,
+        dict(zip(spec.names, values)),
+        dict(zip(spec.names, errors)),
+        float(best.fun),
+        int(good.sum()) - len(spec.names),
+        source,
+        total,
+    )
 
 
 def fit_latent(vae: VAE, pack: Pack, row: int) -> Fit:
@@ -165,10 +182,14 @@ def fit_latent(vae: VAE, pack: Pack, row: int) -> Fit:
     result = minimize(objective.bind(data), start, jac=True, method="L-BFGS-B", options=_TOLERANCE)
     theta = jnp.asarray(result.x, jnp.float32)
     return Fit(
-        "decoder", {"z": result.x[:-1], "log_norm": float(result.x[-1])}, {},
-        float(objective.statistic(theta, data)), int(np.sum(data["good"])) - len(start),
-        np.asarray(objective.counts(theta, data)), np.asarray(objective.total(theta, data)),
-    )  # fmt: skip
+        "decoder",
+        {"z": result.x[:-1], "log_norm": float(result.x[-1])},
+        {},
+        float(objective.statistic(theta, data)),
+        int(np.sum(data["good"])) - len(start),
+        np.asarray(objective.counts(theta, data)),
+        np.asarray(objective.total(theta, data)),
+    )
 
 
 @lru_cache(maxsize=4)

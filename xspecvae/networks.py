@@ -32,8 +32,24 @@ LINE_EW_UNIT = 0.1
 #: and of fluorescence: O VII He-alpha, O VIII Ly-alpha, Fe XVII 3d-2p, Ne IX He-alpha, Ne X
 #: Ly-alpha, Mg XI, Mg XII, Si XIII, Si XIV, S XV, S XVI, Ar XVII, Ca XIX, Fe K-alpha
 #: (fluorescence), Fe XXV He-alpha, Fe XXVI Ly-alpha.
-LINES = (0.574, 0.654, 0.826, 0.922, 1.022, 1.352, 1.473, 1.865, 2.006, 2.461, 2.623, 3.140,
-         3.902, 6.400, 6.700, 6.966)  # fmt: skip
+LINES = (
+    0.574,
+    0.654,
+    0.826,
+    0.922,
+    1.022,
+    1.352,
+    1.473,
+    1.865,
+    2.006,
+    2.461,
+    2.623,
+    3.140,
+    3.902,
+    6.400,
+    6.700,
+    6.966,
+)
 # Offset of the encoder's raw scales: posteriors start narrow (softplus(-3) ~ 0.05), so that the
 # decoder sees the encoder's locations rather than noise from the first steps (wide initial
 # scales leave the latent unused for hundreds of steps and the flux scale badly off).
@@ -114,8 +130,9 @@ class DeepONet(nn.Module):
         features = x[..., None]
         if self.fourier:
             f = jnp.geomspace(1.0, self.max_frequency, self.fourier)
-            features = jnp.concatenate([features, jnp.sin(jnp.pi * f * features),
-                                        jnp.cos(jnp.pi * f * features)], -1)  # fmt: skip
+            features = jnp.concatenate(
+                [features, jnp.sin(jnp.pi * f * features), jnp.cos(jnp.pi * f * features)], -1
+            )
         return nn.softplus(self.trunk(features))
 
     def line_profiles(self, log_energy: jax.Array) -> jax.Array:

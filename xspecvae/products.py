@@ -496,9 +496,13 @@ def _onto_grid(record: dict, rmfs: _RmfCache, writer: PackWriter, emin: float, e
         flagged = np.diff((pha.quality != 0).astype(int), prepend=int(pha.quality[0] != 0))
         breaks = response.channel_lo[np.flatnonzero(flagged)]
         grid = Grid.from_response(
-            section, response, first_channel=rmf.first_channel, emin=emin, emax=emax,
+            section,
+            response,
+            first_channel=rmf.first_channel,
+            emin=emin,
+            emax=emax,
             breaks=breaks,
-        )  # fmt: skip
+        )
         writer.add_grid(grid)
     key = (section, rmf.path.resolve())  # by file: two folders may each hold a "PN.rmf"
     if key not in rmfs.index:

@@ -360,9 +360,10 @@ def write_ogip(
         there = [path for path in there if path.exists()]
         if there and not overwrite:
             raise InputError(
-                there[0], f"exists, with {len(there) - 1} more files this export would replace; "
+                there[0],
+                f"exists, with {len(there) - 1} more files this export would replace; "
                 "write elsewhere or pass --overwrite",
-            )  # fmt: skip
+            )
         if batch is not None:
             for index in np.unique(batch["rmf_index"]):
                 response = _full_response(names[index], known)
@@ -1070,9 +1071,18 @@ def _simulate_sources(
 
 
 def _simulate_chunk(
-    instrument, rng, size, *, first_row, min_counts, repeat_fraction, weights, lattice,
-    flagged_fraction=0.0, counts_slope,
-) -> dict:  # fmt: skip
+    instrument,
+    rng,
+    size,
+    *,
+    first_row,
+    min_counts,
+    repeat_fraction,
+    weights,
+    lattice,
+    flagged_fraction=0.0,
+    counts_slope,
+) -> dict:
     """``size`` rows (spectra) for :meth:`PackWriter.append`, rows ``first_row`` onwards."""
     parts, have, sources = [], 0, 0
     while have < size:

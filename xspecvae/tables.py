@@ -17,7 +17,7 @@ import gzip
 import io
 import tempfile
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,21 +30,40 @@ from xspecvae.errors import InputError
 from xspecvae.files import write_atomic
 
 __all__ = [
-    "COLUMNS", "IDENTITY", "IN_FILES", "POSTERIOR", "describe", "identity_columns",
-    "made_by", "read_table", "write_table",
-]  # fmt: skip
+    "COLUMNS",
+    "IDENTITY",
+    "IN_FILES",
+    "POSTERIOR",
+    "describe",
+    "identity_columns",
+    "made_by",
+    "read_table",
+    "write_table",
+]
 
 #: Columns of a pack's metadata copied into the tables (those present).
 IDENTITY = (
-    "source_id", "catalogue_id", "obs_id", "src_num", "ra", "dec", "mjd", "label", "file",
+    "source_id",
+    "catalogue_id",
+    "obs_id",
+    "src_num",
+    "ra",
+    "dec",
+    "mjd",
+    "label",
+    "file",
     "epoch",
-)  # fmt: skip
+)
 
 #: The package's names of the identity columns and their 4XMM names in the files.
 IN_FILES = {
-    "source_id": "SRCID", "catalogue_id": "SRCID_CAT", "obs_id": "OBS_ID",
-    "src_num": "SRC_NUM", "ra": "RA", "dec": "DEC",
-}  # fmt: skip
+    "source_id": "SRCID",
+    "catalogue_id": "SRCID_CAT",
+    "obs_id": "OBS_ID",
+    "src_num": "SRC_NUM",
+    "ra": "RA",
+    "dec": "DEC",
+}
 
 _NH = "1e22 cm-2"
 _FLUX = "ph / (cm2 s)"
@@ -162,7 +181,7 @@ def write_table(columns: dict, path, *, extname: str, header: dict | None = None
     for key, column in zip(columns, table.itercols()):
         unit, column.description = describe(key)
         column.unit = unit or None
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     table.meta.update(EXTNAME=extname, CREATOR=f"xspecvae {__version__}", DATE=now)
     table.meta.update(header or {})
     if _format(path) == "fits":
@@ -177,7 +196,9 @@ def write_table(columns: dict, path, *, extname: str, header: dict | None = None
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise ImportError(f"{path}: Parquet needs pyarrow (pip install 'xspecvae[parquet]')")
+            raise ImportError(
+                f"{path}: Parquet needs pyarrow (pip install 'xspecvae[parquet]')"
+            ) from None
         with tempfile.TemporaryDirectory() as folder:
             table.write(Path(folder) / "table.parquet", format="parquet")
             write_atomic(path, (Path(folder) / "table.parquet").read_bytes())
@@ -215,9 +236,11 @@ def made_by(run, info: dict, pack) -> dict:
     """Header keywords naming the run that made a table (path, and the ``run_id`` of its
     ``config.json`` ``info``) and the pack it read (path and :attr:`Pack.identity`)."""
     return {
-        "RUN": str(run), "RUNID": info.get("run_id") or "none",
-        "PACK": str(pack.path), "PACKID": pack.identity or "none",
-    }  # fmt: skip
+        "RUN": str(run),
+        "RUNID": info.get("run_id") or "none",
+        "PACK": str(pack.path),
+        "PACKID": pack.identity or "none",
+    }
 
 
 def identity_columns(meta: dict, rows) -> dict[str, np.ndarray]:

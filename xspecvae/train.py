@@ -236,9 +236,12 @@ def train(
 
     first_epoch = epoch
     bar = tqdm(
-        total=total_steps, initial=step, disable=not (progress and leader), unit="step",
+        total=total_steps,
+        initial=step,
+        disable=not (progress and leader),
+        unit="step",
         desc="train",
-    )  # fmt: skip
+    )
     while epoch < options.epochs:
         order = np.random.default_rng([options.seed, 0, epoch, jax.process_index()])
         order = order.permutation(train_rows)
@@ -275,15 +278,17 @@ def train(
             (m, float(_local(evaluate(state, place(val_rows[j : j + m])))))
             for j, m in _chunks(min(map(len, split[1])), local_batch, jax.local_device_count())
         ]
-        history.append({
-            "epoch": epoch,
-            "step": step,
-            "train_loss": float(np.mean(losses)),
-            "validation_loss": _weighted_mean(validation),  # -ELBO
-            "kl_weight": kl,
-            "seconds": seconds,
-            "spectra_per_s": steps_per_epoch * options.batch_size / seconds,
-        })  # fmt: skip
+        history.append(
+            {
+                "epoch": epoch,
+                "step": step,
+                "train_loss": float(np.mean(losses)),
+                "validation_loss": _weighted_mean(validation),  # -ELBO
+                "kl_weight": kl,
+                "seconds": seconds,
+                "spectra_per_s": steps_per_epoch * options.batch_size / seconds,
+            }
+        )
         losses = []
         save()
     bar.close()
