@@ -28,6 +28,7 @@ import numpy as np
 from xspecvae.catalog import Pack
 from xspecvae.evaluation import purity
 from xspecvae.latent import DIVERGENCES, anomalies, encode, trajectories
+from xspecvae.run import Run
 from xspecvae.simulator import CLASS_FRACTIONS, simulate_pack
 from xspecvae.train import TrainOptions, load_run, train
 
@@ -71,7 +72,7 @@ def anomaly_figures(folder: Path, hide: str, n: int, epochs: int) -> dict:
     seen = {c: w for c, w in CLASS_FRACTIONS.items() if c != hide}
     train_pack = simulate_pack(folder / "train.h5", n, seed=11, fractions=seen)
     run = folder / "run"
-    resume = (run / "config.json").exists()  # a finished run returns at once
+    resume = Run(run).started  # a finished run returns at once
     train(train_pack, run, options=TrainOptions(epochs=epochs), resume=resume)
     mixed = dict(CLASS_FRACTIONS, **{hide: 0.03 / 0.97 * sum(CLASS_FRACTIONS.values())})
     test_pack = simulate_pack(folder / "test.h5", n // 2, seed=12, fractions=mixed)

@@ -57,10 +57,12 @@ from xspecvae.evaluation import (  # noqa: E402
     shape_features,
 )
 from xspecvae.latent import DIVERGENCES, Index, encode  # noqa: E402
+from xspecvae.likelihood import LIKELIHOODS  # noqa: E402
 from xspecvae.products import ingest  # noqa: E402
+from xspecvae.run import Run  # noqa: E402
 from xspecvae.simulator import simulate_pack  # noqa: E402
 from xspecvae.train import TrainOptions, load_run, train  # noqa: E402
-from xspecvae.vae import LIKELIHOODS, Config, thin  # noqa: E402
+from xspecvae.vae import Config, thin  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "xmm"
 RMF = "responses/epn_e3_ef20_sdY6_v19.0.rmf"
@@ -175,14 +177,10 @@ def simulation(path: Path, data: Path, counts_slope: float) -> Path:
 
 
 def _train(pack: Path, run: Path, config: Config, options: TrainOptions, data: Path) -> None:
-    if (run / "metrics.csv").exists() and _epochs(run) >= options.epochs:
+    if Run(run).epochs_done() >= options.epochs:
         return
-    resume = (run / "config.json").exists()
+    resume = Run(run).started
     train(pack, run, config=config, options=options, absorption=data / ABSORPTION, resume=resume)
-
-
-def _epochs(run: Path) -> int:
-    return max(0, len((run / "metrics.csv").read_text().splitlines()) - 1)
 
 
 # ---------------------------------------------------------------------------------------------

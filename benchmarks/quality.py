@@ -17,6 +17,7 @@ from pathlib import Path
 
 from xspecvae.catalog import Pack
 from xspecvae.evaluation import quality
+from xspecvae.run import Run
 from xspecvae.simulator import demo_pack
 from xspecvae.train import TrainOptions, load_run, split_rows, train
 
@@ -31,10 +32,10 @@ def main(argv=None) -> int:
     if not args.pack.exists():
         demo_pack(args.pack)
     started = time.perf_counter()
-    resume = (args.run / "config.json").exists()
+    resume = Run(args.run).started
     train(args.pack, args.run, options=TrainOptions(epochs=args.epochs), resume=resume)
     vae, info = load_run(args.run)
-    lines = (args.run / "metrics.csv").read_text().splitlines()
+    lines = Run(args.run).metrics_path.read_text().splitlines()
     with Pack(info["pack"], info["instrument"]) as pack:
         (train_rows,), (val_rows,) = split_rows(len(pack), TrainOptions(**info["options"]))
         figures = quality(vae, pack, train_rows, val_rows)

@@ -21,7 +21,7 @@ from xspecvae.catalog import PER_SOURCE, Pack
 from xspecvae.latent import encode
 from xspecvae.simulator import simulate_pack
 from xspecvae.train import TrainOptions, checked_update, make_svi
-from xspecvae.vae import VAE, Config, Instrument
+from xspecvae.vae import VAE, Config, ModelArrays
 
 N = 4096
 
@@ -36,7 +36,7 @@ def pack(tmp_path_factory):
 @pytest.fixture(scope="module")
 def svi_setup(pack):
     data = pack.load()
-    inst = Instrument.from_pack(pack, data["arf"].mean(0), [-4.0, 2.0])
+    inst = ModelArrays.from_pack(pack, data["arf"].mean(0), [-4.0, 2.0])
     svi = make_svi(inst, Config(), TrainOptions(), N, 10_000)
     return inst, svi, {k: data[k] for k in PER_SOURCE}
 

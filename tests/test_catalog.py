@@ -11,10 +11,12 @@ from xspecvae.catalog import (
     SCHEMA_VERSION,
     Grid,
     Pack,
+    PackError,
     PackWriter,
     append_pack,
     match_positions,
 )
+from xspecvae.errors import InputError
 from xspecvae.instrument import Response, builtin_pn_response
 from xspecvae.ogip import OGIPError
 
@@ -178,6 +180,20 @@ def test_a_fresh_writer_ignores_a_partial_file(tmp_path, response, grid):
     assert PackWriter(path, resume=True).grid("pn") is None
 
 
+def test_a_writer_resumes_only_its_own_work_and_keeps_it_on_errors(tmp_path, response, grid):
+    path = tmp_path / "p.h5"
+    with pytest.raises(KeyboardInterrupt), PackWriter(path, provenance={"inputs": ["a"]}) as w:
+        w.add_grid(grid)
+        w.add_rmf("pn", "builtin", grid.regroup(response))
+        w.append("pn", **rows(grid, 5, 0))
+        raise KeyboardInterrupt
+    assert w.partial.exists() and not path.exists()  # kept for the next run
+    with PackWriter(path, provenance={"inputs": ["b"]}, resume=True) as other:
+        assert other.grid("pn") is None  # another command's partial file: started afresh
+        other.abandon()
+    assert not other.partial.exists() and not path.exists()
+
+
 def test_append_checks_shapes_and_columns(tmp_path, response, grid):
     with PackWriter(tmp_path / "p.h5") as writer:
         writer.add_grid(grid)
@@ -208,17 +224,19 @@ def test_old_or_foreign_files_are_refused_clearly(tmp_path, response, grid):
     path = write(tmp_path / "p.h5", grid, response)
     with h5py.File(path, "r+") as f:
         f.attrs["schema_version"] = SCHEMA_VERSION - 1
-    with pytest.raises(OGIPError, match="schema version 0") as err:
+    with pytest.raises(PackError, match="schema version 0") as err:
         Pack(path)
     assert err.value.path == str(path) and "rebuild" in err.value.problem
+    # a pack is not an OGIP file: its errors are input errors of their own kind
+    assert isinstance(err.value, InputError) and not isinstance(err.value, OGIPError)
     foreign = tmp_path / "foreign.h5"
     with h5py.File(foreign, "w") as f:
         f["x"] = 1
-    with pytest.raises(OGIPError, match="not an xspecvae pack"):
+    with pytest.raises(PackError, match="not an xspecvae pack"):
         Pack(foreign)
     text = tmp_path / "notes.h5"
     text.write_text("hello")
-    with pytest.raises(OGIPError, match="cannot open as HDF5"):
+    with pytest.raises(PackError, match="cannot open as HDF5"):
         Pack(text)
 
 
@@ -230,9 +248,9 @@ def test_sections_must_be_chosen_when_several(tmp_path, response, grid):
             writer.add_grid(g)
             writer.add_rmf(g.instrument, "builtin", g.regroup(response))
             writer.append(g.instrument, **rows(g, 5))
-    with pytest.raises(OGIPError, match="choose one"):
+    with pytest.raises(PackError, match="choose one"):
         Pack(path)
-    with pytest.raises(OGIPError, match="no 'rgs1' section"):
+    with pytest.raises(PackError, match="no 'rgs1' section"):
         Pack(path, "rgs1")
     with Pack(path, "mos1") as pack:
         assert pack.n == 5 and pack.grid.channel_hi[-1] <= 10.01

@@ -61,10 +61,10 @@ def test_inspect_batch_reports_every_file(xmm, tmp_path, capsys):
 
 
 def test_simulate_defaults_then_pack_its_ogip_files(tmp_path, monkeypatch, capsys):
-    from xspecvae import simulator
     from xspecvae.catalog import Pack
+    from xspecvae.simulator import making
 
-    monkeypatch.setattr(simulator, "DEMO_SIZE", 40)  # the no-argument run, made small
+    monkeypatch.setattr(making, "DEMO_SIZE", 40)  # the no-argument run, made small
     monkeypatch.chdir(tmp_path)
     assert main(["simulate", "--quiet", "--ogip", "ogip"]) == 0
     out = capsys.readouterr().out

@@ -109,7 +109,9 @@ def test_explore_draws_every_figure_into_one_page(explored, small_run):
         "map_class",
         "map_class_snr",
         "map_snr",
+        "map_snr_snr",
         "map_nh",
+        "map_nh_snr",
         "templates",
         "activation",
         "calibration",
@@ -148,7 +150,7 @@ def test_explore_maps_show_every_source_by_class_snr_and_column(explored):
         classes, counts = np.unique(table["label"][keep], return_counts=True)
         return [f"{c} ({k:,})" for c, k in zip(classes, counts)]
 
-    for name in ("map_class", "map_class_snr", "map_snr", "map_nh"):
+    for name in ("map_class", "map_class_snr", "map_snr", "map_snr_snr", "map_nh", "map_nh_snr"):
         ax = drawn[name].axes[0]
         assert (ax.get_xlabel(), ax.get_ylabel()) == ("PaCMAP 1", "PaCMAP 2")
         assert sum(len(points.get_offsets()) for points in ax.collections) == n, name
@@ -246,7 +248,13 @@ def test_explore_remakes_only_the_tables_a_changed_setting_affects(
 ):
     folder = tmp_path / "explore"
     shutil.copytree(explored[0], folder)  # with the time stamps
-    monkeypatch.setattr("xspecvae.explore._figures", lambda *args: [])  # the tables alone: fast
+    import xspecvae.explore as exploring
+
+    def tables_only(vae, pack, run, table, xy, tables, plots, snr_min, k, divergence):
+        """The report without its figures: fast."""
+        return [exploring._table_section("Similarity search", tables["similar"], divergence)]
+
+    monkeypatch.setattr(exploring, "_sections", tables_only)
     tables = {p.stem: p for p in folder.glob("*.fits")}
     with Pack(small_pack) as pack:
         settings = {"n_checks": 120, "instrument": pack.instrument}  # the default one, named
@@ -303,7 +311,7 @@ def test_commands_write_their_tables_and_figures(small_run, tmp_path, capsys):
 
     assert main(["map", str(posteriors), "--whiten"]) == 0
     assert len(read_table(tmp_path / "map.fits")["x"]) == len(table["row"])
-    for name in ("label", "label_snr", "snr", "snr_snr", "nh", "nh_snr"):
+    for name in ("class", "class_snr", "snr", "snr_snr", "nh", "nh_snr"):  # as the report's
         assert is_png(tmp_path / "map" / f"{name}.png")
 
     assert main(["trajectory", str(posteriors)]) == 0
@@ -456,9 +464,9 @@ def test_map_whiten_divides_each_dimension_by_its_rms_width(explored, tmp_path):
 
 
 def test_demo_runs_the_whole_journey_then_resumes(tmp_path, monkeypatch, capsys):
-    from xspecvae import simulator
+    from xspecvae.simulator import making
 
-    monkeypatch.setattr(simulator, "DEMO_SIZE", 300)  # the built-in demo, made small
+    monkeypatch.setattr(making, "DEMO_SIZE", 300)  # the built-in demo, made small
     folder = tmp_path / "demo"
     assert main(["demo", "-o", str(folder), "--epochs", "1", "--quiet"]) == 0
     report = folder / "explore" / "report.html"

@@ -7,8 +7,8 @@ import pytest
 from xspecvae.catalog import Grid, Pack, PackWriter
 from xspecvae.fitting import MODELS, fit, fit_latent
 from xspecvae.instrument import builtin_pn_response
+from xspecvae.likelihood import wstat_value
 from xspecvae.physics import CrossSection, absorption, diskbb, powerlaw
-from xspecvae.vae import wstat_value
 
 TRUE = {
     "powerlaw": {"nh": 0.5, "gamma": 1.8, "norm": 2e-3},

@@ -9,7 +9,7 @@ from numpyro.infer.util import log_density
 from scipy.special import gammaln
 from scipy.stats import poisson
 
-from xspecvae.vae import PoissonPair, cstat, profile_background, wstat, wstat_value
+from xspecvae.likelihood import PoissonPair, cstat, profile_background, wstat, wstat_value
 
 
 def xspec_w(S, B, t_s, t_b, m):

@@ -16,7 +16,10 @@ from astropy.io import fits
 from xspecvae import products
 from xspecvae.catalog import Pack
 from xspecvae.cli import main
-from xspecvae.products import find_rmf, ingest
+from xspecvae.errors import InputError
+from xspecvae.ogip import OGIPError
+from xspecvae.products import find_rmf, ingest, ingestion, workers
+from xspecvae.products import ids as source_ids
 
 SUBSTITUTE = {"epn_e3_ef20_sdY?.rmf": "epn_e3_ef20_sdY6_v19.0.rmf"}
 
@@ -255,8 +258,8 @@ def test_an_interrupted_ingestion_resumes(pps, xmm, tmp_path, monkeypatch):
     kwargs = dict(rmf_dirs=[xmm / "responses"], substitutes=SUBSTITUTE, jobs=1, progress=False)
     clean = ingest([folder], tmp_path / "clean.h5", **kwargs)
 
-    monkeypatch.setattr(products, "APPEND_EVERY", 2)
-    real_append, calls = products._append, []
+    monkeypatch.setattr(ingestion, "APPEND_EVERY", 2)
+    real_append, calls = ingestion._append, []
 
     def dying_append(*args):
         calls.append(1)
@@ -264,13 +267,13 @@ def test_an_interrupted_ingestion_resumes(pps, xmm, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         real_append(*args)
 
-    monkeypatch.setattr(products, "_append", dying_append)
+    monkeypatch.setattr(ingestion, "_append", dying_append)
     with pytest.raises(KeyboardInterrupt):
         ingest([folder], tmp_path / "p.h5", **kwargs)
     assert not (tmp_path / "p.h5").exists() and (tmp_path / "p.h5.partial").exists()
-    monkeypatch.setattr(products, "_append", real_append)
+    monkeypatch.setattr(ingestion, "_append", real_append)
     read = []
-    monkeypatch.setattr(products, "_read_source", lambda p: read.append(p) or real_read(p))
+    monkeypatch.setattr(ingestion, "_read_source", lambda p: read.append(p) or real_read(p))
     resumed = ingest([folder], tmp_path / "p.h5", **kwargs)
     assert len(read) == 3  # the two rows committed before the kill are not read again
     assert resumed.packed == clean.packed == {"pn": 5}
@@ -282,7 +285,7 @@ def test_an_interrupted_ingestion_resumes(pps, xmm, tmp_path, monkeypatch):
     assert sum(r["status"] == "packed" for r in resumed.report) == 5
 
 
-real_read = products._read_source
+real_read = workers._read_source
 
 
 def test_cli_pack(pps, xmm, tmp_path, capsys):
@@ -402,17 +405,17 @@ def test_an_interrupted_pack_of_other_inputs_is_not_resumed(pps, xmm, tmp_path, 
     kwargs = dict(rmf_dirs=[xmm / "responses"], substitutes=SUBSTITUTE, jobs=1, progress=False)
     first = copy_sources(pps, tmp_path / "first", ["0001", "0002", "0003"])
     second = copy_sources(pps, tmp_path / "second", ["0005"])
-    monkeypatch.setattr(products, "APPEND_EVERY", 1)
-    real_append = products._append
+    monkeypatch.setattr(ingestion, "APPEND_EVERY", 1)
+    real_append = ingestion._append
 
     def dying_append(*args):
         real_append(*args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(products, "_append", dying_append)
+    monkeypatch.setattr(ingestion, "_append", dying_append)
     with pytest.raises(KeyboardInterrupt):
         ingest([first], tmp_path / "p.h5", **kwargs)
-    monkeypatch.setattr(products, "_append", real_append)
+    monkeypatch.setattr(ingestion, "_append", real_append)
     result = ingest([second], tmp_path / "p.h5", emax=10.0, **kwargs)
     with Pack(result.pack) as pack:
         assert [Path(f).parent.name for f in pack.meta["file"]] == ["second"]
@@ -441,19 +444,24 @@ def test_catalogue_source_ids(pps, xmm, tmp_path):
     assert ids[28] == 3067718060100038 and ids[103] == 3067718060100215
     assert 0 <= ids[1] < 3
     assert flags == {1: False, 28: True, 103: True}
-    from xspecvae.cli import _catalogued
+    from xspecvae.cli.data import _catalogued
 
     assert "2 of 3 spectra found by OBS_ID and SRC_NUM" in _catalogued(result.pack, catalogue)
+    # a table that is not a catalogue is an input error naming it, not an OGIP-file error
+    not_a_catalogue = xmm / "responses" / "epn_e3_ef20_sdY6_v19.0.rmf"
+    with pytest.raises(InputError, match="needs columns SRCID") as err:
+        products.catalogue_ids(not_a_catalogue)
+    assert err.value.path == str(not_a_catalogue) and not isinstance(err.value, OGIPError)
 
 
 def test_given_ids_spread_over_position_groups():
     groups = np.array([0, 0, 1, 1, 1, 2, 3])
     known = np.array([-1, 2, 3, 3, 1, -1, -1])
-    ids = products._with_given_ids(groups, known)
+    ids = source_ids._with_given_ids(groups, known)
     # catalogue ids kept; a group's unknown rows take its most frequent one; the groups
     # without any keep their number, shifted past the catalogue ids they could be confused with
     np.testing.assert_array_equal(ids, [2, 2, 3, 3, 1, 6, 7])
-    far = products._with_given_ids(groups, np.array([-1, 3e15, -1, -1, -1, -1, -1]).astype(int))
+    far = source_ids._with_given_ids(groups, np.array([-1, 3e15, -1, -1, -1, -1, -1]).astype(int))
     np.testing.assert_array_equal(far, [3e15, 3e15, 1, 1, 1, 2, 3])
 
 
@@ -517,5 +525,5 @@ def _dies_on_boom(item: str) -> str:
 
 def test_a_reader_process_that_dies_costs_only_its_own_file():
     items = ["a", "b", "boom", "c", "d", "e"]
-    results = list(products._map(_dies_on_boom, items, 2, False, lambda item: f"died {item}"))
+    results = list(workers._map(_dies_on_boom, items, 2, False, lambda item: f"died {item}"))
     assert results == ["A", "B", "died boom", "C", "D", "E"]

@@ -13,9 +13,9 @@ from scipy.special import gammaln, xlogy
 from xspecvae.catalog import Pack
 from xspecvae.evaluation import net_counts, purity, quality
 from xspecvae.latent import encode, trajectories
+from xspecvae.likelihood import wstat_value
 from xspecvae.simulator import simulate_pack
 from xspecvae.train import TrainOptions, load_run, split_rows, train
-from xspecvae.vae import wstat_value
 
 N = 12_000
 OPTIONS = TrainOptions(epochs=25, batch_size=128)

@@ -23,6 +23,7 @@ from xspecvae.simulator import (
     CLASS_FRACTIONS,
     SOURCE_COUNTS,
     TRUTH,
+    making,
     simulate_pack,
     vignetting,
     write_ogip,
@@ -292,7 +293,7 @@ def test_same_seed_same_pack_and_resume(tmp_path, monkeypatch):
     options = dict(seed=3, chunk=256, progress=False)
     whole = simulate_pack(tmp_path / "whole.h5", 600, **options)
     calls = {"n": 0}
-    original = simulator._simulate_chunk
+    original = making._simulate_chunk
 
     def interrupted(*args, **kwargs):
         calls["n"] += 1
@@ -300,14 +301,14 @@ def test_same_seed_same_pack_and_resume(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(simulator, "_simulate_chunk", interrupted)
+    monkeypatch.setattr(making, "_simulate_chunk", interrupted)
     target = tmp_path / "resumed.h5"
     with pytest.raises(KeyboardInterrupt):
         simulate_pack(target, 600, **options)
     assert not target.exists() and (tmp_path / "resumed.h5.partial").exists()
     with Pack(tmp_path / "resumed.h5.partial") as partial:
         assert partial.n == 256
-    monkeypatch.setattr(simulator, "_simulate_chunk", original)
+    monkeypatch.setattr(making, "_simulate_chunk", original)
     calls["n"] = 0
     resumed = simulate_pack(target, 600, **options)
     a, meta_a, truth_a, _ = load(whole)

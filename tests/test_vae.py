@@ -9,12 +9,12 @@ import pytest
 from numpyro import handlers
 from numpyro.infer.util import log_density
 
+from xspecvae.likelihood import cstat, wstat
 from xspecvae.networks import DecoderOutput
 from xspecvae.vae import (
     VAE,
     Config,
-    Instrument,
-    cstat,
+    ModelArrays,
     expected_counts,
     guide,
     model,
@@ -22,7 +22,6 @@ from xspecvae.vae import (
     rough_log_rate,
     thin,
     thinned_copies,
-    wstat,
 )
 
 # without lines: the refinement's curvature is checked against the exact one (below), which
@@ -39,7 +38,7 @@ def inst():
     edges = np.geomspace(0.2, 12.0, E + 1)
     rmf = rng.uniform(0, 1, (R, E, C)) * (rng.uniform(0, 1, (R, E, C)) < 0.4)
     sigma = 2e-22 * (edges[:-1] / 1.0) ** -2.5 * 1e22
-    return Instrument(
+    return ModelArrays(
         jnp.asarray(edges, jnp.float32),
         jnp.asarray(sigma, jnp.float32),
         jnp.asarray(rmf, jnp.float32),
@@ -213,8 +212,11 @@ def test_refined_posteriors_fit_better_than_the_encoders(inst, batch, small_para
     assert np.all(after <= before + 0.05)
     assert np.mean(before - after) > 1.0  # an untrained encoder leaves much to gain
     alone = posterior({k: v[2:3] for k, v in batch.items()})
-    np.testing.assert_allclose(alone.z_loc[0], q1.z_loc[2], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(alone.z_scale[0], q1.z_scale[2], rtol=1e-4, atol=1e-5)
+    # float32 reductions are ordered differently for a batch of one and of many, and 60 steps
+    # carry that rounding along (6e-4 seen on one CPU, 0 on another); a source coupled to its
+    # batch would move by the size of a step, orders of magnitude more
+    np.testing.assert_allclose(alone.z_loc[0], q1.z_loc[2], rtol=1e-3, atol=2e-3)
+    np.testing.assert_allclose(alone.z_scale[0], q1.z_scale[2], rtol=1e-3, atol=2e-3)
 
 
 def test_refinement_finds_the_maximum_a_posteriori_and_its_curvature(inst, batch, small_params):

@@ -21,20 +21,21 @@ not a whole catalogue. Steps are skipped when their file is newer than the run's
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from xspecvae import checkpoint, figures
+from xspecvae import figures
 from xspecvae.catalog import Pack
 from xspecvae.explore import cached_table, posterior_table, project, reconstruction
 from xspecvae.fitting import MODELS, fit, fit_latent
 from xspecvae.latent import Index
 from xspecvae.physics import CrossSection
+from xspecvae.products import PPS_NAME
 from xspecvae.report import Section, write_report
+from xspecvae.run import Run
 from xspecvae.tables import IDENTITY, write_table
 from xspecvae.train import load_run, run_pack
 
@@ -64,12 +65,12 @@ def compare(
     run = Path(run)
     vae, info = load_run(run)
     pack = Path(pack)
-    origin = _origin(info)
+    origin = Run(run).origin()
     given_reference, reference = reference, Path(reference or origin["pack"])
     folder = Path(folder) if folder else run / f"compare-{pack.name.split('.')[0]}"
     absorption = absorption or origin["absorption"]
     cross_section = CrossSection.from_fits(absorption) if absorption else None
-    built = checkpoint.path(run).stat().st_mtime
+    built = Run(run).built()
     header = {"RUN": str(run), "RUNID": info.get("run_id") or "none", "PACK": str(pack)}
     header |= {"REFPACK": str(reference)}
     header |= {"MODELS": ",".join(models), "ABSORB": str(absorption)}  # what the tables hold
@@ -176,15 +177,10 @@ def source_table(table, fits, ref, models, *, k: int = 10, divergence="kl_symmet
 def source_name(file) -> str:
     """A short name: ``src NNNN`` for pipeline products (``...SRSPECNNNN...``), otherwise the
     spectrum's folder."""
-    match = re.search(r"SRSPEC(\w+?)\.", Path(str(file)).name)
-    return f"src {match.group(1)}" if match else Path(str(file)).parent.name
-
-
-def _origin(info: dict) -> dict:
-    """The settings of the run that learnt from scratch, through any fine-tuning."""
-    while info.get("init"):
-        info = json.loads((Path(info["init"]) / "config.json").read_text())
-    return info
+    match = PPS_NAME.match(Path(str(file)).name)
+    if match and match["kind"].upper() == "SRSPEC":
+        return f"src {match['src']}"
+    return Path(str(file)).parent.name
 
 
 def _joint_map(ref, table) -> dict:
@@ -295,7 +291,7 @@ def _sections(vae, pack, run, table, fits, ref, placed, summary, models, shown, 
             fits_,
         )
     )
-    info = json.loads((run / "config.json").read_text())
+    info = Run(run).settings()
     if info.get("init"):
         sections.append(
             Section(

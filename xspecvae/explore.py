@@ -30,13 +30,15 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from xspecvae import checkpoint, figures
+from xspecvae import figures
 from xspecvae.catalog import Pack
 from xspecvae.evaluation import purity
 from xspecvae.latent import HARD, SOFT, Index, anomalies, encode, trajectories
 from xspecvae.networks import LINES
+from xspecvae.physics import FLUX_BAND
 from xspecvae.predictive import calibration, draw, inference_data, plot_checks
 from xspecvae.report import Section, write_report
+from xspecvae.run import Run
 from xspecvae.tables import identity_columns, made_by, read_table, write_table
 from xspecvae.train import load_run, run_pack
 from xspecvae.vae import VAE
@@ -78,7 +80,7 @@ def project(loc, scale=None, *, seed: int = 0) -> np.ndarray:
     return model.fit_transform(x.astype(np.float32), init="pca").astype(np.float64)
 
 
-def components(vae: VAE, n: int = 256, band=figures.ENERGY_BAND) -> tuple[np.ndarray, np.ndarray]:
+def components(vae: VAE, n: int = 256, band=FLUX_BAND) -> tuple[np.ndarray, np.ndarray]:
     """The decoder's K rest-frame templates (K, n) on ``n`` energies log-spaced over ``band``
     (keV), with the energies."""
     energy = np.geomspace(*band, n)
@@ -187,7 +189,7 @@ def explore(
     vae, info = load_run(run)
     folder = Path(folder) if folder else run / "explore"
     plots = folder / "figures"
-    built = checkpoint.path(run).stat().st_mtime
+    built = Run(run).built()
 
     with run_pack(info, pack, instrument) as p:
         origin = made_by(run, info, p) | {"INSTRUME": p.instrument}  # another pack: remade
@@ -204,8 +206,6 @@ def explore(
             )
 
         table = step("posteriors", lambda: posterior_table(vae, p, progress=progress))
-        labelled = "label" in table and len(np.unique(table["label"])) > 1
-        high = table["snr"] >= snr_min
         xy = step("map", lambda: map_table(table))
         xy = np.stack([xy["x"], xy["y"]], -1)
         search = {"DIVERGE": divergence, "K": k}
@@ -220,10 +220,9 @@ def explore(
             lambda: calibration_table(vae, p, n_checks, progress=progress),
             NCHECKS=n_checks,
         )
-        sections = _figures(vae, p, run, table, xy, tracks, ranked, checks, plots, high, snr_min)
-        if labelled:
-            sections.insert(1, _purity_section(table, k, high, snr_min))
-    sections.insert(2, _table_section("Similarity search", similar, divergence))
+        tables = {"similar": similar, "trajectories": tracks, "anomalies": ranked}
+        tables["calibration"] = checks
+        sections = _sections(vae, p, run, table, xy, tables, plots, snr_min, k, divergence)
     path = write_report(
         folder / "report.html",
         f"xspecvae: {run.name}",
@@ -357,46 +356,44 @@ def _table_section(title, table, divergence) -> Section:
     return Section(title, text, table=shown)
 
 
-def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr_min):
-    sections = []
-    metrics = _metrics(run)
+def _sections(vae, pack, run, table, xy, tables, plots, snr_min, k, divergence) -> list:
+    """The report's sections, in order, with their figures drawn into ``plots``."""
+    high = table["snr"] >= snr_min
+    labelled = "label" in table and len(np.unique(table["label"])) > 1
+    sections = [
+        _training_section(run, plots),
+        _purity_section(table, k, high, snr_min) if labelled else None,
+        _table_section("Similarity search", tables["similar"], divergence),
+        _map_section(table, xy, plots, snr_min),
+        _components_section(vae, table, plots, high, snr_min),
+        _reconstruction_section(vae, pack, table, plots, high),
+        _checks_section(vae, pack, tables["calibration"], plots),
+        _anomaly_section(tables["anomalies"]),
+        _trajectory_section(table, tables["trajectories"], xy, plots),
+    ]
+    return [section for section in sections if section is not None]
+
+
+def _labels(table) -> np.ndarray:
+    return np.asarray(table.get("label", np.full(len(table["row"]), "all"))).astype(str)
+
+
+def _training_section(run: Path, plots: Path) -> Section:
+    metrics = Run(run).metrics()
     figures.training_curves(metrics, plots / "training.png")
-    sections.append(Section("Training", _training_text(run, metrics), [plots / "training.png"]))
+    return Section("Training", _training_text(run, metrics), [plots / "training.png"])
 
-    maps = []
-    if "label" in table:
-        figures.latent_map(
-            xy, table["label"], plots / "map_class.png", title="Class", label="class"
-        )
-        figures.latent_map(
-            xy,
-            table["label"],
-            plots / "map_class_snr.png",
-            title=f"Class, SNR > {snr_min:g}",
-            label="class",
-            keep=high,
-        )
-        maps += [plots / "map_class.png", plots / "map_class_snr.png"]
-    figures.latent_map(
-        xy, table["snr"], plots / "map_snr.png", title="SNR (model)", label="SNR", log=True
-    )
-    figures.latent_map(
-        xy,
-        table["nh"],
-        plots / "map_nh.png",
-        title="Column (model)",
-        label="N_H (1e22 cm^-2)",
-        log=True,
-    )
-    maps += [plots / "map_snr.png", plots / "map_nh.png"]
-    sections.append(
-        Section("Latent map (PaCMAP)", "PaCMAP projection of the posterior means.", maps)
-    )
 
+def _map_section(table, xy, plots: Path, snr_min: float) -> Section:
+    maps = map_figures(table, xy, plots, snr_min=snr_min, prefix="map_")
+    return Section("Latent map (PaCMAP)", "PaCMAP projection of the posterior means.", maps)
+
+
+def _components_section(vae: VAE, table, plots: Path, high, snr_min: float) -> Section:
     energy, values = components(vae)
     figures.templates(energy, values, plots / "templates.png")
     shown = [plots / "templates.png"]
-    labels = np.asarray(table.get("label", np.full(len(table["row"]), "all"))).astype(str)
+    labels = _labels(table)
     if "label" in table:
         classes, mean = mean_activation(table["coefficients"], labels)
         figures.activation(classes, mean, plots / "activation.png")
@@ -416,8 +413,11 @@ def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr
         )
         shown.append(plots / "lines.png")
         text += " The lines: the mean equivalent width of each of the decoder's narrow lines."
-    sections.append(Section("Decoder components", text, shown))
+    return Section("Decoder components", text, shown)
 
+
+def _reconstruction_section(vae: VAE, pack: Pack, table, plots: Path, high) -> Section:
+    labels = _labels(table)
     fits_ = []
     for c in np.unique(labels):
         rows = np.flatnonzero((labels == c) & high)
@@ -434,9 +434,10 @@ def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr
             title=f"{c}: row {row}, SNR {table['snr'][row]:.0f}, W/dof {per_dof:.2f}",
         )
         fits_.append(name)
-    sections.append(Section("Reconstructions", "The brightest source of each class.", fits_))
+    return Section("Reconstructions", "The brightest source of each class.", fits_)
 
-    top = {k: ranked[k][:20] for k in ranked}
+
+def _checks_section(vae: VAE, pack: Pack, checks: dict, plots: Path) -> Section:
     figures.histogram(
         checks["p_value"],
         plots / "calibration.png",
@@ -449,34 +450,62 @@ def _figures(vae, pack, run, table, xy, tracks, ranked, checks, plots, high, snr
     low = np.mean(checks["misfit"])
     text = f"{low:.1%} of {len(checks['p_value'])} checked sources flagged as misfits (p < 0.01)."
     text += f" The check drawn is the worst fit, row {worst}."
-    sections.append(
-        Section("Predictive checks", text, [plots / "calibration.png", plots / "ppc.png"])
-    )
-    sections.append(Section("Most anomalous sources", "Ranked by misfit or isolation.", table=top))
+    return Section("Predictive checks", text, [plots / "calibration.png", plots / "ppc.png"])
 
-    if len(tracks["row"]):
-        sources = most_moving(tracks)
-        chosen = [np.flatnonzero(tracks["source_id"] == s) for s in sources]
-        names = [
-            f"{s} ({tracks['label'][i[0]]})" if "label" in tracks else str(s)
-            for s, i in zip(sources, chosen)
-        ]
-        trajectory_figures(
-            table,
-            tracks,
-            chosen,
-            names,
-            plots / "hardness_intensity.png",
-            xy=xy,
-            map_path=plots / "trajectories.png",
-        )
-        text = "Sources whose posterior moved most between observations."
-        sections.append(
-            Section(
-                "Trajectories", text, [plots / "trajectories.png", plots / "hardness_intensity.png"]
+
+def _anomaly_section(ranked: dict) -> Section:
+    top = {k: ranked[k][:20] for k in ranked}
+    return Section("Most anomalous sources", "Ranked by misfit or isolation.", table=top)
+
+
+def _trajectory_section(table, tracks, xy, plots: Path) -> Section | None:
+    if not len(tracks["row"]):
+        return None
+    sources = most_moving(tracks)
+    chosen = [np.flatnonzero(tracks["source_id"] == s) for s in sources]
+    names = [
+        f"{s} ({tracks['label'][i[0]]})" if "label" in tracks else str(s)
+        for s, i in zip(sources, chosen)
+    ]
+    trajectory_figures(
+        table,
+        tracks,
+        chosen,
+        names,
+        plots / "hardness_intensity.png",
+        xy=xy,
+        map_path=plots / "trajectories.png",
+    )
+    text = "Sources whose posterior moved most between observations."
+    return Section(
+        "Trajectories", text, [plots / "trajectories.png", plots / "hardness_intensity.png"]
+    )
+
+
+#: The latent maps, by the table column they colour: file name, title, colour label, log scale.
+MAP_VIEWS = {
+    "label": ("class", "Class", "class", False),
+    "snr": ("snr", "SNR (model)", "SNR", True),
+    "nh": ("nh", "Column (model)", "N_H (1e22 cm^-2)", True),
+}
+
+
+def map_figures(table, xy, folder, *, snr_min: float, prefix: str = "") -> list[Path]:
+    """The latent map ``xy`` coloured by class (if the table has labels), SNR and column, each
+    over every source and with only SNR >= ``snr_min`` in colour, as ``folder/<prefix><name>.png``
+    and ``<prefix><name>_snr.png``: the figures of ``xspecvae map`` and of the report."""
+    keep = np.asarray(table["snr"]) >= snr_min
+    made = []
+    for column, (name, title, label, log) in MAP_VIEWS.items():
+        if column not in table:
+            continue
+        for suffix, mask, cut in (("", None, ""), ("_snr", keep, f", SNR > {snr_min:g}")):
+            path = Path(folder) / f"{prefix}{name}{suffix}.png"
+            figures.latent_map(
+                xy, table[column], path, title=title + cut, label=label, log=log, keep=mask
             )
-        )
-    return sections
+            made.append(path)
+    return made
 
 
 def trajectory_figures(table, tracks, chosen, names, path, *, xy=None, map_path=None) -> None:
@@ -507,16 +536,8 @@ def most_moving(tracks, n: int = 6) -> list:
     return list(dict.fromkeys(tracks["source_id"][order]))[:n]
 
 
-def _metrics(run: Path) -> dict:
-    import csv
-
-    with open(run / "metrics.csv") as f:
-        rows = list(csv.DictReader(f))
-    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
-
-
 def _training_text(run: Path, metrics: dict) -> str:
-    info = json.loads((run / "config.json").read_text())
+    info = Run(run).settings()
     last = {k: float(v[-1]) for k, v in metrics.items()}
     return (
         f"{int(last['epoch'])} epochs; final losses per spectrum: training "

@@ -3,7 +3,7 @@
 Every function takes the arrays the caller computed (no knowledge of the VAE), writes a PNG at
 ``path`` (parent folders created, written atomically) with matplotlib's object-oriented API on
 the Agg canvas (no pyplot state), and returns the :class:`~matplotlib.figure.Figure`. Energies
-are in keV on log axes over :data:`ENERGY_BAND`, spectra in counts per keV.
+are in keV on log axes over :data:`FLUX_BAND`, spectra in counts per keV.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from xspecvae.files import write_atomic
+from xspecvae.physics import FLUX_BAND
 
 __all__ = [
     "DPI",
-    "ENERGY_BAND",
     "activation",
     "hardness_intensity",
     "histogram",
@@ -37,7 +37,6 @@ __all__ = [
     "versus",
 ]
 
-ENERGY_BAND = (0.2, 12.0)  # keV, the EPIC band shown on every energy axis
 DPI = 100  # a figure of (w, h) inches is a PNG of (100 w, 100 h) pixels
 _GREY = "0.82"  # the catalogue behind what a figure is about
 
@@ -223,23 +222,23 @@ def hardness_intensity(
 
 
 def _energy_axis(ax) -> None:
-    """A log energy axis over :data:`ENERGY_BAND` with ticks in plain keV (0.2 ... 10)."""
+    """A log energy axis over :data:`FLUX_BAND` with ticks in plain keV (0.2 ... 10)."""
     ax.set_xscale("log")
     ticks = [0.2, 0.5, 1, 2, 5, 10]
     ax.set_xticks(ticks, [f"{tick:g}" for tick in ticks])
-    ax.set_xlim(*ENERGY_BAND)
+    ax.set_xlim(*FLUX_BAND)
     ax.set_xlabel("Energy (keV)")
 
 
 def templates(energy, values, path, *, title: str = "Decoder templates") -> Figure:
     """The K templates ``values`` (K, E) against ``energy`` (E,) keV, log-log, each divided by
-    its maximum over :data:`ENERGY_BAND`; a legend of the index (K <= 10) or a colour bar."""
+    its maximum over :data:`FLUX_BAND`; a legend of the index (K <= 10) or a colour bar."""
     energy = np.asarray(energy, dtype=float)
     values = np.asarray(values, dtype=float)
     if values.ndim != 2 or values.shape[1] != len(energy):
         raise ValueError(f"templates {values.shape} are not (K, {len(energy)})")
     k = len(values)
-    in_band = (energy >= ENERGY_BAND[0]) & (energy <= ENERGY_BAND[1])
+    in_band = (energy >= FLUX_BAND[0]) & (energy <= FLUX_BAND[1])
     peak = values[:, in_band].max(axis=1, keepdims=True)
     normalised = values / np.where(peak > 0, peak, np.nan)
     figure, (ax,) = _figure(7.0, 5.0)

@@ -20,8 +20,9 @@ import numpy as np
 from scipy.optimize import minimize
 
 from xspecvae.catalog import PER_SOURCE, Pack
+from xspecvae.likelihood import LIKELIHOODS
 from xspecvae.physics import CrossSection, absorption, diskbb, powerlaw
-from xspecvae.vae import LIKELIHOODS, VAE
+from xspecvae.vae import VAE
 
 __all__ = ["MODELS", "Fit", "SpectralModel", "fit", "fit_latent"]
 

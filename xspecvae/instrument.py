@@ -20,6 +20,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from xspecvae.ogip import Arf, OGIPError, Rmf, check_energy_match, read_arf, read_rmf
+from xspecvae.physics import FLUX_BAND
 
 __all__ = ["Grouping", "Response", "builtin_pn_response", "builtin_pn_area"]
 
@@ -95,8 +96,8 @@ class Grouping:
     def from_resolution(
         cls,
         response: Response,
-        emin: float = 0.2,
-        emax: float = 12.0,
+        emin: float = FLUX_BAND[0],
+        emax: float = FLUX_BAND[1],
         oversample: float = 1.0,
         breaks=(),
     ) -> Grouping:

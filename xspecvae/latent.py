@@ -23,8 +23,9 @@ import numpy as np
 from tqdm import tqdm
 
 from xspecvae.catalog import PER_SOURCE, Pack, PackError, hardness_ratios
+from xspecvae.likelihood import LIKELIHOODS, PoissonPair
 from xspecvae.physics import band_share
-from xspecvae.vae import LIKELIHOODS, VAE, PoissonPair, photon_flux
+from xspecvae.vae import VAE, photon_flux
 
 __all__ = [
     "DIVERGENCES",

@@ -55,7 +55,8 @@ __all__ = [
 # Bin integration
 
 
-#: The band of catalogue fluxes (keV): the simulator's truth and the model's fluxes.
+#: The EPIC band of 4XMM (keV): the default analysis band, the band of the catalogue's and the
+#: model's fluxes and of the simulator's truth, and the energy axis of every figure.
 FLUX_BAND = (0.2, 12.0)
 
 
@@ -549,7 +550,7 @@ class CrossSection:
         file for any problem."""
         from astropy.io import fits
 
-        from xspecvae.ogip import OGIPError, _opened
+        from xspecvae.ogip.access import OGIPError, _opened
 
         with _opened(path) as hdul:
             for hdu in hdul[1:]:

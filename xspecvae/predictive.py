@@ -22,7 +22,8 @@ from matplotlib.figure import Figure
 
 from xspecvae.catalog import PER_SOURCE, Pack
 from xspecvae.latent import model_batches
-from xspecvae.vae import LIKELIHOODS, VAE, PoissonPair
+from xspecvae.likelihood import LIKELIHOODS, PoissonPair
+from xspecvae.vae import VAE
 
 __all__ = ["calibration", "draw", "inference_data", "plot_checks"]
 

@@ -21,16 +21,15 @@ steps as one never interrupted.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,12 +43,12 @@ from tqdm import tqdm
 
 from xspecvae import checkpoint
 from xspecvae.catalog import PER_SOURCE, Pack, PackError
-from xspecvae.files import write_atomic
 from xspecvae.physics import CrossSection
+from xspecvae.run import Run
 from xspecvae.vae import (
     VAE,
     Config,
-    Instrument,
+    ModelArrays,
     guide,
     model,
     parameter_mismatch,
@@ -117,14 +116,107 @@ def train(
     normalisation) replace ``config`` and ``absorption``; the pack must be on its grids.
     ``max_steps`` stops after that many steps in total (for tests and time-boxed jobs).
     """
-    run = Path(run)
-    trained = checkpoint.path(run).exists()
+    folder = Run(run)
+    plan = _plan(folder, pack_path, config, options, instrument, absorption, resume, init)
+    data = _read_data(folder, plan)
+    options = plan.options
+    devices = jax.device_count()
+    total_steps = data.steps_per_epoch * options.epochs
+    svi = make_svi(data.inst, plan.config, options, data.n_train, total_steps)
+    mesh = jax.make_mesh((devices,), ("batch",), axis_types=(AxisType.Auto,))
+    place = partial(_place, data.arrays, NamedSharding(mesh, PartitionSpec("batch")))
+    now = _start(folder, plan, data, svi)
+    now.state = multihost_utils.host_local_array_to_global_array(now.state, mesh, PartitionSpec())
+    steps = _Steps(
+        update=jax.jit(partial(checked_update, svi, thin_share=options.thin_share)),
+        evaluate=jax.jit(svi.evaluate),
+        place=place,
+        save=partial(_save, folder, svi, plan.config, data),
+    )
+    first_epoch = now.epoch
+    leader = jax.process_index() == 0
+    bar = tqdm(
+        total=total_steps,
+        initial=now.step,
+        disable=not (progress and leader),
+        unit="step",
+        desc="train",
+    )
+    try:
+        while now.epoch < options.epochs:
+            if not _epoch(now, steps, data, options, folder, bar, max_steps):
+                return {}  # stopped at max_steps
+    finally:
+        bar.close()
+    return now.history[-1] if first_epoch < options.epochs else {}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a run trains, reconciled from the arguments, the settings of a run being resumed
+    and the run being fine-tuned (``initial``, its trained VAE)."""
+
+    config: Config
+    options: TrainOptions
+    pack_path: Path
+    instrument: str | None
+    absorption: str | None
+    init: str | None
+    pack_id: str | None  # the pack a resumed run started on
+    initial: VAE | None
+    resumed: bool  # continuing from a checkpoint
+
+
+@dataclass(frozen=True)
+class _Data:
+    """This process's rows of the pack, in memory, and what the model is built on."""
+
+    arrays: dict  # per-source arrays: this process's training rows, then its validation rows
+    train_rows: np.ndarray  # positions in ``arrays``
+    val_rows: np.ndarray
+    n_train: int  # over every process
+    n_val: int
+    val_size: int  # validation rows of the process that has fewest
+    local_batch: int
+    steps_per_epoch: int
+    inst: ModelArrays
+    instrument: str
+    grid: object  # the pack's Grid
+    pack_id: str | None
+    absorption: str | None
+
+
+@dataclass
+class _Progress:
+    """Where training stands: the SVI state and what the checkpoint records with it."""
+
+    state: object
+    epoch: int = 0
+    step: int = 0
+    losses: list = field(default_factory=list)  # of the epoch under way
+    history: list = field(default_factory=list)  # one dict per finished epoch
+    elapsed: float = 0.0  # seconds spent in the epoch under way before a resume
+    start: float = 0.0  # perf_counter at the (virtual) start of the epoch under way
+
+
+class _Steps(NamedTuple):
+    update: Callable
+    evaluate: Callable
+    place: Callable
+    save: Callable
+
+
+def _plan(folder: Run, pack_path, config, options, instrument, absorption, resume, init) -> _Plan:
+    """The settings of the run: the arguments, or a resumed run's own; a fine-tuned run takes
+    its config and instrument from the run it starts from."""
+    run, trained = folder.folder, folder.trained
+    pack_id = None
     if resume:
-        if not trained and (run / checkpoint.LEGACY).exists():
+        if not trained and folder.legacy:
             checkpoint.load(run)  # refused, naming the conversion command
-        if not (run / "config.json").exists():
+        if not folder.started:
             raise TrainingError(f"nothing to resume in {run}: it holds no config.json")
-        saved = json.loads((run / "config.json").read_text())
+        saved = folder.settings()
         if saved["processes"] != jax.process_count():
             raise TrainingError(
                 f"{run} was trained by {saved['processes']} processes: resume it with as many"
@@ -132,171 +224,190 @@ def train(
         config, options = _config(saved["config"]), TrainOptions(**saved["options"])
         pack_path, instrument, absorption = saved["pack"], saved["instrument"], saved["absorption"]
         init, pack_id = saved.get("init"), saved.get("pack_id")
-    elif trained or (run / checkpoint.LEGACY).exists():
+    elif trained or folder.legacy:
         raise TrainingError(f"{run} holds a run already: resume it or train into another folder")
     # a resumed fine-tuning takes its instrument from its own checkpoint, not from ``init``
     own = resume and trained
     initial = load_run(run if own else init)[0] if init is not None else None
     config = initial.config if initial is not None else config or Config()
     options = options or TrainOptions()
-    leader = jax.process_index() == 0
-    processes, devices = jax.process_count(), jax.device_count()
-    if options.batch_size % devices:
-        raise ValueError(f"batch_size must be a multiple of the {devices} devices")
-    local_batch = options.batch_size // processes
+    if options.batch_size % jax.device_count():
+        raise ValueError(f"batch_size must be a multiple of the {jax.device_count()} devices")
+    plan = (config, options, pack_path, instrument, absorption, init, pack_id, initial, own)
+    return _Plan(*plan)
 
-    with Pack(pack_path, instrument) as pack:
-        if resume and pack_id is not None and pack.identity != pack_id:
+
+def _read_data(folder: Run, plan: _Plan) -> _Data:
+    """This process's block of the training and validation rows, and the model's arrays (from
+    the pack, or the run fine-tuned)."""
+    options, initial, absorption = plan.options, plan.initial, plan.absorption
+    processes = jax.process_count()
+    local_batch = options.batch_size // processes
+    with Pack(plan.pack_path, plan.instrument) as pack:
+        if plan.pack_id is not None and pack.identity != plan.pack_id:
             raise PackError(
-                pack_path,
-                f"is not the pack {run} started on (its pack id differs): another pack was "
+                plan.pack_path,
+                f"is not the pack {folder} started on (its pack id differs): another pack was "
                 "written there since, and a run resumes only on its own data; fine-tune it on "
-                f"this one instead: xspecvae train {pack_path} -o NEW --init {run}",
+                f"this one instead: xspecvae train {plan.pack_path} -o NEW --init {folder}",
             )
-        pack_id = pack.identity
         split = split_rows(len(pack), options, processes)
         mine_train, mine_val = (rows[jax.process_index()] for rows in split)
-        data = pack.read(np.concatenate([mine_train, mine_val]))
-        data = {k: v for k, v in data.items() if k in PER_SOURCE}
+        arrays = pack.read(np.concatenate([mine_train, mine_val]))
+        arrays = {k: v for k, v in arrays.items() if k in PER_SOURCE}
         if initial is None:
             cross_section = CrossSection.from_fits(absorption) if absorption else None
-            inst = Instrument.from_pack(pack, *_reference(data), cross_section)
+            inst = ModelArrays.from_pack(pack, *_reference(arrays), cross_section)
         elif initial.learnt_on(pack.grid.energy_edges):
             inst, absorption = initial.with_rmfs(pack.rmf).inst, None
         else:
             raise ValueError(
-                f"{pack.path} is not on the model grid of {init}: pack it with "
+                f"{pack.path} is not on the model grid of {plan.init}: pack it with "
                 "--grids-of the pack that run was trained on"
             )
-        instrument, grid = pack.instrument, pack.grid
-    n_train, n_val = sum(map(len, split[0])), sum(map(len, split[1]))
-    train_rows = np.arange(len(mine_train))  # positions in ``data``
-    val_rows = len(mine_train) + np.arange(len(mine_val))
+        instrument, grid, pack_id = pack.instrument, pack.grid, pack.identity
+    n_train = sum(map(len, split[0]))
     steps_per_epoch = min(map(len, split[0])) // local_batch
     if steps_per_epoch == 0:
         raise ValueError(f"{n_train} training rows: fewer than one batch of {options.batch_size}")
-    total_steps = steps_per_epoch * options.epochs
+    return _Data(
+        arrays=arrays,
+        train_rows=np.arange(len(mine_train)),
+        val_rows=len(mine_train) + np.arange(len(mine_val)),
+        n_train=n_train,
+        n_val=sum(map(len, split[1])),
+        val_size=min(map(len, split[1])),
+        local_batch=local_batch,
+        steps_per_epoch=steps_per_epoch,
+        inst=inst,
+        instrument=instrument,
+        grid=grid,
+        pack_id=pack_id,
+        absorption=absorption,
+    )
 
-    svi = make_svi(inst, config, options, n_train, total_steps)
-    mesh = jax.make_mesh((devices,), ("batch",), axis_types=(AxisType.Auto,))
-    batch_sharding = NamedSharding(mesh, PartitionSpec("batch"))
 
-    def place(rows):
-        return {
-            k: jax.make_array_from_process_local_data(batch_sharding, v[rows])
-            for k, v in data.items()
-        }
+def _place(arrays: dict, sharding: NamedSharding, rows: np.ndarray) -> dict:
+    """Rows of this process's arrays as one global batch, sharded over the devices."""
+    return {k: jax.make_array_from_process_local_data(sharding, v[rows]) for k, v in arrays.items()}
 
+
+def _start(folder: Run, plan: _Plan, data: _Data, svi: SVI) -> _Progress:
+    """The initial state (from the run fine-tuned, if any), or the checkpoint's when resumed;
+    a new run writes its settings first."""
+    options = plan.options
     state = svi.init(
         jax.random.key(options.seed),
-        {k: v[:local_batch] for k, v in data.items()},
-        init_params=None if initial is None else initial.params,
+        {k: v[: data.local_batch] for k, v in data.arrays.items()},
+        init_params=None if plan.initial is None else plan.initial.params,
     )
-    epoch, step, losses, history, elapsed = 0, 0, [], [], 0.0
-    if resume and trained:
-        saved, _, leaves = checkpoint.load(run)
-        state = checkpoint.restore_state(run, saved, leaves, state)
-        epoch, step, losses, history = (saved[k] for k in ("epoch", "step", "losses", "history"))
-        elapsed = saved.get("elapsed", 0.0)
-    elif leader:
-        run.mkdir(parents=True, exist_ok=True)
-        settings = {
-            "config": asdict(config),
-            "options": asdict(options),
-            "pack": str(Path(pack_path).resolve()),
-            "pack_id": pack_id,
-            "run_id": uuid.uuid4().hex,  # what tables made by this run name
-            "instrument": instrument,
-            "absorption": None if absorption is None else str(Path(absorption).resolve()),
-            "init": None if init is None else str(Path(init).resolve()),
-            "n_train": n_train,
-            "n_validation": n_val,
-            "processes": processes,
-            "devices": devices,
-        }
-        write_atomic(run / "config.json", json.dumps(settings, indent=1).encode())
-    state = multihost_utils.host_local_array_to_global_array(state, mesh, PartitionSpec())
-    update = jax.jit(partial(checked_update, svi, thin_share=options.thin_share))
-    evaluate = jax.jit(svi.evaluate)
-    augment = jax.random.key(options.seed + 1)
-    model_arrays = {
-        "instrument": {k: np.asarray(v) for k, v in inst._asdict().items()},
-        "grid": {"channel_lo": grid.channel_lo, "channel_hi": grid.channel_hi},
-    }
-
-    def save():
-        """The checkpoint, then metrics.csv rewritten from the history it holds."""
-        if leader:
-            host = jax.device_get(_local(state))
-            meta = {"config": asdict(config), "epoch": epoch, "step": step}
-            meta.update(losses=losses, history=history)
-            meta["elapsed"] = time.perf_counter() - start if step > epoch * steps_per_epoch else 0
-            checkpoint.save(run, meta, {"params": svi.get_params(host), **model_arrays}, host)
-            _write_metrics(run / "metrics.csv", history)
-
-    first_epoch = epoch
-    bar = tqdm(
-        total=total_steps,
-        initial=step,
-        disable=not (progress and leader),
-        unit="step",
-        desc="train",
-    )
-    while epoch < options.epochs:
-        order = np.random.default_rng([options.seed, 0, epoch, jax.process_index()])
-        order = order.permutation(train_rows)
-        kl = _kl_weight(options, epoch)
-        first = step - epoch * steps_per_epoch  # steps of this epoch already taken
-        start, elapsed = time.perf_counter() - elapsed, 0.0  # a resumed epoch keeps its time
-        if first < steps_per_epoch:  # not when resumed from the epoch's last step
-            batch = place(order[first * local_batch : (first + 1) * local_batch])
-        for k in range(first, steps_per_epoch):
-            new_state, loss, finite = update(
-                state, batch, kl, options.free_bits, jax.random.fold_in(augment, step)
-            )
-            if k + 1 < steps_per_epoch:  # prepared while the device works on this step
-                batch = place(order[(k + 1) * local_batch : (k + 2) * local_batch])
-            loss = float(_local(loss))
-            if not _local(finite):
-                bar.close()
-                raise TrainingError(_non_finite(run, epoch, step, options.learning_rate))
-            state, step = new_state, step + 1
-            losses.append(loss)
-            bar.update()
-            if step % 10 == 0 or k + 1 == steps_per_epoch:
-                rate = (k + 1) * options.batch_size / (time.perf_counter() - start)
-                bar.set_postfix(epoch=epoch, loss=f"{loss:.1f}", spectra_per_s=f"{rate:,.0f}")
-            if step % options.checkpoint_every == 0:
-                save()
-            if max_steps is not None and step >= max_steps:
-                save()
-                bar.close()
-                return {}
-        seconds = time.perf_counter() - start
-        epoch += 1
-        validation = [  # (size, loss per spectrum) of each batch, the last one shorter
-            (m, float(_local(evaluate(state, place(val_rows[j : j + m])))))
-            for j, m in _chunks(min(map(len, split[1])), local_batch, jax.local_device_count())
-        ]
-        history.append(
+    if plan.resumed:
+        saved, _, leaves = checkpoint.load(folder.folder)
+        state = checkpoint.restore_state(folder.folder, saved, leaves, state)
+        return _Progress(
+            state,
+            *(saved[k] for k in ("epoch", "step", "losses", "history")),
+            elapsed=saved.get("elapsed", 0.0),
+        )
+    if jax.process_index() == 0:
+        folder.write_settings(
             {
-                "epoch": epoch,
-                "step": step,
-                "train_loss": float(np.mean(losses)),
-                "validation_loss": _weighted_mean(validation),  # -ELBO
-                "kl_weight": kl,
-                "seconds": seconds,
-                "spectra_per_s": steps_per_epoch * options.batch_size / seconds,
+                "config": asdict(plan.config),
+                "options": asdict(options),
+                "pack": str(Path(plan.pack_path).resolve()),
+                "pack_id": data.pack_id,
+                "run_id": uuid.uuid4().hex,  # what tables made by this run name
+                "instrument": data.instrument,
+                "absorption": _resolved(data.absorption),
+                "init": _resolved(plan.init),
+                "n_train": data.n_train,
+                "n_validation": data.n_val,
+                "processes": jax.process_count(),
+                "devices": jax.device_count(),
             }
         )
-        losses = []
-        save()
-    bar.close()
-    return history[-1] if first_epoch < options.epochs else {}
+    return _Progress(state)
+
+
+def _resolved(path) -> str | None:
+    return None if path is None else str(Path(path).resolve())
+
+
+def _epoch(now: _Progress, steps: _Steps, data: _Data, options, folder: Run, bar, max_steps):
+    """The rest of the epoch under way (from its first step not yet taken), then validation;
+    False if ``max_steps`` stopped it."""
+    per_epoch, batch_rows = data.steps_per_epoch, data.local_batch
+    order = np.random.default_rng([options.seed, 0, now.epoch, jax.process_index()])
+    order = order.permutation(data.train_rows)
+    kl = _kl_weight(options, now.epoch)
+    augment = jax.random.key(options.seed + 1)
+    first = now.step - now.epoch * per_epoch  # steps of this epoch already taken
+    # a resumed epoch keeps its time
+    now.start, now.elapsed = time.perf_counter() - now.elapsed, 0.0
+    if first < per_epoch:  # not when resumed from the epoch's last step
+        batch = steps.place(order[first * batch_rows : (first + 1) * batch_rows])
+    for k in range(first, per_epoch):
+        new_state, loss, finite = steps.update(
+            now.state, batch, kl, options.free_bits, jax.random.fold_in(augment, now.step)
+        )
+        if k + 1 < per_epoch:  # prepared while the device works on this step
+            batch = steps.place(order[(k + 1) * batch_rows : (k + 2) * batch_rows])
+        loss = float(_local(loss))
+        if not _local(finite):
+            what = _non_finite(folder.folder, now.epoch, now.step, options.learning_rate)
+            raise TrainingError(what)
+        now.state, now.step = new_state, now.step + 1
+        now.losses.append(loss)
+        bar.update()
+        if now.step % 10 == 0 or k + 1 == per_epoch:
+            rate = (k + 1) * options.batch_size / (time.perf_counter() - now.start)
+            bar.set_postfix(epoch=now.epoch, loss=f"{loss:.1f}", spectra_per_s=f"{rate:,.0f}")
+        if now.step % options.checkpoint_every == 0:
+            steps.save(now)
+        if max_steps is not None and now.step >= max_steps:
+            steps.save(now)
+            return False
+    seconds = time.perf_counter() - now.start
+    now.epoch += 1
+    validation = [  # (size, loss per spectrum) of each batch, the last one shorter
+        (m, float(_local(steps.evaluate(now.state, steps.place(data.val_rows[j : j + m])))))
+        for j, m in _chunks(data.val_size, batch_rows, jax.local_device_count())
+    ]
+    now.history.append(
+        {
+            "epoch": now.epoch,
+            "step": now.step,
+            "train_loss": float(np.mean(now.losses)),
+            "validation_loss": _weighted_mean(validation),  # -ELBO
+            "kl_weight": kl,
+            "seconds": seconds,
+            "spectra_per_s": per_epoch * options.batch_size / seconds,
+        }
+    )
+    now.losses = []
+    steps.save(now)
+    return True
+
+
+def _save(folder: Run, svi: SVI, config: Config, data: _Data, now: _Progress) -> None:
+    """The checkpoint (by the leading process), then metrics.csv from the history it holds."""
+    if jax.process_index() != 0:
+        return
+    host = jax.device_get(_local(now.state))
+    meta = {"config": asdict(config), "epoch": now.epoch, "step": now.step}
+    meta.update(losses=now.losses, history=now.history)
+    mid_epoch = now.step > now.epoch * data.steps_per_epoch
+    meta["elapsed"] = time.perf_counter() - now.start if mid_epoch else 0
+    model_arrays = {
+        "instrument": {k: np.asarray(v) for k, v in data.inst._asdict().items()},
+        "grid": {"channel_lo": data.grid.channel_lo, "channel_hi": data.grid.channel_hi},
+    }
+    checkpoint.save(folder.folder, meta, {"params": svi.get_params(host), **model_arrays}, host)
+    folder.write_metrics(now.history)
 
 
 def make_svi(
-    inst: Instrument, config: Config, options: TrainOptions, n_train: int, total_steps: int
+    inst: ModelArrays, config: Config, options: TrainOptions, n_train: int, total_steps: int
 ) -> SVI:
     """The SVI of :func:`train`: model and guide over ``n_train`` sources, their ELBO divided
     by ``n_train`` (losses are per spectrum), the optimizer of ``options`` over ``total_steps``."""
@@ -328,10 +439,10 @@ def load_run(run: str | os.PathLike) -> tuple[VAE, dict]:
     channel grid under ``grid``)."""
     run = Path(run)
     saved, trees, _ = checkpoint.load(run)
+    info = Run(run).settings()
     try:
-        info = json.loads((run / "config.json").read_text())
         config = _config(saved["config"])
-        inst = Instrument(**{k: jnp.asarray(v) for k, v in trees["instrument"].items()})
+        inst = ModelArrays(**{k: jnp.asarray(v) for k, v in trees["instrument"].items()})
     except (OSError, ValueError, TypeError) as exc:
         raise checkpoint.CheckpointError(run, f"not a whole run ({exc})") from None
     wrong = parameter_mismatch(config, inst, trees["params"])
@@ -431,7 +542,7 @@ def _non_finite(run: Path, epoch: int, step: int, learning_rate: float) -> str:
     """What went wrong and the way on (resuming would repeat the very same steps)."""
     what = f"non-finite loss or parameters at epoch {epoch}, step {step}"
     rate = f"--learning-rate {learning_rate / 3:.2g}"
-    if not checkpoint.path(run).exists():
+    if not Run(run).trained:
         return f"{what}, before any checkpoint: train again with a lower {rate}"
     return (
         f"{what}; the last good checkpoint is kept in {run}. Resuming would repeat the same "
@@ -443,12 +554,3 @@ def _kl_weight(options: TrainOptions, epoch: int) -> float:
     if options.kl_warmup_epochs <= 0:
         return 1.0
     return min(1.0, (epoch + 1) / options.kl_warmup_epochs)
-
-
-def _write_metrics(path: Path, history: list[dict]) -> None:
-    text = io.StringIO()
-    if history:
-        writer = csv.DictWriter(text, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-    write_atomic(path, text.getvalue().encode())

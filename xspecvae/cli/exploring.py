@@ -1,0 +1,548 @@
+"""Commands that explore a trained run: encode, similar, map, trajectory, anomalies, check,
+sample, report, compare."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from xspecvae.cli.options import command, fail
+from xspecvae.fitting import MODELS
+from xspecvae.latent import DIVERGENCES
+
+
+def add_parsers(commands) -> None:
+    _search_parsers(commands)
+    _check_parsers(commands)
+
+
+def _run_and_pack(sub) -> None:
+    sub.add_argument("run", type=Path, nargs="?", default=Path("xspecvae-run"), help="run")
+    sub.add_argument("pack", type=Path, nargs="?", help="pack (default: the run's own)")
+    sub.add_argument("--instrument", help="pack section (needed if it has several)")
+
+
+def _table_and_search(sub, default_output: str, neighbours: bool = True) -> None:
+    sub.add_argument("table", type=Path, help="posterior table made by 'xspecvae encode'")
+    sub.add_argument("-o", "--output", type=Path, help=f"table written (default {default_output})")
+    sub.add_argument(
+        "--divergence", choices=DIVERGENCES, default="kl_symmetric", help="between posteriors"
+    )
+    if neighbours:
+        sub.add_argument("-k", type=int, default=10, help="neighbours")
+
+
+def _search_parsers(commands) -> None:
+    """encode, similar, map, trajectory, anomalies."""
+    encode = command(
+        commands,
+        "encode",
+        help="the posterior of every spectrum of a pack, with the model's SNR, fit statistic, "
+        "ELBO, column and redshift, as a FITS (and Parquet) table",
+    )
+    _run_and_pack(encode)
+    encode.add_argument("-o", "--output", type=Path, help="default RUN/posteriors.fits")
+    encode.add_argument("--parquet", action="store_true", help="also write a .parquet table")
+    encode.add_argument("--batch-size", type=int, default=1024, help="spectra per step")
+    encode.add_argument("--draws", type=int, default=4, help="posterior draws for the ELBO")
+    encode.add_argument(
+        "--refine-steps",
+        type=int,
+        default=None,
+        help="Levenberg-Marquardt steps from the encoder's posterior to each source's own "
+        "(default: the run's; 0: the encoder alone, faster, worse fits of bright spectra)",
+    )
+    encode.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    similar = command(
+        commands, "similar", help="the sources whose posteriors are nearest to a query source's"
+    )
+    _table_and_search(similar, "similar.fits next to TABLE")
+    query = similar.add_mutually_exclusive_group(required=True)
+    query.add_argument("--source", help="query source id (its first observation, or --obs)")
+    query.add_argument("--row", type=int, help="query row of the table")
+    query.add_argument(
+        "--spectrum",
+        type=Path,
+        help="a query spectrum file (OGIP, with the files it names), "
+        "encoded on the fly by the table's run (or --run) on its pack's grids",
+    )
+    similar.add_argument("--run", type=Path, help="the model for --spectrum")
+    similar.add_argument(
+        "--rmf-dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="where the RMF of --spectrum is, if not beside it (repeatable)",
+    )
+    similar.add_argument("--obs", help="observation id of the query source")
+    similar.add_argument("--min-snr", type=float, default=0.0, help="only neighbours this bright")
+    similar.add_argument("--only-instrument", help="only neighbours from this instrument")
+
+    map_ = command(
+        commands, "map", help="PaCMAP map of the posterior means, as a table and figures"
+    )
+    map_.add_argument("table", type=Path, help="posterior table made by 'xspecvae encode'")
+    map_.add_argument("-o", "--output", type=Path, help="default map.fits next to TABLE")
+    map_.add_argument("--whiten", action="store_true", help="divide dimensions by their RMS scale")
+    map_.add_argument("--min-snr", type=float, default=10.0, help="SNR filter of the figures")
+    map_.add_argument("--seed", type=int, default=0, help="PaCMAP seed")
+
+    trajectory = command(
+        commands,
+        "trajectory",
+        help="sources seen several times: posteriors in time order, step divergences, drawn "
+        "on the map and in a hardness-intensity diagram",
+    )
+    _table_and_search(trajectory, "trajectories.fits next to TABLE", neighbours=False)
+    trajectory.add_argument("--map", type=Path, help="map table (default map.fits next to TABLE)")
+    trajectory.add_argument(
+        "--source",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="source ids to draw (default: those that move most)",
+    )
+
+    anomaly = command(
+        commands,
+        "anomalies",
+        help="rank sources by misfit and by the emptiness of their neighbourhood",
+    )
+    _table_and_search(anomaly, "anomalies.fits next to TABLE")
+    anomaly.add_argument("--reference", type=int, default=20_000, help="neighbourhood sample")
+    anomaly.add_argument("--top", type=int, default=10, help="lines printed")
+
+
+def _check_parsers(commands) -> None:
+    """check, sample, report, compare."""
+    check = command(
+        commands,
+        "check",
+        help="posterior predictive checks: p-values of the fit statistic over a catalogue, "
+        "and ArviZ plots of a source",
+    )
+    _run_and_pack(check)
+    check.add_argument("-o", "--output", type=Path, help="default RUN/calibration.fits")
+    check.add_argument("--rows", type=int, default=2000, help="sources checked (random)")
+    check.add_argument("--draws", type=int, default=64, help="posterior draws per source")
+    check.add_argument("--row", type=int, default=None, help="a source to plot (default: worst)")
+    check.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sample = command(
+        commands,
+        "sample",
+        help="spectra drawn from a source's posterior or from the prior, as expected counts "
+        "and Poisson realisations",
+    )
+    _run_and_pack(sample)
+    sample.add_argument("--row", type=int, default=0, help="the source (its response for --prior)")
+    sample.add_argument("--prior", action="store_true", help="new spectra from the prior")
+    sample.add_argument("-n", type=int, default=100, help="number of spectra")
+    sample.add_argument("--seed", type=int, default=0, help="random seed")
+    sample.add_argument("-o", "--output", type=Path, default=Path("samples.fits"))
+
+    report = command(
+        commands,
+        "report",
+        help="every table and figure of a run and one self-contained HTML report",
+    )
+    _run_and_pack(report)
+    report.add_argument("-o", "--output", type=Path, help="folder (default RUN/explore)")
+    report.add_argument("--min-snr", type=float, default=10.0, help="SNR of the filtered views")
+    report.add_argument(
+        "--divergence", choices=DIVERGENCES, default="kl_symmetric", help="of the searches"
+    )
+    report.add_argument("--parquet", action="store_true", help="also write .parquet tables")
+    report.add_argument("--quiet", action="store_true", help="no progress")
+
+    compare = command(
+        commands,
+        "compare",
+        help="set the spectra of a pack (e.g. real sources) against the run's reference "
+        "catalogue: VAE and classical fits, place in the map, nearest reference posteriors, "
+        "one HTML report",
+        description="Encode PACK with RUN; fit every spectrum with absorbed classical models "
+        "and with the decoder's latent optimised; map it with the reference catalogue (the "
+        "pack the run, or the run it was fine-tuned from, learnt on) and find its nearest "
+        "reference posteriors. Writes FOLDER/{posteriors,reference,fits,map,sources}.fits, "
+        "figures and report.html.",
+    )
+    compare.add_argument("run", type=Path, help="run")
+    compare.add_argument("pack", type=Path, help="pack on the run's grids (pack --grids-of)")
+    compare.add_argument("-o", "--output", type=Path, help="folder (default RUN/compare-PACK)")
+    compare.add_argument("--reference", type=Path, help="reference pack (default: see above)")
+    compare.add_argument(
+        "--fit",
+        action="append",
+        choices=sorted(MODELS),
+        help="classical model (repeatable; default powerlaw and diskbb+powerlaw, each absorbed)",
+    )
+    compare.add_argument("--absorption", type=Path, help="cross-section table (default: the run's)")
+    compare.add_argument(
+        "--show",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="also draw the spectra whose file name contains TEXT (repeatable)",
+    )
+    compare.add_argument("-k", type=int, default=10, help="nearest reference posteriors")
+    compare.add_argument("--divergence", choices=DIVERGENCES, default="kl_symmetric")
+    compare.add_argument("--quiet", action="store_true", help="no progress")
+
+
+def _load(run: Path, pack: Path | None, instrument: str | None):
+    """The run's VAE, its settings and the pack (the run's own unless named)."""
+    from xspecvae.train import load_run, run_pack
+
+    vae, info = load_run(run)
+    return vae, info, run_pack(info, pack, instrument)
+
+
+def _beside(table: Path, output: Path | None, name: str) -> Path:
+    return output or table.with_name(name)
+
+
+def _made_from(table: Path, header: dict) -> dict:
+    """The header of a table made from the posterior table at ``table`` (with ``header``):
+    that table, and the run and pack that made it."""
+    known = {k: header[k] for k in ("RUN", "RUNID", "PACK", "PACKID") if k in header}
+    return known | {"TABLE": str(table)}
+
+
+def _encode(args) -> int:
+    from xspecvae.explore import posterior_table
+    from xspecvae.tables import made_by, write_table
+
+    vae, info, pack = _load(args.run, args.pack, args.instrument)
+    if args.refine_steps is not None:
+        vae = vae.with_refinement(args.refine_steps)
+    with pack:
+        table = posterior_table(
+            vae, pack, batch_size=args.batch_size, n_draws=args.draws, progress=not args.quiet
+        )
+        header = made_by(args.run, info, pack)
+        header |= {"REFINE": vae.config.refine_steps, "NDRAWS": args.draws}
+    # the run's own table keeps its name; another pack's gets one of its own
+    own = pack.identity is not None and pack.identity == info.get("pack_id")
+    name = (
+        "posteriors" if args.pack is None or own else f"posteriors-{pack.path.name.split('.')[0]}"
+    )
+    output = args.output or args.run / f"{name}.fits"
+    write_table(table, output, extname="POSTERIORS", header=header)
+    if args.parquet:
+        write_table(table, output.with_suffix(".parquet"), extname="POSTERIORS", header=header)
+    snr = table["snr"]
+    print(
+        f"posteriors: {output} ({len(snr):,} spectra; model SNR median {np.median(snr):.1f}, "
+        f"{np.mean(snr >= 10):.0%} above 10; median fit statistic per channel "
+        f"{np.median(table['statistic'] / table['dof']):.2f})"
+    )
+    return 0
+
+
+def _similar(args) -> int:
+    from xspecvae.latent import Index
+    from xspecvae.tables import POSTERIOR, read_table, write_table
+
+    table, header = read_table(args.table, with_header=True, required=POSTERIOR)
+    if args.spectrum is not None:
+        query = _encode_query(args, header)
+        if isinstance(query, str):
+            return fail("similar", query)
+        loc, scale, group, where = query["z_loc"][0], query["z_scale"][0], None, args.spectrum
+    else:
+        query = _query_row(args, table)
+        if isinstance(query, str):
+            return fail("similar", query)
+        loc, scale, group = (
+            table["z_loc"][query],
+            table["z_scale"][query],
+            table["source_id"][query],
+        )
+        where = f"row {query}, " + ", ".join(
+            f"{c} {_rounded(table[c][query])}"
+            for c in ("source_id", "obs_id", "label", "snr")
+            if c in table
+        )
+    if args.k < 1:
+        return fail("similar", f"-k {args.k}: ask for at least one neighbour")
+    keep = table["snr"] >= args.min_snr
+    if args.only_instrument:
+        if "instrument" not in table:
+            return fail("similar", f"{args.table} has no instrument column (one instrument)")
+        names = np.char.lower(np.asarray(table["instrument"]).astype(str))
+        keep &= names == args.only_instrument.lower()
+        if not keep.any():
+            found = ", ".join(sorted(set(names)))
+            return fail("similar", f"no {args.only_instrument} spectrum in {args.table} ({found})")
+    if not keep.any():
+        top = float(np.max(table["snr"]))
+        return fail(
+            "similar", f"--min-snr {args.min_snr:g}: no spectrum that bright (max {top:.1f})"
+        )
+    index = Index(table["z_loc"], table["z_scale"], table["source_id"])
+    rows, values = index.search(
+        loc,
+        scale,
+        args.k,
+        divergence=args.divergence,
+        keep=keep,
+        exclude_groups=None if group is None else [group],
+    )
+    rows, values = rows[rows >= 0], values[rows >= 0]
+    shown = [c for c in ("source_id", "obs_id", "ra", "dec", "label", "snr") if c in table]
+    out = {c: table[c][rows] for c in shown} | {"row": rows, "divergence": values}
+    settings = {"QUERY": str(where), "DIVERGE": args.divergence, "K": args.k}
+    settings |= {"MINSNR": args.min_snr, "ONLYINST": args.only_instrument or "any"}
+    output = write_table(
+        out,
+        _beside(args.table, args.output, "similar.fits"),
+        extname="SIMILAR",
+        header=_made_from(args.table, header) | settings,
+    )
+    print(f"query: {where}")
+    for i, r in enumerate(rows):
+        print(
+            f"{i + 1:3d}  row {r:7d}  "
+            + "  ".join(f"{c} {table[c][r]}" for c in shown[:2])
+            + ("  " + str(table["label"][r]) if "label" in table else "")
+            + f"  {args.divergence} {values[i]:.4g}"
+        )
+    print(f"table: {output}")
+    return 0
+
+
+def _query_row(args, table) -> int | str:
+    """The table row of ``--row`` or ``--source`` (its first observation, or ``--obs``), or
+    why there is none."""
+    if args.row is not None:
+        if not 0 <= args.row < len(table["row"]):
+            return f"--row {args.row}: the table has {len(table['row'])} rows"
+        return args.row
+    match = _same_id(table["source_id"], args.source)
+    if not match.any():
+        return f"no source {args.source!r} in {args.table}"
+    if args.obs is not None:
+        match &= _same_id(table["obs_id"], args.obs)
+        if not match.any():
+            return f"source {args.source} was not seen in observation {args.obs!r}"
+    return int(np.flatnonzero(match)[np.argmin(table["mjd"][match])])
+
+
+def _rounded(value) -> str:
+    """A value as printed for people: floats to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float | np.floating) else str(value)
+
+
+def _same_id(column, text: str) -> np.ndarray:
+    """Where ``column`` holds the id ``text``: as numbers when both are integers (an OBS_ID
+    typed without its leading zeros), else as strings."""
+    values = np.asarray(column)
+    if values.dtype.kind in "iu" and text.strip().lstrip("+").isdigit():
+        return values == int(text)
+    if text.strip().isdigit() and values.dtype.kind in "USO":
+        digits = np.char.lstrip(np.char.strip(values.astype(str)), "0")
+        return np.where(digits == "", "0", digits) == (text.strip().lstrip("0") or "0")
+    return values.astype(str) == text
+
+
+def _encode_query(args, header: dict) -> dict | str:
+    """The posterior table of ``--spectrum``, or why it could not be made."""
+    from xspecvae.explore import encode_files
+
+    run = args.run or Path(header.get("RUN", "xspecvae-run"))
+    vae, _, pack = _load(run, Path(header["PACK"]) if "PACK" in header else None, None)
+    with pack:
+        query, report = encode_files(vae, [args.spectrum], pack, rmf_dirs=args.rmf_dir)
+    if query is None:
+        reasons = "; ".join(f"{r['file']}: {r['reason']}" for r in report if r["reason"])
+        return f"{args.spectrum} could not be encoded ({reasons or 'nothing packed'})"
+    return query
+
+
+def _map(args) -> int:
+    from xspecvae.explore import map_figures, map_table
+    from xspecvae.tables import POSTERIOR, read_table, write_table
+
+    table, header = read_table(args.table, with_header=True, required=POSTERIOR)
+    coordinates = map_table(table, whiten=args.whiten, seed=args.seed)
+    output = write_table(
+        coordinates,
+        _beside(args.table, args.output, "map.fits"),
+        extname="MAP",
+        header=_made_from(args.table, header) | {"WHITEN": args.whiten, "SEED": args.seed},
+    )
+    xy = np.stack([coordinates["x"], coordinates["y"]], -1)
+    made = map_figures(table, xy, output.with_suffix(""), snr_min=args.min_snr)
+    print(f"map: {output}; figures: {', '.join(str(p) for p in made)}")
+    return 0
+
+
+def _trajectory(args) -> int:
+    from xspecvae.explore import most_moving, trajectory_figures, trajectory_table
+    from xspecvae.tables import POSTERIOR, read_table, write_table
+
+    table, header = read_table(args.table, with_header=True, required=POSTERIOR)
+    steps = trajectory_table(table, args.divergence)
+    output = write_table(
+        steps,
+        _beside(args.table, args.output, "trajectories.fits"),
+        extname="TRAJECTORIES",
+        header=_made_from(args.table, header) | {"DIVERGE": args.divergence},
+    )
+    sources = len(np.unique(steps["source_id"]))
+    print(
+        f"trajectories: {output} ({sources} sources seen several times, {len(steps['row'])} rows)"
+    )
+    if not sources:
+        return 0
+    chosen = args.source or [str(s) for s in most_moving(steps)]
+    ids = steps["source_id"].astype(str)
+    picks = [np.flatnonzero(ids == s) for s in chosen]
+    missing = [s for s, i in zip(chosen, picks) if not len(i)]
+    if missing:
+        return fail("trajectory", f"not seen several times: {', '.join(missing)}")
+    folder = output.with_suffix("")
+    map_path = args.map or args.table.with_name("map.fits")
+    xy = None
+    if map_path.exists():
+        coordinates = read_table(map_path)
+        xy = np.stack([coordinates["x"], coordinates["y"]], -1)
+    trajectory_figures(
+        table,
+        steps,
+        picks,
+        chosen,
+        folder / "hardness_intensity.png",
+        xy=xy,
+        map_path=folder / "map.png",
+    )
+    for s, i in zip(chosen, picks):
+        print(f"  source {s}: steps " + ", ".join(f"{v:.3g}" for v in steps["step"][i][1:]))
+    print(f"figures: {folder}")
+    return 0
+
+
+def _anomalies(args) -> int:
+    from xspecvae.explore import anomaly_table
+    from xspecvae.tables import POSTERIOR, read_table, write_table
+
+    table, header = read_table(args.table, with_header=True, required=POSTERIOR)
+    ranked = anomaly_table(table, args.k, args.divergence, args.reference)
+    settings = {"K": args.k, "DIVERGE": args.divergence, "NREF": args.reference}
+    output = write_table(
+        ranked,
+        _beside(args.table, args.output, "anomalies.fits"),
+        extname="ANOMALIES",
+        header=_made_from(args.table, header) | settings,
+    )
+    for i in range(min(args.top, len(ranked["rank"]))):
+        label = f"  {ranked['label'][i]}" if "label" in ranked else ""
+        print(
+            f"{ranked['rank'][i]:5d}  source {ranked['source_id'][i]}  obs {ranked['obs_id'][i]}"
+            f"{label}  misfit {ranked['misfit'][i]:.3g} (#{ranked['misfit_rank'][i]})  "
+            f"isolation {ranked['isolation'][i]:.3g} (#{ranked['isolation_rank'][i]})"
+        )
+    print(f"table: {output}")
+    return 0
+
+
+def _check(args) -> int:
+    from xspecvae.explore import calibration_table, check_figure, worst_row
+    from xspecvae.tables import made_by, write_table
+
+    vae, info, pack = _load(args.run, args.pack, args.instrument)
+    output = args.output or args.run / "calibration.fits"
+    with pack:
+        checks = calibration_table(
+            vae, pack, args.rows, n_draws=args.draws, progress=not args.quiet
+        )
+        row = worst_row(checks) if args.row is None else args.row
+        figure = output.with_name(f"ppc_row{row}.png")
+        check_figure(vae, pack, row, figure)
+    header = made_by(args.run, info, pack) | {"NROWS": args.rows, "NDRAWS": args.draws}
+    write_table(checks, output, extname="CALIBRATION", header=header)
+    n, low = len(checks["row"]), checks["misfit"]
+    print(
+        f"calibration: {output} ({n} sources, {low.sum()} flagged as misfits, p < 0.01); {figure}"
+    )
+    return 0
+
+
+def _sample(args) -> int:
+    import jax
+
+    from xspecvae.predictive import draw
+    from xspecvae.tables import made_by, write_table
+
+    vae, info, pack = _load(args.run, args.pack, args.instrument)
+    with pack:
+        if not 0 <= args.row < len(pack):
+            return fail("sample", f"--row {args.row}: the pack has {len(pack)} spectra")
+        one = pack.read(np.array([args.row]))
+        drawn = draw(
+            vae.with_rmfs(pack.rmf), one, args.n, jax.random.key(args.seed), prior=args.prior
+        )
+        lo, hi = pack.grid.channel_lo, pack.grid.channel_hi
+    columns = {k: drawn[k][:, 0] for k in ("z", "log_norm", "source", "background")}
+    columns |= {
+        "counts": drawn["counts_rep"][:, 0],
+        "background_counts": drawn["background_rep"][:, 0],
+    }
+    header = {"ROW": args.row, "PRIOR": bool(args.prior), "ELO": float(lo[0]), "EHI": float(hi[-1])}
+    header |= made_by(args.run, info, pack) | {"SEED": args.seed}
+    output = write_table(columns, args.output, extname="SAMPLES", header=header)
+    where = "the prior" if args.prior else f"the posterior of row {args.row}"
+    print(f"samples: {output} ({args.n} spectra from {where}, {len(lo)} channels)")
+    return 0
+
+
+def _report(args) -> int:
+    from xspecvae.explore import explore
+
+    path = explore(
+        args.run,
+        args.pack,
+        args.output,
+        snr_min=args.min_snr,
+        divergence=args.divergence,
+        parquet=args.parquet,
+        instrument=args.instrument,
+        progress=not args.quiet,
+    )
+    print(f"report: {path}")
+    return 0
+
+
+def _compare(args) -> int:
+    from xspecvae.compare import compare
+
+    path = compare(
+        args.run,
+        args.pack,
+        args.output,
+        reference=args.reference,
+        models=tuple(args.fit or ("powerlaw", "diskbb+powerlaw")),
+        absorption=args.absorption,
+        show=args.show,
+        k=args.k,
+        divergence=args.divergence,
+        progress=not args.quiet,
+    )
+    print(f"report: {path}")
+    return 0
+
+
+COMMANDS = {
+    "encode": _encode,
+    "similar": _similar,
+    "map": _map,
+    "trajectory": _trajectory,
+    "anomalies": _anomalies,
+    "check": _check,
+    "sample": _sample,
+    "report": _report,
+    "compare": _compare,
+}

@@ -1,0 +1,122 @@
+"""Reading one source spectrum with the files it names, in worker processes: a file that
+kills its worker costs only itself."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from xspecvae.ogip import (
+    OGIPError,
+    background_ratio,
+    read_arf,
+    read_pha,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Reading one source (in a worker process)
+
+
+def _read_source(path: Path) -> dict:
+    """Everything one source spectrum brings, at full channel resolution, or the problem."""
+    record = {"path": path, "problem": None, "background_file": "", "arf_file": ""}
+    try:
+        pha = read_pha(path)
+        bkg_path, arf_path = pha.locate("backfile"), pha.locate("ancrfile")
+        for key, found in (("background_file", bkg_path), ("arf_file", arf_path)):
+            record[key] = str(found.resolve()) if found else ""
+        if pha.kind == "NET" or not pha.poisserr:
+            raise OGIPError(path, f"{pha.kind} spectrum without Poisson counts: not packable")
+        if pha.backfile and bkg_path is None:
+            raise OGIPError(path, f"background {pha.backfile} (BACKFILE) not found")
+        if not pha.ancrfile:
+            raise OGIPError(path, "no ARF (ANCRFILE): the pack needs each source's ARF")
+        if arf_path is None:
+            raise OGIPError(path, f"ARF {pha.ancrfile} (ANCRFILE) not found")
+        background = alpha = np.zeros(pha.n_channel)
+        if bkg_path is not None:
+            bkg = _read_auxiliary(read_pha, bkg_path, record)
+            alpha, background = background_ratio(pha, bkg), bkg.counts
+        arf = _read_auxiliary(read_arf, arf_path, record)
+    except OGIPError as err:
+        record["problem"] = (err.path, err.problem)
+        return record
+    except Exception as err:  # a reader bug must not stop the batch: report it
+        record["problem"] = (path, f"unexpected {type(err).__name__}: {err}")
+        return record
+    record.update(pha=pha, background=background, alpha=alpha, arf=arf)
+    return record
+
+
+def _died(path: Path) -> dict:
+    """The record of a spectrum whose reader process died."""
+    problem = (path, "its reader process died (out of memory, or a crash in a library)")
+    return {"path": path, "problem": problem, "background_file": "", "arf_file": ""}
+
+
+def _read_auxiliary(reader, path: Path, record: dict):
+    """``reader(path)``, noting ``path`` as a bad file in ``record`` if it cannot be read."""
+    try:
+        return reader(path)
+    except OGIPError:
+        record["bad_file"] = path.resolve()
+        raise
+
+
+def _map(function, items: list, jobs: int | None, progress: bool, crashed):
+    """``function`` over ``items`` in order, in ``jobs`` processes, with a progress bar.
+
+    A worker that dies (killed for memory, a crash inside a library) breaks its pool: the
+    items then in flight are retried one by one, each in a process of its own, and one that
+    kills that process too gives ``crashed(item)``; the others go on in a new pool."""
+    jobs = jobs or os.cpu_count() or 1
+    bar = tqdm(total=len(items), unit="spectrum", disable=not progress, desc="reading")
+    if jobs == 1 or len(items) < 2:
+        for item in items:
+            yield function(item)
+            bar.update()
+    else:
+        todo = deque(items)
+        while todo:
+            for result in _pool_map(function, todo, jobs, crashed):
+                yield result
+                bar.update()
+    bar.close()
+
+
+def _pool_map(function, todo: deque, jobs: int, crashed):
+    """Results of ``function`` over ``todo`` (consumed) from one pool, until it is done or
+    broken; then the items it had in flight, the unfinished ones retried alone."""
+    context = multiprocessing.get_context("spawn")  # no fork of a JAX process
+    pending = deque()  # (item, future): a bounded window in flight, as results are large
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        try:
+            while todo or pending:
+                while todo and len(pending) < 16 * jobs:
+                    item = todo.popleft()
+                    pending.append((item, pool.submit(function, item)))
+                result = pending[0][1].result()
+                pending.popleft()
+                yield result
+        except BrokenProcessPool:
+            pass
+    for item, future in pending:
+        done = future.done() and future.exception() is None
+        yield future.result() if done else _alone(function, item, crashed)
+
+
+def _alone(function, item, crashed):
+    """``function(item)`` in a process of its own, or ``crashed(item)`` if that process dies."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        try:
+            return pool.submit(function, item).result()
+        except BrokenProcessPool:
+            return crashed(item)

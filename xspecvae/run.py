@@ -1,0 +1,112 @@
+"""A run folder, the one place that knows its files.
+
+``RUN/config.json`` holds the settings (model and training options, the pack and its identity,
+the split, the run's own identity), ``RUN/checkpoint.npz`` the trained model (see
+:mod:`xspecvae.checkpoint`), ``RUN/metrics.csv`` one line per epoch. A fine-tuned run names the
+run it started from (``init``); :meth:`Run.origin` follows them to the run that learnt from
+scratch. Products made from a run are remade when the model is newer (:meth:`Run.is_current`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from xspecvae import checkpoint
+from xspecvae.errors import InputError
+from xspecvae.files import write_atomic
+
+__all__ = ["Run"]
+
+
+class Run:
+    """The folder ``folder`` of a training run (which need not exist yet)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.folder)
+
+    def __str__(self) -> str:
+        return str(self.folder)
+
+    @property
+    def settings_path(self) -> Path:
+        return self.folder / "config.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.folder / "metrics.csv"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return checkpoint.path(self.folder)
+
+    @property
+    def started(self) -> bool:
+        """Whether training has begun here (the settings are written before the first step)."""
+        return self.settings_path.exists()
+
+    @property
+    def trained(self) -> bool:
+        """Whether a checkpoint is here."""
+        return self.checkpoint_path.exists()
+
+    @property
+    def legacy(self) -> bool:
+        """Whether a pickled checkpoint of xspecvae < 0.2 is here (refused until converted)."""
+        return (self.folder / checkpoint.LEGACY).exists()
+
+    def settings(self) -> dict:
+        """``config.json``, or an :class:`~xspecvae.errors.InputError` naming it."""
+        try:
+            return json.loads(self.settings_path.read_text())
+        except FileNotFoundError:
+            raise InputError(self.folder, "not a run folder (no config.json)") from None
+        except (OSError, ValueError) as err:
+            raise InputError(self.settings_path, f"unreadable ({err})") from None
+
+    def write_settings(self, settings: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.settings_path, json.dumps(settings, indent=1).encode())
+
+    def metrics(self) -> dict[str, np.ndarray]:
+        """``metrics.csv`` as columns (empty before the first epoch)."""
+        if not self.metrics_path.exists():
+            return {}
+        with open(self.metrics_path) as f:
+            rows = list(csv.DictReader(f))
+        return {k: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else ())}
+
+    def epochs_done(self) -> int:
+        return len(self.metrics().get("epoch", ()))
+
+    def write_metrics(self, history: list[dict]) -> None:
+        text = io.StringIO()
+        if history:
+            writer = csv.DictWriter(text, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+        write_atomic(self.metrics_path, text.getvalue().encode())
+
+    def origin(self) -> dict:
+        """The settings of the run that learnt from scratch, through any fine-tuning."""
+        settings = self.settings()
+        while settings.get("init"):
+            settings = Run(settings["init"]).settings()
+        return settings
+
+    def built(self) -> float:
+        """When the model was last saved (the checkpoint's modification time)."""
+        return self.checkpoint_path.stat().st_mtime
+
+    def is_current(self, product: str | os.PathLike) -> bool:
+        """Whether ``product`` exists and was written after the model (so it shows this model)."""
+        product = Path(product)
+        return product.exists() and product.stat().st_mtime > self.built()

@@ -1,0 +1,152 @@
+"""Simulated packs written as OGIP files named like PPS products (spectra, backgrounds,
+ARFs, RMFs), to exercise the real-data path."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from xspecvae.catalog import Pack
+from xspecvae.errors import InputError
+from xspecvae.instrument import Response
+from xspecvae.ogip import (
+    write_arf,
+    write_pha,
+    write_rmf,
+)
+from xspecvae.simulator.telescope import _full_response
+
+
+def _ogip_names(obs_ids) -> list[dict[str, str]]:
+    """PPS-like file names of each row's source spectrum, background and ARF: the rows of an
+    observation numbered 1, 2, ... as 4-digit hexadecimal source numbers."""
+    seen: Counter = Counter()
+    names = []
+    for obs_id in map(str, obs_ids):
+        seen[obs_id] += 1
+        stem, src = f"P{obs_id}PNS001", f"{seen[obs_id]:04X}"
+        names.append({k: f"{stem}{k}{src}.FTZ" for k in ("SRSPEC", "BGSPEC", "SRCARF")})
+    return names
+
+
+def write_ogip(
+    pack_path, directory, *, instrument: str = "pn", rows=None, rmfs=(), overwrite: bool = False
+) -> list[Path]:
+    """Write rows of a pack as OGIP files that ``xspecvae pack`` reads back.
+
+    Per row: ``P<obs_id>PNS001SRSPEC<src>.FTZ`` (source spectrum), ``...BGSPEC<src>.FTZ``
+    (background, BACKSCAL = 1/alpha) and ``...SRCARF<src>.FTZ`` (ARF on the full RMF energy
+    grid, zero outside the model grid), ``src`` a 4-digit hex number counting the rows of an
+    observation; plus each RMF used, once, under its pack name. Counts are put on the first
+    RMF channel of each analysis bin (QUALITY and GROUPING 0), so that grouping the channels
+    gives the pack's counts back exactly.
+
+    The full RMFs come from ``rmfs`` (files named like the pack's RMFs), else from the paths in
+    the pack's provenance; the built-in response is made again. Files already in
+    ``directory`` under those names are refused unless ``overwrite``. Returns the paths written.
+    """
+    from astropy.time import Time
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with Pack(pack_path, instrument) as pack:
+        grid = pack.grid
+        selected = np.arange(pack.n) if rows is None else np.arange(pack.n)[rows]
+        selected = np.atleast_1d(selected)
+        batch = pack.read(selected) if selected.size else None
+        meta = {k: v[selected] for k, v in pack.meta.items()}
+        names = pack.rmf_names
+        known = [Path(p) for p in ([rmfs] if isinstance(rmfs, str | Path) else rmfs)]
+        known += [Path(p) for p in pack.provenance.get("options", {}).get("rmfs", [])]
+        written: list[Path] = []
+        responses: dict[int, Response] = {}
+        files = _ogip_names(meta["obs_id"])
+        used = [] if batch is None else [names[i] for i in np.unique(batch["rmf_index"])]
+        there = [directory / n for n in [*used, *(n for f in files for n in f.values())]]
+        there = [path for path in there if path.exists()]
+        if there and not overwrite:
+            raise InputError(
+                there[0],
+                f"exists, with {len(there) - 1} more files this export would replace; "
+                "write elsewhere or pass --overwrite",
+            )
+        if batch is not None:
+            for index in np.unique(batch["rmf_index"]):
+                response = _full_response(names[index], known)
+                if not np.allclose(grid.regroup(response), pack.rmf[index], rtol=1e-4, atol=1e-7):
+                    raise ValueError(f"{names[index]} is not the RMF the pack was made with")
+                responses[int(index)] = response
+                edges = response.energy_edges
+                written.append(
+                    write_rmf(
+                        directory / names[index],
+                        edges[:-1],
+                        edges[1:],
+                        response.matrix,
+                        response.channel_lo,
+                        response.channel_hi,
+                        first_channel=grid.first_channel,
+                        header=dict(TELESCOP="XMM", INSTRUME="EPN"),
+                    )
+                )
+        for i, names_i in enumerate(files):
+            obs_id = str(meta["obs_id"][i])
+            response = responses[int(batch["rmf_index"][i])]
+            alpha = float(np.median(batch["alpha"][i]))
+            mjd = float(meta["mjd"][i])
+            header = dict(
+                TELESCOP="XMM",
+                INSTRUME="EPN",
+                FILTER="Medium",
+                OBJECT=str(meta["label"][i]),
+                OBS_ID=obs_id,
+                SRC_RA=float(meta["ra"][i]),
+                SRC_DEC=float(meta["dec"][i]),
+                RESPFILE=names[int(batch["rmf_index"][i])],
+                ANCRFILE=names_i["SRCARF"],
+                BACKFILE=names_i["BGSPEC"],
+            )
+            if np.isfinite(mjd):
+                header["MJD-OBS"] = mjd
+                header["DATE-OBS"] = Time(mjd, format="mjd", scale="tt").isot
+            exposure = float(batch["exposure"][i])
+            for kind, values, backscal, hduclas2 in (
+                ("SRSPEC", batch["counts"][i], 1.0, "TOTAL"),
+                ("BGSPEC", batch["background"][i], 1.0 / alpha, "BKG"),
+            ):
+                channels = np.zeros(grid.grouping.n_channel, dtype=np.int64)
+                channels[grid.grouping.start] = np.rint(values).astype(np.int64)
+                extra = dict(header, HDUCLAS2=hduclas2)
+                quality = None
+                if kind == "BGSPEC":
+                    extra.update(BACKFILE="none", ANCRFILE="none")
+                elif not batch["good"][i].all():  # the bad bins' channels, QUALITY 5
+                    quality = np.zeros(grid.grouping.n_channel, dtype=np.int16)
+                    for j in np.flatnonzero(~batch["good"][i]):
+                        quality[grid.grouping.start[j] : grid.grouping.stop[j]] = 5
+                written.append(
+                    write_pha(
+                        directory / names_i[kind],
+                        channels,
+                        exposure=exposure,
+                        backscal=backscal,
+                        first_channel=grid.first_channel,
+                        header=extra,
+                        quality=quality,
+                    )
+                )
+            area = np.zeros(grid.n_rmf_energy)
+            area[grid.rows[0] : grid.rows[1]] = batch["arf"][i]
+            edges = response.energy_edges
+            written.append(
+                write_arf(
+                    directory / names_i["SRCARF"],
+                    edges[:-1],
+                    edges[1:],
+                    area,
+                    header=dict(TELESCOP="XMM", INSTRUME="EPN"),
+                )
+            )
+    return written
