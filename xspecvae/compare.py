@@ -65,18 +65,18 @@ def compare(
     run = Path(run)
     vae, info = load_run(run)
     pack = Path(pack)
-    origin = Run(run).origin()
+    model = Run(run)
+    origin = model.origin()
     given_reference, reference = reference, Path(reference or origin["pack"])
     folder = Path(folder) if folder else run / f"compare-{pack.name.split('.')[0]}"
     absorption = absorption or origin["absorption"]
     cross_section = CrossSection.from_fits(absorption) if absorption else None
-    built = Run(run).built()
     header = {"RUN": str(run), "RUNID": info.get("run_id") or "none", "PACK": str(pack)}
     header |= {"REFPACK": str(reference)}
     header |= {"MODELS": ",".join(models), "ABSORB": str(absorption)}  # what the tables hold
 
     def step(name, make):
-        return cached_table(folder / f"{name}.fits", built, make, header=header, progress=progress)
+        return cached_table(folder / f"{name}.fits", model, make, header=header, progress=progress)
 
     with Pack(pack) as target, run_pack(origin, given_reference) as known:
         table = step("posteriors", lambda: posterior_table(vae, target, progress=progress))

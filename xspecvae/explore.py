@@ -189,7 +189,7 @@ def explore(
     vae, info = load_run(run)
     folder = Path(folder) if folder else run / "explore"
     plots = folder / "figures"
-    built = Run(run).built()
+    model = Run(run)
 
     with run_pack(info, pack, instrument) as p:
         origin = made_by(run, info, p) | {"INSTRUME": p.instrument}  # another pack: remade
@@ -198,7 +198,7 @@ def explore(
             """The table ``name``, remade when its origin or ``settings`` have changed."""
             return cached_table(
                 folder / f"{name}.fits",
-                built,
+                model,
                 make,
                 header=origin | settings,
                 parquet=parquet,
@@ -238,17 +238,17 @@ def explore(
 
 def cached_table(
     path: Path,
-    built: float,
+    model: Run,
     make: Callable[[], dict],
     *,
     header: dict,
     parquet=False,
     progress=True,
 ) -> dict:
-    """The table at ``path`` if newer than ``built`` (the model's time stamp) and made with the
+    """The table at ``path`` if written after the ``model`` was saved and made with the
     same ``header`` (the settings it depends on), otherwise made by ``make`` and written (FITS
     with ``header``, and Parquet beside it with ``parquet``)."""
-    if path.exists() and path.stat().st_mtime > built:
+    if model.is_current(path):
         table, stored = read_table(path, with_header=True)
         if all(str(stored.get(k)) == str(v) for k, v in header.items()):
             return table
