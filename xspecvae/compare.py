@@ -63,10 +63,10 @@ def compare(
     for the spectra whose file name contains one of ``show`` and the ``n_shown`` of highest
     SNR."""
     run = Path(run)
-    vae, info = load_run(run)
+    vae, info = load_run(run)  # info: the run's settings, read once
     pack = Path(pack)
     model = Run(run)
-    origin = model.origin()
+    origin = Run(info["init"]).origin() if info.get("init") else info
     given_reference, reference = reference, Path(reference or origin["pack"])
     folder = Path(folder) if folder else run / f"compare-{pack.name.split('.')[0]}"
     absorption = absorption or origin["absorption"]
@@ -89,7 +89,7 @@ def compare(
         write_table(summary, folder / "sources.fits", extname="SOURCES", header=header)
         shown = _shown(table, show, n_shown)
         sections = _sections(
-            vae, target, run, table, fits, ref, placed, summary, models, shown, folder / "figures"
+            vae, target, info, table, fits, ref, placed, summary, models, shown, folder / "figures"
         )
     return write_report(
         folder / "report.html",
@@ -199,7 +199,7 @@ def _shown(table, patterns, n: int) -> list[int]:
     return named + bright[:n]
 
 
-def _sections(vae, pack, run, table, fits, ref, placed, summary, models, shown, plots):
+def _sections(vae, pack, info, table, fits, ref, placed, summary, models, shown, plots):
     names = summary["name"]
     marked = np.array([names[i] if i in shown else "" for i in range(len(names))])
     is_target = placed["set"] == "target"
@@ -291,7 +291,6 @@ def _sections(vae, pack, run, table, fits, ref, placed, summary, models, shown, 
             fits_,
         )
     )
-    info = Run(run).settings()
     if info.get("init"):
         sections.append(
             Section(
