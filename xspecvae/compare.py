@@ -200,8 +200,50 @@ def _shown(table, patterns, n: int) -> list[int]:
 
 
 def _sections(vae, pack, info, table, fits, ref, placed, summary, models, shown, plots):
+    """The report's sections, their figures drawn into ``plots``; ``info`` the run's settings."""
     names = summary["name"]
     marked = np.array([names[i] if i in shown else "" for i in range(len(names))])
+    _map_figures(ref, placed, marked, plots)
+    figures.versus(
+        summary["best_w_dof"],
+        summary["w_dof"],
+        plots / "statistic.png",
+        title="Fit statistic per spectrum",
+        xlabel="best classical fit: W / dof",
+        ylabel="VAE (encoder's posterior mean): W / dof",
+        names=marked,
+    )
+    paths = [_fit_figure(vae, pack, i, table, fits, summary, models, plots) for i in shown]
+    rows = [_shown_row(i, table, fits, summary, models) for i in shown]
+    map_text = (
+        "PaCMAP of the posterior means of the reference catalogue and of the spectra, "
+        "mapped together; the spectra are the black stars."
+    )
+    sections = [
+        Section("Fit statistics", _statistics_text(summary, models), [plots / "statistic.png"]),
+        Section("Shown spectra", "Fits and nearest reference classes.", table=rows),
+        Section("Place in the map", map_text, [plots / "map.png", plots / "map_snr.png"]),
+        Section(
+            "Reconstructions",
+            "Counts, background, the VAE's posterior predictive band (red) and the other fits "
+            "(dashed, W/dof in brackets).",
+            paths,
+        ),
+    ]
+    if info.get("init"):
+        sections.append(
+            Section(
+                "Fine-tuning",
+                f"The run starts from {info['init']} and was trained on {info['pack']} "
+                f"({info['n_train']} training, {info['n_validation']} validation spectra): "
+                f"{json.dumps(info['options'])}",
+            )
+        )
+    return sections
+
+
+def _map_figures(ref, placed, marked, plots) -> None:
+    """The joint map coloured by reference class and by reference SNR, the spectra on top."""
     is_target = placed["set"] == "target"
     xy = np.stack([placed["x"], placed["y"]], -1)
     labels = ref["label"] if "label" in ref else np.full(len(ref["row"]), "reference")
@@ -223,81 +265,53 @@ def _sections(vae, pack, info, table, fits, ref, placed, summary, models, shown,
         log=True,
         overlay=(xy[is_target], marked, "spectra"),
     )
-    figures.versus(
-        summary["best_w_dof"],
-        summary["w_dof"],
-        plots / "statistic.png",
-        title="Fit statistic per spectrum",
-        xlabel="best classical fit: W / dof",
-        ylabel="VAE (encoder's posterior mean): W / dof",
-        names=marked,
+
+
+def _fit_figure(vae, pack, i, table, fits, summary, models, plots) -> Path:
+    """Spectrum ``i`` with the VAE's reconstruction and every other fit; the figure's path."""
+    fit_ = reconstruction(vae, pack, i)
+    others = {"decoder fit": fits["decoder_total"][i]}
+    others |= {
+        f"{m} ({summary[column(m, 'w_dof')][i]:.2f})": fits[column(m, "total")][i] for m in models
+    }
+    path = plots / f"fit_{i}.png"
+    figures.spectrum_fit(
+        **{c: fit_[c] for c in ("channel_lo", "channel_hi", "counts", "background", "model")},
+        path=path,
+        band=fit_["band"],
+        good=fit_["good"],
+        others=others,
+        title=f"{summary['name'][i]} ({summary['obs_id'][i]}): SNR {table['snr'][i]:.0f}, "
+        f"VAE W/dof {summary['w_dof'][i]:.2f}",
     )
+    return path
 
-    fits_, rows_ = [], []
-    for i in shown:
-        fit_ = reconstruction(vae, pack, i)
-        others = {"decoder fit": fits["decoder_total"][i]}
-        others |= {
-            f"{m} ({summary[column(m, 'w_dof')][i]:.2f})": fits[column(m, "total")][i]
-            for m in models
-        }
-        path = plots / f"fit_{i}.png"
-        figures.spectrum_fit(
-            **{c: fit_[c] for c in ("channel_lo", "channel_hi", "counts", "background", "model")},
-            path=path,
-            band=fit_["band"],
-            good=fit_["good"],
-            others=others,
-            title=f"{names[i]} ({summary['obs_id'][i]}): SNR {table['snr'][i]:.0f}, "
-            f"VAE W/dof {summary['w_dof'][i]:.2f}",
-        )
-        fits_.append(path)
-        row = {"name": names[i], "obs_id": summary["obs_id"][i], "SNR": float(table["snr"][i])}
-        row["VAE W/dof"] = float(summary["w_dof"][i])
-        row["decoder fit W/dof"] = float(summary["decoder_w_dof"][i])
-        for m in models:
-            row[f"{m} W/dof"] = float(summary[column(m, "w_dof")][i])
-            for p in MODELS[m].names:
-                value, error = fits[column(m, p)][i], fits[column(m, f"{p}_err")][i]
-                row[f"{m}: {p}"] = f"{value:.4g} ± {error:.2g}"
-        if "neighbour_classes" in summary:
-            row["nearest reference classes"] = summary["neighbour_classes"][i]
-        rows_.append(row)
 
+def _shown_row(i, table, fits, summary, models) -> dict:
+    """Spectrum ``i``'s line of the shown spectra: every W/dof, parameters, nearest classes."""
+    row = {"name": summary["name"][i], "obs_id": summary["obs_id"][i]}
+    row["SNR"] = float(table["snr"][i])
+    row["VAE W/dof"] = float(summary["w_dof"][i])
+    row["decoder fit W/dof"] = float(summary["decoder_w_dof"][i])
+    for m in models:
+        row[f"{m} W/dof"] = float(summary[column(m, "w_dof")][i])
+        for p in MODELS[m].names:
+            value, error = fits[column(m, p)][i], fits[column(m, f"{p}_err")][i]
+            row[f"{m}: {p}"] = f"{value:.4g} ± {error:.2g}"
+    if "neighbour_classes" in summary:
+        row["nearest reference classes"] = summary["neighbour_classes"][i]
+    return row
+
+
+def _statistics_text(summary, models) -> str:
+    """The median W/dof of every fit and how often the encoder's beats the classical fits."""
     w = {"VAE (encoder)": summary["w_dof"], "decoder fit": summary["decoder_w_dof"]}
     w |= {m: summary[column(m, "w_dof")] for m in models}
     medians = "; ".join(f"{name} {np.nanmedian(v):.2f}" for name, v in w.items())
     better = np.mean(summary["w_dof"] <= summary["best_w_dof"])
-    text = (
-        f"{len(names)} spectra. Median W/dof: {medians}. The encoder's fit is at least as good "
-        f"as the best classical fit for {better:.0%} of them. The VAE's dof are its good "
+    return (
+        f"{len(summary['name'])} spectra. Median W/dof: {medians}. The encoder's fit is at least "
+        f"as good as the best classical fit for {better:.0%} of them. The VAE's dof are its good "
         "channels; the classical fits' are the good channels less their free parameters, the "
         "decoder fit's (its latent optimised: maximum likelihood) less the latent's dimensions."
     )
-    shown_table = Section("Shown spectra", "Fits and nearest reference classes.", table=rows_)
-    sections = [Section("Fit statistics", text, [plots / "statistic.png"]), shown_table]
-    map_text = (
-        "PaCMAP of the posterior means of the reference catalogue and of the spectra, "
-        "mapped together; the spectra are the black stars."
-    )
-    sections.append(
-        Section("Place in the map", map_text, [plots / "map.png", plots / "map_snr.png"])
-    )
-    sections.append(
-        Section(
-            "Reconstructions",
-            "Counts, background, the VAE's posterior predictive band (red) and the other fits "
-            "(dashed, W/dof in brackets).",
-            fits_,
-        )
-    )
-    if info.get("init"):
-        sections.append(
-            Section(
-                "Fine-tuning",
-                f"The run starts from {info['init']} and was trained on {info['pack']} "
-                f"({info['n_train']} training, {info['n_validation']} validation spectra): "
-                f"{json.dumps(info['options'])}",
-            )
-        )
-    return sections
