@@ -136,55 +136,63 @@ def latent_map(
     order = np.random.default_rng(0).permutation(np.flatnonzero(keep))
     style = {"s": _point_size(len(order)), "alpha": 0.7, "zorder": 1}
     if categorical:
-        names = values.astype(str)
-        classes, index = np.unique(names, return_inverse=True)
-        colours = _palette(len(classes))
-        _scatter(ax, xy[order], c=colours[index[order]], **style)
-        counts = np.bincount(index[order], minlength=len(classes))
-        shown = np.flatnonzero(counts)
-        handles = [Line2D([], [], ls="none", marker="o", color=colours[i]) for i in shown]
-        labels = [f"{classes[i]} ({counts[i]:,})" for i in shown]
-        ax.legend(handles, labels, title=label, fontsize="small")
+        legend = _draw_classes(ax, xy, values.astype(str), order, style)
+        ax.legend(*legend, title=label, fontsize="small")
     else:
-        numbers = values.astype(float)
-        norm = LogNorm() if log else Normalize()
-        cmap = colormaps["viridis"].with_extremes(bad=_GREY)
-        points = _scatter(ax, xy[order], c=numbers[order], norm=norm, cmap=cmap, **style)
-        figure.colorbar(points, ax=ax, label=label)
+        legend = None
+        _draw_values(figure, ax, xy, values.astype(float), order, style, log=log, label=label)
     if overlay is not None:
-        points, names, legend = overlay
-        points = np.asarray(points, dtype=float).reshape(-1, 2)
-        ax.scatter(
-            *points.T,
-            marker="*",
-            s=60,
-            color="black",
-            edgecolors="white",
-            linewidths=0.5,
-            zorder=3,
-            label=f"{legend} ({len(points)})",
-        )
-        for (x, y), name in zip(points, names, strict=True):
-            if name:
-                ax.annotate(
-                    name,
-                    (x, y),
-                    xytext=(4, 4),
-                    textcoords="offset points",
-                    fontsize="small",
-                    zorder=4,
-                )
-        if not categorical:
-            ax.legend(fontsize="small")
-        else:
-            ax.legend(
-                handles + [ax.collections[-1]],
-                labels + [f"{legend} ({len(points)})"],
-                title=label,
-                fontsize="small",
-            )
+        _draw_overlay(ax, *overlay, classes=legend, title=label)
     ax.set(title=title, xlabel="PaCMAP 1", ylabel="PaCMAP 2")
     return _save(figure, path)
+
+
+def _draw_classes(ax, xy, names, order, style) -> tuple[list, list]:
+    """The points ``order`` coloured by class name (colours from the classes of every point);
+    the legend's handles and labels (with the counts drawn)."""
+    classes, index = np.unique(names, return_inverse=True)
+    colours = _palette(len(classes))
+    _scatter(ax, xy[order], c=colours[index[order]], **style)
+    counts = np.bincount(index[order], minlength=len(classes))
+    shown = np.flatnonzero(counts)
+    handles = [Line2D([], [], ls="none", marker="o", color=colours[i]) for i in shown]
+    return handles, [f"{classes[i]} ({counts[i]:,})" for i in shown]
+
+
+def _draw_values(figure, ax, xy, numbers, order, style, *, log: bool, label: str) -> None:
+    """The points ``order`` coloured by number (non-finite grey), with a colour bar ``label``."""
+    norm = LogNorm() if log else Normalize()
+    cmap = colormaps["viridis"].with_extremes(bad=_GREY)
+    points = _scatter(ax, xy[order], c=numbers[order], norm=norm, cmap=cmap, **style)
+    figure.colorbar(points, ax=ax, label=label)
+
+
+def _draw_overlay(ax, points, names, legend, *, classes=None, title=None) -> None:
+    """Black stars over the map, labelled by their non-empty ``names``, in the legend as
+    ``legend`` (after the ``classes`` handles and labels, if any)."""
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    stars = ax.scatter(
+        *points.T,
+        marker="*",
+        s=60,
+        color="black",
+        edgecolors="white",
+        linewidths=0.5,
+        zorder=3,
+        label=f"{legend} ({len(points)})",
+    )
+    for (x, y), name in zip(points, names, strict=True):
+        if name:
+            ax.annotate(
+                name, (x, y), xytext=(4, 4), textcoords="offset points", fontsize="small", zorder=4
+            )
+    if classes is None:
+        ax.legend(fontsize="small")
+    else:
+        handles, labels = classes
+        ax.legend(
+            handles + [stars], labels + [f"{legend} ({len(points)})"], title=title, fontsize="small"
+        )
 
 
 def trajectory_map(xy, tracks, path, *, title: str, names=None) -> Figure:
