@@ -47,106 +47,133 @@ def write_ogip(
     the pack's provenance; the built-in response is made again. Files already in
     ``directory`` under those names are refused unless ``overwrite``. Returns the paths written.
     """
-    from astropy.time import Time
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with Pack(pack_path, instrument) as pack:
-        grid = pack.grid
         selected = np.arange(pack.n) if rows is None else np.arange(pack.n)[rows]
         selected = np.atleast_1d(selected)
         batch = pack.read(selected) if selected.size else None
         meta = {k: v[selected] for k, v in pack.meta.items()}
-        names = pack.rmf_names
+        files = _ogip_names(meta["obs_id"])
+        used = [] if batch is None else [pack.rmf_names[i] for i in np.unique(batch["rmf_index"])]
+        _refuse_existing(directory, [*used, *(n for f in files for n in f.values())], overwrite)
+        if batch is None:
+            return []
         known = [Path(p) for p in ([rmfs] if isinstance(rmfs, str | Path) else rmfs)]
         known += [Path(p) for p in pack.provenance.get("options", {}).get("rmfs", [])]
-        written: list[Path] = []
-        responses: dict[int, Response] = {}
-        files = _ogip_names(meta["obs_id"])
-        used = [] if batch is None else [names[i] for i in np.unique(batch["rmf_index"])]
-        there = [directory / n for n in [*used, *(n for f in files for n in f.values())]]
-        there = [path for path in there if path.exists()]
-        if there and not overwrite:
-            raise InputError(
-                there[0],
-                f"exists, with {len(there) - 1} more files this export would replace; "
-                "write elsewhere or pass --overwrite",
+        responses, written = _write_rmfs(directory, pack, np.unique(batch["rmf_index"]), known)
+        for i, names in enumerate(files):
+            row = {k: v[i] for k, v in batch.items()}
+            rmf = int(row["rmf_index"])
+            header = _row_header(meta, i, pack.rmf_names[rmf], names)
+            written += _write_row(directory, pack.grid, row, responses[rmf], names, header)
+    return written
+
+
+def _refuse_existing(directory: Path, names, overwrite: bool) -> None:
+    """An :class:`~xspecvae.errors.InputError` if any of ``names`` is in ``directory`` already,
+    unless ``overwrite``."""
+    there = [directory / n for n in names]
+    there = [path for path in there if path.exists()]
+    if there and not overwrite:
+        raise InputError(
+            there[0],
+            f"exists, with {len(there) - 1} more files this export would replace; "
+            "write elsewhere or pass --overwrite",
+        )
+
+
+def _write_rmfs(directory: Path, pack, indices, known) -> tuple[dict[int, Response], list[Path]]:
+    """The full RMFs of the pack's RMFs ``indices`` (checked against the pack's), written under
+    their pack names: the responses by index and the paths written."""
+    grid, names = pack.grid, pack.rmf_names
+    responses: dict[int, Response] = {}
+    written: list[Path] = []
+    for index in indices:
+        response = _full_response(names[index], known)
+        if not np.allclose(grid.regroup(response), pack.rmf[index], rtol=1e-4, atol=1e-7):
+            raise ValueError(f"{names[index]} is not the RMF the pack was made with")
+        responses[int(index)] = response
+        edges = response.energy_edges
+        written.append(
+            write_rmf(
+                directory / names[index],
+                edges[:-1],
+                edges[1:],
+                response.matrix,
+                response.channel_lo,
+                response.channel_hi,
+                first_channel=grid.first_channel,
+                header=dict(TELESCOP="XMM", INSTRUME="EPN"),
             )
-        if batch is not None:
-            for index in np.unique(batch["rmf_index"]):
-                response = _full_response(names[index], known)
-                if not np.allclose(grid.regroup(response), pack.rmf[index], rtol=1e-4, atol=1e-7):
-                    raise ValueError(f"{names[index]} is not the RMF the pack was made with")
-                responses[int(index)] = response
-                edges = response.energy_edges
-                written.append(
-                    write_rmf(
-                        directory / names[index],
-                        edges[:-1],
-                        edges[1:],
-                        response.matrix,
-                        response.channel_lo,
-                        response.channel_hi,
-                        first_channel=grid.first_channel,
-                        header=dict(TELESCOP="XMM", INSTRUME="EPN"),
-                    )
-                )
-        for i, names_i in enumerate(files):
-            obs_id = str(meta["obs_id"][i])
-            response = responses[int(batch["rmf_index"][i])]
-            alpha = float(np.median(batch["alpha"][i]))
-            mjd = float(meta["mjd"][i])
-            header = dict(
-                TELESCOP="XMM",
-                INSTRUME="EPN",
-                FILTER="Medium",
-                OBJECT=str(meta["label"][i]),
-                OBS_ID=obs_id,
-                SRC_RA=float(meta["ra"][i]),
-                SRC_DEC=float(meta["dec"][i]),
-                RESPFILE=names[int(batch["rmf_index"][i])],
-                ANCRFILE=names_i["SRCARF"],
-                BACKFILE=names_i["BGSPEC"],
+        )
+    return responses, written
+
+
+def _row_header(meta: dict, i: int, rmf_name: str, names: dict[str, str]) -> dict:
+    """The header keywords of row ``i``'s spectra: source, observation, date and the files
+    that go with them."""
+    from astropy.time import Time
+
+    header = dict(
+        TELESCOP="XMM",
+        INSTRUME="EPN",
+        FILTER="Medium",
+        OBJECT=str(meta["label"][i]),
+        OBS_ID=str(meta["obs_id"][i]),
+        SRC_RA=float(meta["ra"][i]),
+        SRC_DEC=float(meta["dec"][i]),
+        RESPFILE=rmf_name,
+        ANCRFILE=names["SRCARF"],
+        BACKFILE=names["BGSPEC"],
+    )
+    mjd = float(meta["mjd"][i])
+    if np.isfinite(mjd):
+        header["MJD-OBS"] = mjd
+        header["DATE-OBS"] = Time(mjd, format="mjd", scale="tt").isot
+    return header
+
+
+def _write_row(directory: Path, grid, row: dict, response, names, header) -> list[Path]:
+    """One row's source and background spectra (counts on the first channel of each bin, the
+    bad bins' channels QUALITY 5 in the source) and its ARF on the full RMF energy grid."""
+    written = []
+    alpha = float(np.median(row["alpha"]))
+    for kind, values, backscal, hduclas2 in (
+        ("SRSPEC", row["counts"], 1.0, "TOTAL"),
+        ("BGSPEC", row["background"], 1.0 / alpha, "BKG"),
+    ):
+        channels = np.zeros(grid.grouping.n_channel, dtype=np.int64)
+        channels[grid.grouping.start] = np.rint(values).astype(np.int64)
+        extra = dict(header, HDUCLAS2=hduclas2)
+        quality = None
+        if kind == "BGSPEC":
+            extra.update(BACKFILE="none", ANCRFILE="none")
+        elif not row["good"].all():
+            quality = np.zeros(grid.grouping.n_channel, dtype=np.int16)
+            for j in np.flatnonzero(~row["good"]):
+                quality[grid.grouping.start[j] : grid.grouping.stop[j]] = 5
+        written.append(
+            write_pha(
+                directory / names[kind],
+                channels,
+                exposure=float(row["exposure"]),
+                backscal=backscal,
+                first_channel=grid.first_channel,
+                header=extra,
+                quality=quality,
             )
-            if np.isfinite(mjd):
-                header["MJD-OBS"] = mjd
-                header["DATE-OBS"] = Time(mjd, format="mjd", scale="tt").isot
-            exposure = float(batch["exposure"][i])
-            for kind, values, backscal, hduclas2 in (
-                ("SRSPEC", batch["counts"][i], 1.0, "TOTAL"),
-                ("BGSPEC", batch["background"][i], 1.0 / alpha, "BKG"),
-            ):
-                channels = np.zeros(grid.grouping.n_channel, dtype=np.int64)
-                channels[grid.grouping.start] = np.rint(values).astype(np.int64)
-                extra = dict(header, HDUCLAS2=hduclas2)
-                quality = None
-                if kind == "BGSPEC":
-                    extra.update(BACKFILE="none", ANCRFILE="none")
-                elif not batch["good"][i].all():  # the bad bins' channels, QUALITY 5
-                    quality = np.zeros(grid.grouping.n_channel, dtype=np.int16)
-                    for j in np.flatnonzero(~batch["good"][i]):
-                        quality[grid.grouping.start[j] : grid.grouping.stop[j]] = 5
-                written.append(
-                    write_pha(
-                        directory / names_i[kind],
-                        channels,
-                        exposure=exposure,
-                        backscal=backscal,
-                        first_channel=grid.first_channel,
-                        header=extra,
-                        quality=quality,
-                    )
-                )
-            area = np.zeros(grid.n_rmf_energy)
-            area[grid.rows[0] : grid.rows[1]] = batch["arf"][i]
-            edges = response.energy_edges
-            written.append(
-                write_arf(
-                    directory / names_i["SRCARF"],
-                    edges[:-1],
-                    edges[1:],
-                    area,
-                    header=dict(TELESCOP="XMM", INSTRUME="EPN"),
-                )
-            )
+        )
+    area = np.zeros(grid.n_rmf_energy)
+    area[grid.rows[0] : grid.rows[1]] = row["arf"]
+    edges = response.energy_edges
+    written.append(
+        write_arf(
+            directory / names["SRCARF"],
+            edges[:-1],
+            edges[1:],
+            area,
+            header=dict(TELESCOP="XMM", INSTRUME="EPN"),
+        )
+    )
     return written

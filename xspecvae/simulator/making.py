@@ -85,14 +85,7 @@ def simulate_pack(
         catalogue's 1.5 leaves few bright spectra (0.05 % above 3,000 counts); a training set
         for a model that must also fit the bright end wants a flatter one (0.5: 8 %).
     """
-    if n < 1 or chunk < 1:
-        raise ValueError("n and chunk must be positive")
-    if not 0 <= repeat_fraction <= 1:
-        raise ValueError("repeat_fraction must be between 0 and 1")
-    if not 0 <= flagged_fraction <= 1:
-        raise ValueError("flagged_fraction must be between 0 and 1")
-    if counts_slope < 0:
-        raise ValueError("counts_slope must be >= 0")
+    _check_options(n, chunk, repeat_fraction, flagged_fraction, counts_slope)
     weights = _class_weights(fractions)
     rmfs = [Path(p) for p in ([rmfs] if isinstance(rmfs, str | Path) else rmfs)]
     options = dict(
@@ -111,52 +104,68 @@ def simulate_pack(
     )
     if counts_slope != SOURCE_COUNTS["slope"]:  # packs made with the default stay resumable
         options["counts_slope"] = float(counts_slope)
-    provenance = dict(
-        command="simulate",
-        options=options,
-        model=dict(
-            source_counts=SOURCE_COUNTS,
-            background_counts=BACKGROUND_COUNTS,
-            exposure=EXPOSURE,
-            alpha=ALPHA_RANGE,
-            offaxis_max=OFFAXIS_MAX,
-        ),
-    )
+    provenance = dict(command="simulate", options=options, model=_model())
+    draw = dict(min_counts=min_counts, repeat_fraction=repeat_fraction, weights=weights)
+    draw |= dict(flagged_fraction=flagged_fraction, counts_slope=counts_slope)
     instrument = Telescope.build(rmfs, arf, background, absorption, background_spectra)
     if made_already(path, provenance, overwrite):
         return Path(path)
     with PackWriter(path, provenance=provenance, resume=resume) as writer:
-        writer.add_grid(instrument.grid)
-        indices = [
-            writer.add_rmf("pn", name, matrix)
-            for name, matrix in zip(instrument.names, instrument.matrices)
-        ]
-        if indices != list(range(len(indices))):
-            raise ValueError("the pack holds other RMFs; start it afresh (resume=False)")
-        done = len(writer.committed("pn", "source_id"))
-        sequence = np.random.SeedSequence(seed)
-        lattice = int(sequence.generate_state(1)[0])
-        seeds = sequence.spawn(-(-n // chunk))
-        with tqdm(
-            total=n, initial=done, unit="spectra", disable=not progress, desc="simulate"
-        ) as bar:
-            for k in range(done // chunk, len(seeds)):
-                size = min(chunk, n - k * chunk)
-                rows = _simulate_chunk(
-                    instrument,
-                    np.random.default_rng(seeds[k]),
-                    size,
-                    first_row=k * chunk,
-                    min_counts=min_counts,
-                    repeat_fraction=repeat_fraction,
-                    weights=weights,
-                    lattice=lattice,
-                    flagged_fraction=flagged_fraction,
-                    counts_slope=counts_slope,
-                )
-                writer.append("pn", **rows)
-                bar.update(size)
+        _add_instrument(writer, instrument)
+        _write_chunks(writer, instrument, n, seed, chunk, progress, draw)
     return Path(path)
+
+
+def _check_options(n, chunk, repeat_fraction, flagged_fraction, counts_slope) -> None:
+    """A ValueError for an option out of its range."""
+    if n < 1 or chunk < 1:
+        raise ValueError("n and chunk must be positive")
+    if not 0 <= repeat_fraction <= 1:
+        raise ValueError("repeat_fraction must be between 0 and 1")
+    if not 0 <= flagged_fraction <= 1:
+        raise ValueError("flagged_fraction must be between 0 and 1")
+    if counts_slope < 0:
+        raise ValueError("counts_slope must be >= 0")
+
+
+def _model() -> dict:
+    """The simulation's fixed settings, recorded in the pack's provenance."""
+    return dict(
+        source_counts=SOURCE_COUNTS,
+        background_counts=BACKGROUND_COUNTS,
+        exposure=EXPOSURE,
+        alpha=ALPHA_RANGE,
+        offaxis_max=OFFAXIS_MAX,
+    )
+
+
+def _add_instrument(writer: PackWriter, instrument: Telescope) -> None:
+    """The grid and the RMFs, refused if a resumed pack holds others."""
+    writer.add_grid(instrument.grid)
+    indices = [
+        writer.add_rmf("pn", name, matrix)
+        for name, matrix in zip(instrument.names, instrument.matrices)
+    ]
+    if indices != list(range(len(indices))):
+        raise ValueError("the pack holds other RMFs; start it afresh (resume=False)")
+
+
+def _write_chunks(writer, instrument, n, seed, chunk, progress, draw: dict) -> None:
+    """The chunks not yet in the pack, each from its own seed (``draw``: the options of
+    :func:`_simulate_chunk`)."""
+    done = len(writer.committed("pn", "source_id"))
+    sequence = np.random.SeedSequence(seed)
+    lattice = int(sequence.generate_state(1)[0])
+    seeds = sequence.spawn(-(-n // chunk))
+    with tqdm(total=n, initial=done, unit="spectra", disable=not progress, desc="simulate") as bar:
+        for k in range(done // chunk, len(seeds)):
+            size = min(chunk, n - k * chunk)
+            rng = np.random.default_rng(seeds[k])
+            rows = _simulate_chunk(
+                instrument, rng, size, first_row=k * chunk, lattice=lattice, **draw
+            )
+            writer.append("pn", **rows)
+            bar.update(size)
 
 
 def demo_pack(path=DEMO_PACK, *, progress: bool = True) -> Path:
@@ -176,9 +185,48 @@ def _simulate_sources(
     source, epoch, mjd = _epochs(rng, labels, repeat_fraction)
     row = _row_parameters(rng, labels, params, source, epoch, mjd)
     label = labels[source]
-    n = source.size
     later = epoch > 1
     owner = _owner(source)
+    seen = _observing(instrument, rng, first, source, later, owner)
+    centre = np.sqrt(instrument.edges[1:] * instrument.edges[:-1])
+    arf = (instrument.arf * vignetting(centre, seen["offaxis"])).astype(np.float32)
+    spectra = _spectra(instrument, label, row)
+    folded = _fold(instrument, spectra["observed"] * arf, seen["rmf_index"])
+    per_flux = seen["exposure"] * folded.astype(float).sum(axis=1)  # counts per unit flux
+    flux = np.where(later, 0.0, first["S"][source] / np.maximum(per_flux, 1e-300))
+    flux = flux[owner] * row["flux_factor"]
+    expected = flux * per_flux
+    total = np.where(later, 0, first["N"][source])
+    total[later] = rng.poisson(expected[later] + seen["background"][later])
+    # the rest only for the rows kept
+    k = np.flatnonzero(~later | (total >= min_counts))
+    seen = {name: values[k] for name, values in seen.items()}
+    source_counts = (flux[k] * seen["exposure"])[:, None] * folded[k].astype(float)
+    counts, background, template = _region_counts(
+        instrument, rng, total[k], source_counts, arf[k], seen
+    )
+    kept = source[k]
+    return dict(
+        source=kept,
+        epoch=np.arange(k.size) - np.searchsorted(kept, kept) + 1,  # renumbered after the cut
+        mjd=mjd[k],
+        label=label[k],
+        offaxis=seen["offaxis"],
+        exposure=seen["exposure"],
+        alpha=seen["alpha"],
+        rmf_index=seen["rmf_index"],
+        arf=arf[k],
+        counts=counts.astype(np.float32),
+        background=background.astype(np.float32),
+        truth=_truth(row, k, flux[k], spectra, expected[k], seen, template),
+    )
+
+
+def _observing(instrument, rng, first, source, later, owner) -> dict:
+    """How each row is observed: exposure, off-axis angle, background scaling ``alpha``,
+    particle share of the background, RMF and expected background counts (a later epoch's
+    exposure and background close to its first epoch's)."""
+    n = source.size
     exposure = first["exposure"][source]  # later epochs: similar exposures (0.25 dex)
     exposure = np.where(later, exposure * 10 ** rng.normal(0.0, 0.25, n), exposure)
     exposure = np.clip(exposure, EXPOSURE["minimum"], EXPOSURE["maximum"])
@@ -189,64 +237,56 @@ def _simulate_sources(
     background = first["B"][source] * np.where(
         later, exposure / exposure[owner] * 10 ** rng.normal(0.0, 0.15, n), 1.0
     )
-    centre = np.sqrt(instrument.edges[1:] * instrument.edges[:-1])
-    arf = (instrument.arf * vignetting(centre, offaxis)).astype(np.float32)
-    spectra = _spectra(instrument, label, row)
-    folded = _fold(instrument, spectra["observed"] * arf, rmf_index)
-    per_flux = exposure * folded.astype(float).sum(axis=1)  # counts per unit flux
-    flux = np.where(later, 0.0, first["S"][source] / np.maximum(per_flux, 1e-300))
-    flux = flux[owner] * row["flux_factor"]
-    expected = flux * per_flux
-    total = np.where(later, 0, first["N"][source])
-    total[later] = rng.poisson(expected[later] + background[later])
-    keep = ~later | (total >= min_counts)
-    # the rest only for the rows kept
-    k = np.flatnonzero(keep)
-    sky = _fold(instrument, instrument.sky.astype(np.float32) * arf[k], rmf_index[k])
+    return dict(
+        exposure=exposure,
+        offaxis=offaxis,
+        alpha=alpha,
+        particle_fraction=particle_fraction,
+        rmf_index=rmf_index,
+        background=background,
+    )
+
+
+def _region_counts(instrument, rng, total, source_counts, arf, seen):
+    """The counts of the source region (``total`` of them, source and background) and of the
+    background region, and each row's background template (None without templates)."""
+    rmf_index, particle_fraction = seen["rmf_index"], seen["particle_fraction"]
+    sky = _fold(instrument, instrument.sky.astype(np.float32) * arf, rmf_index)
     sky = sky.astype(float)
     sky /= np.maximum(sky.sum(axis=1, keepdims=True), 1e-300)
     shape = (
-        particle_fraction[k, None] * instrument.particle + (1 - particle_fraction[k, None]) * sky
+        particle_fraction[:, None] * instrument.particle + (1 - particle_fraction[:, None]) * sky
     )
+    template = None
     if instrument.templates is not None:  # drawn only then: other packs stay as they were
-        template = rng.integers(0, len(instrument.templates), k.size)
+        template = rng.integers(0, len(instrument.templates), total.size)
         shape = instrument.templates[template]
-    source_counts = (flux[k] * exposure[k])[:, None] * folded[k].astype(float)
-    background_counts = background[k, None] * shape  # in the source region
+    background_counts = seen["background"][:, None] * shape  # in the source region
     probability = source_counts + background_counts
     probability /= probability.sum(axis=1, keepdims=True)
-    counts = rng.multinomial(total[k], probability)
-    background_region = rng.poisson(background_counts / alpha[k, None])
+    counts = rng.multinomial(total, probability)
+    return counts, rng.poisson(background_counts / seen["alpha"][:, None]), template
+
+
+def _truth(row, k, flux, spectra, expected, seen, template) -> dict:
+    """The truth of the kept rows ``k``: their parameters, fluxes, expected counts and SNR."""
     truth = {name: row[name][k] for name in (*_FLOATS, "state", "flux_factor")}
     truth["state"] = truth["state"].astype(str)
+    background = seen["background"]
     truth.update(
-        photon_flux=flux[k] * spectra["photon_flux"][k],
-        photon_flux_unabsorbed=flux[k],
-        energy_flux=flux[k] * spectra["energy_flux"][k],
-        expected_counts=expected[k],
-        expected_background=background[k],
-        snr=expected[k] / np.sqrt(expected[k] + background[k]),
-        particle_fraction=particle_fraction[k],
+        photon_flux=flux * spectra["photon_flux"][k],
+        photon_flux_unabsorbed=flux,
+        energy_flux=flux * spectra["energy_flux"][k],
+        expected_counts=expected,
+        expected_background=background,
+        snr=expected / np.sqrt(expected + background),
+        particle_fraction=seen["particle_fraction"],
     )
-    if instrument.templates is not None:
+    if template is not None:
         truth.update(background_template=template, particle_fraction=np.full(k.size, np.nan))
     for name, values in spectra["coefficient"].items():
-        truth[f"norm_{name}"] = flux[k] * values[k]
-    kept = source[k]
-    return dict(
-        source=kept,
-        epoch=np.arange(k.size) - np.searchsorted(kept, kept) + 1,  # renumbered after the cut
-        mjd=mjd[k],
-        label=label[k],
-        offaxis=offaxis[k],
-        exposure=exposure[k],
-        alpha=alpha[k],
-        rmf_index=rmf_index[k],
-        arf=arf[k],
-        counts=counts.astype(np.float32),
-        background=background_region.astype(np.float32),
-        truth=truth,
-    )
+        truth[f"norm_{name}"] = flux * values[k]
+    return truth
 
 
 def _simulate_chunk(

@@ -67,13 +67,43 @@ def _spectra(instrument: Telescope, label: np.ndarray, p: dict) -> dict:
     component normalisations per unit flux, and the observed photon and energy fluxes per
     unit flux."""
     edges, band = instrument.edges, instrument.band
-    n, n_energy = label.size, edges.size - 1
     z = np.nan_to_num(p["redshift"], nan=0.0)
+    continuum, coefficient, raw_plasma = _continua(instrument, _shares(label, p), z, p)
+    lines = _lines(instrument, label, z, p, coefficient, raw_plasma)
+    total = (continuum.astype(float) @ band) + (lines.astype(float) @ band)
+    scale = 1.0 / total
+    continuum *= scale[:, None].astype(np.float32)
+    lines *= scale[:, None].astype(np.float32)
+    for name in coefficient:
+        coefficient[name] = np.where(coefficient[name] > 0, coefficient[name] * scale, np.nan)
+    transmission = _transmission(instrument, label, z, p)
+    galactic = np.asarray(physics.absorption(instrument.sigma_gal, p["nh_gal"]), dtype=np.float32)
+    observed = galactic * (transmission * continuum + lines)
+    centre = np.sqrt(edges[1:] * edges[:-1])
+    return dict(
+        observed=observed,
+        coefficient=coefficient,
+        photon_flux=observed.astype(float) @ band,
+        energy_flux=(observed.astype(float) * centre) @ band * _KEV_TO_ERG,
+    )
+
+
+#: The parameters (shape and second, if any) of each continuum component.
+_ARGUMENTS = {
+    "powerlaw": ("gamma", None),
+    "blackbody": ("bb_kt", None),
+    "diskbb": ("t_in", None),
+    "plasma": ("kt", "abundance"),
+    "plasma2": ("kt2", "abundance"),
+}
+
+
+def _shares(label: np.ndarray, p: dict) -> dict[str, np.ndarray]:
+    """Each continuum component's share of the unabsorbed band flux, per row."""
     disc = np.nan_to_num(p["disc_fraction"])
     second = np.nan_to_num(p["plasma2_fraction"])
     has_bb, has_gamma = np.isfinite(p["bb_kt"]), np.isfinite(p["gamma"])
-    # each component's share of the unabsorbed band flux
-    share = {
+    return {
         "powerlaw": np.select(
             [label == "AGN", label == "XRB", label == "ULX", label == "TDE"],
             [1.0, 1.0 - disc, (1.0 - disc) * has_gamma, 1.0 * has_gamma],
@@ -90,21 +120,22 @@ def _spectra(instrument: Telescope, label: np.ndarray, p: dict) -> dict:
         ),
         "plasma2": np.where(label == "star", second, 0.0),
     }
-    arguments = {
-        "powerlaw": ("gamma", None),
-        "blackbody": ("bb_kt", None),
-        "diskbb": ("t_in", None),
-        "plasma": ("kt", "abundance"),
-        "plasma2": ("kt2", "abundance"),
-    }
-    continuum = np.zeros((n, n_energy), dtype=np.float32)
+
+
+def _continua(instrument: Telescope, share: dict, z, p: dict):
+    """The sum of the continuum components (rows, E), each scaled to its ``share`` of the band
+    flux; their coefficients (``line`` still 0) and the plasma rows and unscaled spectra (or
+    None), for the lines."""
+    edges, band = instrument.edges, instrument.band
+    n = z.size
+    continuum = np.zeros((n, edges.size - 1), dtype=np.float32)
     coefficient = {name: np.zeros(n) for name in (*share, "line")}
     raw_plasma = None
     for name, fraction in share.items():
         rows = np.flatnonzero(fraction > 0)
         if rows.size == 0:
             continue
-        a, b = arguments[name]
+        a, b = _ARGUMENTS[name]
         kind = "plasma" if name == "plasma2" else name
         raw = _evaluate(kind, edges, z[rows], p[a][rows], None if b is None else p[b][rows])
         c = fraction[rows] / np.maximum(raw.astype(float) @ band, 1e-300)
@@ -112,36 +143,43 @@ def _spectra(instrument: Telescope, label: np.ndarray, p: dict) -> dict:
         continuum[rows] += (c[:, None] * raw).astype(np.float32)
         if name == "plasma":
             raw_plasma = (rows, raw)
-    # lines: EW (rest frame) against the power law (AGN) or the plasma continuum (CV)
-    lines = np.zeros_like(continuum)
+    return continuum, coefficient, raw_plasma
+
+
+def _lines(instrument: Telescope, label, z, p: dict, coefficient: dict, raw_plasma) -> np.ndarray:
+    """The lines (rows, E): EW (rest frame) against the power law (AGN) or the plasma
+    continuum (CV); sets ``coefficient["line"]``."""
+    edges = instrument.edges
+    n, n_energy = label.size, edges.size - 1
+    lines = np.zeros((n, n_energy), dtype=np.float32)
     rows = np.flatnonzero(np.isfinite(p["line_ew"]))
-    if rows.size:
-        energy = p["line_energy"][rows]
-        density = np.where(
-            label[rows] == "AGN", coefficient["powerlaw"][rows] * energy ** -p["gamma"][rows], 0.0
-        )
-        if raw_plasma is not None:  # plasma continuum density at the line, from its bin
-            plasma_rows, raw = raw_plasma
-            position = np.full(n, -1)
-            position[plasma_rows] = np.arange(plasma_rows.size)
-            thermal = position[rows] >= 0
-            bins = np.clip(np.searchsorted(edges, energy / (1 + z[rows])) - 1, 0, n_energy - 1)
-            per_kev = raw[np.maximum(position[rows], 0), bins] / np.diff(edges)[bins]
-            per_kev = coefficient["plasma"][rows] * per_kev
-            density = np.where(thermal & (label[rows] != "AGN"), per_kev, density)
-        c = p["line_ew"][rows] * density
-        coefficient["line"][rows] = c
-        raw = _evaluate("line", edges, z[rows], energy, p["line_sigma"][rows])
-        lines[rows] = (c[:, None] * raw).astype(np.float32)
-    total = (continuum.astype(float) @ band) + (lines.astype(float) @ band)
-    scale = 1.0 / total
-    continuum *= scale[:, None].astype(np.float32)
-    lines *= scale[:, None].astype(np.float32)
-    for name in coefficient:
-        coefficient[name] = np.where(coefficient[name] > 0, coefficient[name] * scale, np.nan)
-    # absorption: Galactic for all; intrinsic at the source's redshift (AGN: all but a
-    # scattered fraction); partial covering for CVs. Lines escape the intrinsic absorber.
-    transmission = np.ones((n, n_energy), dtype=np.float32)
+    if rows.size == 0:
+        return lines
+    energy = p["line_energy"][rows]
+    density = np.where(
+        label[rows] == "AGN", coefficient["powerlaw"][rows] * energy ** -p["gamma"][rows], 0.0
+    )
+    if raw_plasma is not None:  # plasma continuum density at the line, from its bin
+        plasma_rows, raw = raw_plasma
+        position = np.full(n, -1)
+        position[plasma_rows] = np.arange(plasma_rows.size)
+        thermal = position[rows] >= 0
+        bins = np.clip(np.searchsorted(edges, energy / (1 + z[rows])) - 1, 0, n_energy - 1)
+        per_kev = raw[np.maximum(position[rows], 0), bins] / np.diff(edges)[bins]
+        per_kev = coefficient["plasma"][rows] * per_kev
+        density = np.where(thermal & (label[rows] != "AGN"), per_kev, density)
+    c = p["line_ew"][rows] * density
+    coefficient["line"][rows] = c
+    raw = _evaluate("line", edges, z[rows], energy, p["line_sigma"][rows])
+    lines[rows] = (c[:, None] * raw).astype(np.float32)
+    return lines
+
+
+def _transmission(instrument: Telescope, label, z, p: dict) -> np.ndarray:
+    """The intrinsic absorbers' transmission (rows, E): at the source's redshift (AGN: all but
+    a scattered fraction), and partial covering for CVs (lines escape it; Galactic
+    absorption comes on top, for all)."""
+    transmission = np.ones((label.size, instrument.edges.size - 1), dtype=np.float32)
     rows = np.flatnonzero(np.isfinite(p["nh"]))
     if rows.size:
         sigma = instrument.sigma_at(z[rows])
@@ -156,15 +194,7 @@ def _spectra(instrument: Telescope, label: np.ndarray, p: dict) -> dict:
                 instrument.sigma_gal, p["cover_nh"][rows], p["cover_fraction"][rows]
             )
         )
-    galactic = np.asarray(physics.absorption(instrument.sigma_gal, p["nh_gal"]), dtype=np.float32)
-    observed = galactic * (transmission * continuum + lines)
-    centre = np.sqrt(edges[1:] * edges[:-1])
-    return dict(
-        observed=observed,
-        coefficient=coefficient,
-        photon_flux=observed.astype(float) @ band,
-        energy_flux=(observed.astype(float) * centre) @ band * _KEV_TO_ERG,
-    )
+    return transmission
 
 
 def _fold(instrument: Telescope, weighted: np.ndarray, rmf_index: np.ndarray) -> np.ndarray:

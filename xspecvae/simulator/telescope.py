@@ -4,6 +4,7 @@ background shapes (particle and sky, or real background spectra)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from scipy.special import ndtr
@@ -78,21 +79,10 @@ class Telescope:
 
     @classmethod
     def build(cls, rmfs, arf, background, absorption, background_spectra=()) -> Telescope:
-        if rmfs:
-            read = [read_rmf(p) for p in rmfs]
-            for rmf in read:
-                if rmf.includes_arf:
-                    raise OGIPError(rmf.path, "includes an effective area; give a pure RMF")
-            responses = [Response.from_ogip(r) for r in read]
-            names = [r.path.name for r in read]
-            first_channel = read[0].first_channel
-        else:
-            read = []
-            responses = [builtin_pn_response()]
-            names = [BUILTIN_RMF_NAME]
-            first_channel = 0
-        if len(set(names)) != len(names):
-            raise ValueError(f"RMF file names must differ: {names}")
+        """The telescope of the RMF files ``rmfs`` (none: the built-in pn response), the ARF
+        ``arf``, the particle background spectrum ``background``, the cross-section table
+        ``absorption`` and the real ``background_spectra`` (None each: built-in)."""
+        read, responses, names, first_channel = _responses(rmfs)
         grid = Grid.from_response("pn", responses[0], first_channel=first_channel)
         matrices = []
         for name, response in zip(names, responses):
@@ -100,18 +90,7 @@ class Telescope:
                 matrices.append(grid.regroup(response))
             except ValueError as err:
                 raise ValueError(f"{name} does not fit the grid of {names[0]}: {err}") from None
-        full_edges = responses[0].energy_edges
-        if arf is not None:
-            area = read_arf(arf)
-            if read:
-                check_energy_match(area, read[0])
-            elif area.energy_lo.size != full_edges.size - 1 or not np.allclose(
-                area.energy_lo, full_edges[:-1], rtol=1e-5
-            ):
-                raise OGIPError(area.path, "ARF energy grid differs from the built-in response's")
-            full_area = area.specresp
-        else:
-            full_area = builtin_pn_area(np.sqrt(full_edges[1:] * full_edges[:-1]))
+        full_area = _on_axis_area(arf, read, responses[0].energy_edges)
         edges = grid.energy_edges
         cross = (
             physics.CrossSection.morrison_mccammon()
@@ -119,21 +98,7 @@ class Telescope:
             else physics.CrossSection.from_fits(absorption)
         )
         fine = np.geomspace(0.01, 100.0, 16_001)
-
-        def shape(path) -> np.ndarray:
-            """A background spectrum file on the analysis bins."""
-            pha = read_pha(path)
-            if pha.n_channel != grid.grouping.n_channel or pha.first_channel != first_channel:
-                raise OGIPError(
-                    pha.path,
-                    f"{pha.n_channel} channels from {pha.first_channel}; the RMF has "
-                    f"{grid.grouping.n_channel} from {first_channel}",
-                )
-            binned = np.maximum(grid.group(pha.counts), 0.0)
-            if not np.all(np.isfinite(binned)) or binned.sum() <= 0:
-                raise OGIPError(pha.path, "no background counts in the analysis band")
-            return binned / binned.sum()
-
+        shape = partial(_background_shape, grid=grid, first_channel=first_channel)
         templates = np.stack([shape(p) for p in background_spectra]) if background_spectra else None
         if background is not None:
             particle = shape(background)
@@ -180,6 +145,57 @@ class Telescope:
         log_e = np.log(np.sqrt(self.edges[1:] * self.edges[:-1]))
         x = log_e[None, :] + np.log1p(np.asarray(redshift, dtype=float))[:, None]
         return np.interp(x, self.sigma_log_energy, self.sigma_table)
+
+
+def _responses(rmfs) -> tuple[list, list[Response], list[str], int]:
+    """The RMF files read (pure RMFs, of distinct names; none: the built-in pn response), their
+    responses and names, and the first channel."""
+    if rmfs:
+        read = [read_rmf(p) for p in rmfs]
+        for rmf in read:
+            if rmf.includes_arf:
+                raise OGIPError(rmf.path, "includes an effective area; give a pure RMF")
+        responses = [Response.from_ogip(r) for r in read]
+        names = [r.path.name for r in read]
+        first_channel = read[0].first_channel
+    else:
+        read = []
+        responses = [builtin_pn_response()]
+        names = [BUILTIN_RMF_NAME]
+        first_channel = 0
+    if len(set(names)) != len(names):
+        raise ValueError(f"RMF file names must differ: {names}")
+    return read, responses, names, first_channel
+
+
+def _on_axis_area(arf, read: list, full_edges: np.ndarray) -> np.ndarray:
+    """The on-axis effective area on the full RMF energy grid: the ARF file ``arf`` (checked
+    against the first RMF, or the built-in response's grid), or the built-in pn area."""
+    if arf is None:
+        return builtin_pn_area(np.sqrt(full_edges[1:] * full_edges[:-1]))
+    area = read_arf(arf)
+    if read:
+        check_energy_match(area, read[0])
+    elif area.energy_lo.size != full_edges.size - 1 or not np.allclose(
+        area.energy_lo, full_edges[:-1], rtol=1e-5
+    ):
+        raise OGIPError(area.path, "ARF energy grid differs from the built-in response's")
+    return area.specresp
+
+
+def _background_shape(path, grid: Grid, first_channel: int) -> np.ndarray:
+    """A background spectrum file on the analysis bins, summing to 1."""
+    pha = read_pha(path)
+    if pha.n_channel != grid.grouping.n_channel or pha.first_channel != first_channel:
+        raise OGIPError(
+            pha.path,
+            f"{pha.n_channel} channels from {pha.first_channel}; the RMF has "
+            f"{grid.grouping.n_channel} from {first_channel}",
+        )
+    binned = np.maximum(grid.group(pha.counts), 0.0)
+    if not np.all(np.isfinite(binned)) or binned.sum() <= 0:
+        raise OGIPError(pha.path, "no background counts in the analysis band")
+    return binned / binned.sum()
 
 
 def _full_response(name: str, known: list) -> Response:
