@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
+from xspecvae.absorption import CrossSection
 from xspecvae.catalog import Pack
 from xspecvae.fitting import MODELS, fit
-from xspecvae.physics import CrossSection
 from xspecvae.products import ingest
 
 SUBSTITUTE = "epn_e3_ef20_sdY6_v19.0.rmf"

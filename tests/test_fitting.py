@@ -4,11 +4,12 @@ import jax
 import numpy as np
 import pytest
 
+from xspecvae.absorption import CrossSection, absorption
 from xspecvae.catalog import Grid, Pack, PackWriter
 from xspecvae.fitting import MODELS, fit, fit_latent
 from xspecvae.instrument import builtin_pn_response
 from xspecvae.likelihood import wstat_value
-from xspecvae.physics import CrossSection, absorption, diskbb, powerlaw
+from xspecvae.physics import diskbb, powerlaw
 
 TRUE = {
     "powerlaw": {"nh": 0.5, "gamma": 1.8, "norm": 2e-3},

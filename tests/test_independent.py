@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from xspecvae.absorption import CrossSection
 from xspecvae.catalog import Pack
 from xspecvae.fitting import fit
-from xspecvae.physics import CrossSection
 from xspecvae.products import ingest
 
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "independent.py"

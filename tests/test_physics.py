@@ -1,4 +1,4 @@
-"""Physical spectra against independent integrals."""
+"""Physical spectra and absorption against independent integrals."""
 
 import math
 
@@ -11,16 +11,14 @@ from astropy.io import fits
 from scipy.integrate import quad
 from scipy.special import k0e, zeta
 
+from xspecvae.absorption import CrossSection, absorption, partial_covering
 from xspecvae.ogip import OGIPError
 from xspecvae.physics import (
     PLASMA_LINES,
-    CrossSection,
-    absorption,
     blackbody,
     bremsstrahlung,
     diskbb,
     gaussian_line,
-    partial_covering,
     plasma,
     powerlaw,
     redshifted,

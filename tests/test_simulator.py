@@ -7,6 +7,7 @@ import pytest
 from scipy.stats import kstest
 
 from xspecvae import physics, simulator
+from xspecvae.absorption import CrossSection, absorption, partial_covering
 from xspecvae.catalog import Grid, Pack, match_positions
 from xspecvae.instrument import Response, builtin_pn_response
 from xspecvae.ogip import (
@@ -202,9 +203,10 @@ def test_drift_between_epochs(drifting):
 
 
 def rebuilt(label, t, edges):
-    """A row's unabsorbed and observed spectra from its truth columns, with xspecvae.physics."""
-    cross = physics.CrossSection.morrison_mccammon()
-    galactic = physics.absorption(cross.on(edges), t["nh_gal"])
+    """A row's unabsorbed and observed spectra from its truth columns, with xspecvae.physics
+    and xspecvae.absorption."""
+    cross = CrossSection.morrison_mccammon()
+    galactic = absorption(cross.on(edges), t["nh_gal"])
     z = 0.0 if np.isnan(t["redshift"]) else t["redshift"]
     rest = cross.on(edges * (1 + z))
 
@@ -214,7 +216,7 @@ def rebuilt(label, t, edges):
     if label == "AGN":
         power = component(physics.powerlaw, t["gamma"], t["norm_powerlaw"])
         line = component(physics.gaussian_line, 6.4, t["line_sigma"], t["norm_line"])
-        cover = physics.partial_covering(rest, t["nh"], 1 - t["scatter_fraction"])
+        cover = partial_covering(rest, t["nh"], 1 - t["scatter_fraction"])
         return power + line, galactic * (cover * power + line)
     if label in ("star", "cluster", "CV"):
         spectrum = component(physics.plasma, t["kt"], t["norm_plasma"], t["abundance"])
@@ -224,7 +226,7 @@ def rebuilt(label, t, edges):
             return spectrum, galactic * spectrum
         # CV: Fe XXV 6.7 keV is in the plasma; a 6.4 keV line escapes the partial coverer
         line = component(physics.gaussian_line, 6.4, t["line_sigma"], t["norm_line"])
-        cover = physics.partial_covering(cross.on(edges), t["cover_nh"], t["cover_fraction"])
+        cover = partial_covering(cross.on(edges), t["cover_nh"], t["cover_fraction"])
         return spectrum + line, galactic * (cover * spectrum + line)
     # XRB and ULX: a disc plus a power law or (ULX) a cool blackbody; SSS and TDE: one of the two
     disc = label in ("XRB", "ULX")
@@ -233,7 +235,7 @@ def rebuilt(label, t, edges):
         spectrum += component(physics.blackbody, t["bb_kt"], t["norm_blackbody"])
     else:
         spectrum += component(physics.powerlaw, t["gamma"], t["norm_powerlaw"])
-    intrinsic = 1.0 if np.isnan(t["nh"]) else physics.absorption(rest, t["nh"])  # TDE: none
+    intrinsic = 1.0 if np.isnan(t["nh"]) else absorption(rest, t["nh"])  # TDE: none
     return spectrum, galactic * intrinsic * spectrum
 
 

@@ -28,11 +28,11 @@ import numpy as np
 from tqdm import tqdm
 
 from xspecvae import figures
+from xspecvae.absorption import CrossSection
 from xspecvae.catalog import Pack
 from xspecvae.explore import cached_table, posterior_table, project, reconstruction
 from xspecvae.fitting import MODELS, fit, fit_latent
 from xspecvae.latent import Index
-from xspecvae.physics import CrossSection
 from xspecvae.products import PPS_NAME
 from xspecvae.report import Section, write_report
 from xspecvae.run import Run

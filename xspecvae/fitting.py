@@ -19,9 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import minimize
 
+from xspecvae.absorption import CrossSection, absorption
 from xspecvae.catalog import PER_SOURCE, Pack
 from xspecvae.likelihood import LIKELIHOODS
-from xspecvae.physics import CrossSection, absorption, diskbb, powerlaw
+from xspecvae.physics import diskbb, powerlaw
 from xspecvae.vae import VAE
 
 __all__ = ["MODELS", "Fit", "SpectralModel", "fit", "fit_latent"]

@@ -42,8 +42,8 @@ from numpyro.infer import SVI, TraceMeanField_ELBO
 from tqdm import tqdm
 
 from xspecvae import checkpoint
+from xspecvae.absorption import CrossSection
 from xspecvae.catalog import PER_SOURCE, Pack, PackError
-from xspecvae.physics import CrossSection
 from xspecvae.run import Run
 from xspecvae.vae import (
     VAE,

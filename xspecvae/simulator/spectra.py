@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from xspecvae import physics
+from xspecvae.absorption import absorption, partial_covering
 
 if TYPE_CHECKING:
     from xspecvae.simulator.telescope import Telescope
@@ -77,7 +78,7 @@ def _spectra(instrument: Telescope, label: np.ndarray, p: dict) -> dict:
     for name in coefficient:
         coefficient[name] = np.where(coefficient[name] > 0, coefficient[name] * scale, np.nan)
     transmission = _transmission(instrument, label, z, p)
-    galactic = np.asarray(physics.absorption(instrument.sigma_gal, p["nh_gal"]), dtype=np.float32)
+    galactic = np.asarray(absorption(instrument.sigma_gal, p["nh_gal"]), dtype=np.float32)
     observed = galactic * (transmission * continuum + lines)
     centre = np.sqrt(edges[1:] * edges[:-1])
     return dict(
@@ -186,13 +187,11 @@ def _transmission(instrument: Telescope, label, z, p: dict) -> np.ndarray:
         covered = np.where(
             label[rows] == "AGN", 1.0 - np.nan_to_num(p["scatter_fraction"][rows]), 1.0
         )
-        transmission[rows] = np.asarray(physics.partial_covering(sigma, p["nh"][rows], covered))
+        transmission[rows] = np.asarray(partial_covering(sigma, p["nh"][rows], covered))
     rows = np.flatnonzero(np.isfinite(p["cover_nh"]))
     if rows.size:
         transmission[rows] *= np.asarray(
-            physics.partial_covering(
-                instrument.sigma_gal, p["cover_nh"][rows], p["cover_fraction"][rows]
-            )
+            partial_covering(instrument.sigma_gal, p["cover_nh"][rows], p["cover_fraction"][rows])
         )
     return transmission
 

@@ -10,6 +10,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from xspecvae import physics
+from xspecvae.absorption import CrossSection
 from xspecvae.catalog import Grid
 from xspecvae.instrument import Response, builtin_pn_area, builtin_pn_response
 from xspecvae.ogip import (
@@ -93,9 +94,9 @@ class Telescope:
         full_area = _on_axis_area(arf, read, responses[0].energy_edges)
         edges = grid.energy_edges
         cross = (
-            physics.CrossSection.morrison_mccammon()
+            CrossSection.morrison_mccammon()
             if absorption is None
-            else physics.CrossSection.from_fits(absorption)
+            else CrossSection.from_fits(absorption)
         )
         fine = np.geomspace(0.01, 100.0, 16_001)
         shape = partial(_background_shape, grid=grid, first_channel=first_channel)
