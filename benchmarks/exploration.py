@@ -28,9 +28,9 @@ import numpy as np
 from xspecvae.catalog import Pack
 from xspecvae.evaluation import purity
 from xspecvae.latent import DIVERGENCES, anomalies, encode, trajectories
-from xspecvae.run import Run
+from xspecvae.run import Run, load_run
 from xspecvae.simulator import CLASS_FRACTIONS, simulate_pack
-from xspecvae.train import TrainOptions, load_run, train
+from xspecvae.train import TrainOptions, train
 
 
 def purity_figures(run: Path, pack: Path | None, k: int = 10, snr: float = 10.0) -> dict:

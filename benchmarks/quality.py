@@ -17,9 +17,9 @@ from pathlib import Path
 
 from xspecvae.catalog import Pack
 from xspecvae.evaluation import quality
-from xspecvae.run import Run
+from xspecvae.run import Run, load_run
 from xspecvae.simulator import demo_pack
-from xspecvae.train import TrainOptions, load_run, split_rows, train
+from xspecvae.train import TrainOptions, split_rows, train
 
 
 def main(argv=None) -> int:

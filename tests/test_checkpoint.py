@@ -15,7 +15,7 @@ import pytest
 from xspecvae import checkpoint
 from xspecvae.checkpoint import CheckpointError
 from xspecvae.cli import main
-from xspecvae.train import load_run
+from xspecvae.run import load_run
 
 
 class Payload:

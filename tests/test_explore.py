@@ -27,8 +27,8 @@ from xspecvae.explore import (
     worst_row,
 )
 from xspecvae.predictive import plot_checks
+from xspecvae.run import load_run
 from xspecvae.tables import read_table, write_table
-from xspecvae.train import load_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -117,7 +117,7 @@ def test_fit_is_at_least_as_good_as_the_truth_and_nested_models_order(pack):
 
 def test_fit_latent_improves_on_the_encoder(small_run, small_pack):
     from xspecvae.latent import encode
-    from xspecvae.train import load_run
+    from xspecvae.run import load_run
 
     vae, _ = load_run(small_run)
     with Pack(small_pack) as p:

@@ -10,7 +10,7 @@ from xspecvae import predictive
 from xspecvae.catalog import PER_SOURCE, Pack
 from xspecvae.likelihood import LIKELIHOODS, profile_background
 from xspecvae.predictive import calibration, draw, inference_data, plot_checks
-from xspecvae.train import load_run
+from xspecvae.run import load_run
 
 # One batch and one number of draws everywhere: every new shape is a compilation (seconds).
 S = 64  # draws per source

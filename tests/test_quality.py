@@ -14,8 +14,9 @@ from xspecvae.catalog import Pack
 from xspecvae.evaluation import net_counts, purity, quality
 from xspecvae.latent import encode, trajectories
 from xspecvae.likelihood import wstat_value
+from xspecvae.run import load_run
 from xspecvae.simulator import simulate_pack
-from xspecvae.train import TrainOptions, load_run, split_rows, train
+from xspecvae.train import TrainOptions, split_rows, train
 
 N = 12_000
 OPTIONS = TrainOptions(epochs=25, batch_size=128)

@@ -22,8 +22,9 @@ from xspecvae import checkpoint
 from xspecvae import train as training
 from xspecvae.catalog import Pack
 from xspecvae.cli import main
+from xspecvae.run import load_run, saved_config
 from xspecvae.simulator import simulate_pack
-from xspecvae.train import TrainingError, TrainOptions, load_run, train
+from xspecvae.train import TrainingError, TrainOptions, train
 from xspecvae.vae import Config
 
 OPTIONS = TrainOptions(epochs=2, batch_size=64, warmup_steps=5, checkpoint_every=4)
@@ -274,8 +275,8 @@ def test_runs_saved_before_a_config_field_keep_their_value():
     without ``lines`` or ``fourier`` had neither; ``refine_steps`` (inference) takes today's."""
     new = ("redshift_offset", "lines", "fourier", "max_frequency", "refine_steps")
     saved = {k: v for k, v in asdict(Config()).items() if k not in new}
-    old = training._config(saved)
+    old = saved_config(saved)
     assert (old.redshift_offset, old.lines, old.fourier) == (-2.0, False, 0)
     assert old.refine_steps == Config().refine_steps > 0
-    assert training._config(asdict(Config())) == Config()
+    assert saved_config(asdict(Config())) == Config()
     assert (Config().redshift_offset, Config().lines) == (-5.0, True)

@@ -35,9 +35,8 @@ from xspecvae.fitting import MODELS, fit, fit_latent
 from xspecvae.latent import Index
 from xspecvae.products import PPS_NAME
 from xspecvae.report import Section, write_report
-from xspecvae.run import Run
+from xspecvae.run import Run, load_run, run_pack
 from xspecvae.tables import IDENTITY, write_table
-from xspecvae.train import load_run, run_pack
 
 __all__ = ["column", "compare", "fit_table", "source_table"]
 

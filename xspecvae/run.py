@@ -5,6 +5,8 @@ the split, the run's own identity), ``RUN/checkpoint.npz`` the trained model (se
 :mod:`xspecvae.checkpoint`), ``RUN/metrics.csv`` one line per epoch. A fine-tuned run names the
 run it started from (``init``); :meth:`Run.origin` follows them to the run that learnt from
 scratch. Products made from a run are remade when the model is newer (:meth:`Run.is_current`).
+:func:`load_run` reads a trained run back (its VAE and settings), :func:`run_pack` opens the
+pack it learnt from.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import json
 import os
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 
 from xspecvae import checkpoint
+from xspecvae.catalog import Pack, PackError
 from xspecvae.errors import InputError
 from xspecvae.files import write_atomic
+from xspecvae.vae import VAE, Config, ModelArrays, parameter_mismatch
 
-__all__ = ["Run"]
+__all__ = ["Run", "load_run", "run_pack", "saved_config"]
 
 
 class Run:
@@ -110,3 +115,48 @@ class Run:
         """Whether ``product`` exists and was written after the model (so it shows this model)."""
         product = Path(product)
         return product.exists() and product.stat().st_mtime > self.built()
+
+
+def load_run(run: str | os.PathLike) -> tuple[VAE, dict]:
+    """A trained run, without the pack or the training arguments: the :class:`VAE` (config,
+    learnt parameters, instrument arrays) and the run's ``config.json`` (pack, options, the
+    channel grid under ``grid``)."""
+    run = Path(run)
+    saved, trees, _ = checkpoint.load(run)
+    info = Run(run).settings()
+    try:
+        config = saved_config(saved["config"])
+        inst = ModelArrays(**{k: jnp.asarray(v) for k, v in trees["instrument"].items()})
+    except (OSError, ValueError, TypeError) as exc:
+        raise checkpoint.CheckpointError(run, f"not a whole run ({exc})") from None
+    wrong = parameter_mismatch(config, inst, trees["params"])
+    if wrong:
+        raise checkpoint.CheckpointError(checkpoint.path(run), wrong)
+    info["grid"] = trees["grid"]
+    return VAE(config, trees["params"], inst), info
+
+
+_REPLACED = (
+    "is not the pack this run was trained on (its pack id differs): another pack was written "
+    "there since; name a pack explicitly to use it with this run"
+)
+
+
+def run_pack(info: dict, pack=None, instrument: str | None = None) -> Pack:
+    """The pack a run reads (``info`` from :func:`load_run`): ``pack`` when given, else the
+    run's own, refused with a :class:`~xspecvae.catalog.PackError` if another pack has been
+    written at its path since training."""
+    if pack is not None:
+        return Pack(pack, instrument)
+    opened = Pack(info["pack"], instrument)
+    if info.get("pack_id") is not None and opened.identity != info["pack_id"]:
+        opened.close()
+        raise PackError(info["pack"], _REPLACED)
+    return opened
+
+
+def saved_config(saved: dict) -> Config:
+    """The :class:`Config` of a checkpoint. A field that did not exist when the run was saved
+    takes the value it was trained with (redshift offset -2, no lines, no Fourier features);
+    ``refine_steps``, which is inference only, takes today's default."""
+    return Config(**{"redshift_offset": -2.0, "lines": False, "fourier": 0, **saved})

@@ -7,8 +7,8 @@ sharded along its first axis, parameters are replicated). A run lives in a folde
     RUN/config.json       model and training options, the pack, the split (for people and --resume)
     RUN/checkpoint.npz    parameters, optimizer state, RNG key, epoch and step, and the model's
                           config and instrument arrays (grids, cross-sections, RMFs): everything
-                          :func:`load_run` needs (written atomically, read without pickle:
-                          :mod:`xspecvae.checkpoint`)
+                          :func:`xspecvae.run.load_run` needs (written atomically, read without
+                          pickle: :mod:`xspecvae.checkpoint`)
     RUN/metrics.csv       one line per epoch: losses per spectrum, time, throughput
 
 A fixed share of the rows, chosen by the seed, is held out for validation. Several processes
@@ -44,26 +44,23 @@ from tqdm import tqdm
 from xspecvae import checkpoint
 from xspecvae.absorption import CrossSection
 from xspecvae.catalog import PER_SOURCE, Pack, PackError
-from xspecvae.run import Run
-from xspecvae.vae import (
-    VAE,
-    Config,
-    ModelArrays,
-    guide,
-    model,
-    parameter_mismatch,
-    rough_log_rate,
-    thinned_copies,
+
+# load_run and run_pack live in xspecvae.run; xspecvae.explore, xspecvae.cli and
+# benchmarks/latent_quality.py import them from here until they are changed to import them there
+from xspecvae.run import (
+    Run,
+    load_run,
+    run_pack,  # noqa: F401
+    saved_config,
 )
+from xspecvae.vae import VAE, Config, ModelArrays, guide, model, rough_log_rate, thinned_copies
 
 __all__ = [
     "TrainOptions",
     "TrainingError",
     "checked_update",
     "initialize_distributed",
-    "load_run",
     "make_svi",
-    "run_pack",
     "split_rows",
     "train",
 ]
@@ -221,7 +218,7 @@ def _plan(folder: Run, pack_path, config, options, instrument, absorption, resum
             raise TrainingError(
                 f"{run} was trained by {saved['processes']} processes: resume it with as many"
             )
-        config, options = _config(saved["config"]), TrainOptions(**saved["options"])
+        config, options = saved_config(saved["config"]), TrainOptions(**saved["options"])
         pack_path, instrument, absorption = saved["pack"], saved["instrument"], saved["absorption"]
         init, pack_id = saved.get("init"), saved.get("pack_id")
     elif trained or folder.legacy:
@@ -431,51 +428,6 @@ def checked_update(svi: SVI, state, batch, kl_weight, free_bits, key=None, thin_
     leaves = jax.tree.leaves(svi.optim.get_params(state.optim_state))
     finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))
     return state, loss, finite
-
-
-def load_run(run: str | os.PathLike) -> tuple[VAE, dict]:
-    """A trained run, without the pack or the training arguments: the :class:`VAE` (config,
-    learnt parameters, instrument arrays) and the run's ``config.json`` (pack, options, the
-    channel grid under ``grid``)."""
-    run = Path(run)
-    saved, trees, _ = checkpoint.load(run)
-    info = Run(run).settings()
-    try:
-        config = _config(saved["config"])
-        inst = ModelArrays(**{k: jnp.asarray(v) for k, v in trees["instrument"].items()})
-    except (OSError, ValueError, TypeError) as exc:
-        raise checkpoint.CheckpointError(run, f"not a whole run ({exc})") from None
-    wrong = parameter_mismatch(config, inst, trees["params"])
-    if wrong:
-        raise checkpoint.CheckpointError(checkpoint.path(run), wrong)
-    info["grid"] = trees["grid"]
-    return VAE(config, trees["params"], inst), info
-
-
-_REPLACED = (
-    "is not the pack this run was trained on (its pack id differs): another pack was written "
-    "there since; name a pack explicitly to use it with this run"
-)
-
-
-def run_pack(info: dict, pack=None, instrument: str | None = None) -> Pack:
-    """The pack a run reads (``info`` from :func:`load_run`): ``pack`` when given, else the
-    run's own, refused with a :class:`~xspecvae.catalog.PackError` if another pack has been
-    written at its path since training."""
-    if pack is not None:
-        return Pack(pack, instrument)
-    opened = Pack(info["pack"], instrument)
-    if info.get("pack_id") is not None and opened.identity != info["pack_id"]:
-        opened.close()
-        raise PackError(info["pack"], _REPLACED)
-    return opened
-
-
-def _config(saved: dict) -> Config:
-    """The :class:`Config` of a checkpoint. A field that did not exist when the run was saved
-    takes the value it was trained with (redshift offset -2, no lines, no Fourier features);
-    ``refine_steps``, which is inference only, takes today's default."""
-    return Config(**{"redshift_offset": -2.0, "lines": False, "fourier": 0, **saved})
 
 
 def initialize_distributed(
