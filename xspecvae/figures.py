@@ -136,13 +136,13 @@ def latent_map(
     order = np.random.default_rng(0).permutation(np.flatnonzero(keep))
     style = {"s": _point_size(len(order)), "alpha": 0.7, "zorder": 1}
     if categorical:
-        legend = _draw_classes(ax, xy, values.astype(str), order, style)
-        ax.legend(*legend, title=label, fontsize="small")
+        classes = _draw_classes(ax, xy, values.astype(str), order, style)
+        ax.legend(*classes, title=label, fontsize="small")
     else:
-        legend = None
+        classes = None
         _draw_values(figure, ax, xy, values.astype(float), order, style, log=log, label=label)
     if overlay is not None:
-        _draw_overlay(ax, *overlay, classes=legend, title=label)
+        _draw_overlay(ax, *overlay, classes=classes, title=label)
     ax.set(title=title, xlabel="PaCMAP 1", ylabel="PaCMAP 2")
     return _save(figure, path)
 
