@@ -112,7 +112,8 @@ def test_summary_and_epochs(catalogue):
     row = a_repeated_row(catalogue)
     facts = data.summary(table, row)
     assert facts["SRCID"] == str(table["source_id"][row])
-    assert facts["OBS_ID"] == str(table["obs_id"][row]) and "RA (deg)" in facts
+    assert facts["OBS_ID"] == str(table["obs_id"][row])
+    assert abs(float(facts["RA (deg)"]) - table["ra"][row]) < 1e-5
     assert len(facts["z (posterior)"].split(",")) == table["z_loc"].shape[1]
     seen = data.epochs(table, row)
     assert row in seen and len(seen) > 1
@@ -161,7 +162,9 @@ def test_page_without_a_browser(catalogue):
     page.source.selected.indices = [row]  # what a tap does
     assert f"<td>{catalogue.table['source_id'][row]}</td>" in page.info.text
     assert list(page.similar.source.data["row"]) == expected_similar(catalogue, row)
-    assert len(page.epochs.children) == len(data.epochs(catalogue.table, row))
+    seen = data.epochs(catalogue.table, row)
+    assert len(page.epochs.children) == len(seen)
+    np.testing.assert_array_equal(page.track.data["x"], catalogue.xy[seen, 0])  # its trajectory
     page.divergence.value = "hellinger"
     assert list(page.similar.source.data["row"]) == expected_similar(
         catalogue, row, 10, "hellinger"
@@ -223,6 +226,16 @@ def test_page_is_served_from_the_package(server):
     page = body.decode()
     assert status == 200 and "/static/js/bokeh" in page
     assert "cdn.bokeh.org" not in page and "https://" not in page.split("<body")[0]
+
+
+def test_local_by_default_and_other_hosts_explicit():
+    from xspecvae.cli import build_parser
+    from xspecvae.serve.server import origins
+
+    assert build_parser().parse_args(["serve", "run"]).host == "127.0.0.1"
+    assert origins("127.0.0.1", 80) == ["127.0.0.1:80", "localhost:80"]
+    assert origins("192.168.1.5", 8765) == ["192.168.1.5:8765"]
+    assert f"{socket.gethostname()}:1" in origins("0.0.0.0", 1)
 
 
 def test_cli_refuses_a_bad_run_and_a_taken_port(tmp_path, small_run, tables, capsys):

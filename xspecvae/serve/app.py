@@ -1,9 +1,9 @@
 """The page of ``xspecvae serve``: a Bokeh document built from :mod:`xspecvae.serve.data`.
 
 The map (WebGL) is the centre: tapping a point shows that source (spectrum, summary, other
-epochs) and its nearest posteriors, which are ringed on the map; a box or lasso selection
-can be downloaded as FITS or CSV (from the server's ``download/`` handler). Every model the
-tests read has a ``name``.
+epochs, drawn as its trajectory on the map) and its nearest posteriors, which are ringed on
+the map; a box or lasso selection can be downloaded as FITS or CSV (from the server's
+``download/`` handler). Every model the tests read has a ``name``.
 """
 
 from __future__ import annotations
@@ -118,6 +118,9 @@ class Page:
         tips = [("SRCID", "@source_id"), ("OBS_ID", "@obs_id"), ("SNR", "@snr{0.0}")]
         tips += [("class", "@label"), ("row", "@row")]
         self.map.add_tools(HoverTool(renderers=[points], tooltips=tips))
+        self.track = ColumnDataSource({"x": [], "y": []}, name="track_source")
+        self.map.line("x", "y", source=self.track, color="black", line_width=2, alpha=0.8)
+        self.map.scatter("x", "y", source=self.track, marker="triangle", size=9, color="black")
         self.near = ColumnDataSource({"x": [], "y": []}, name="near_source")
         self.map.scatter(
             "x", "y", source=self.near, size=13, fill_alpha=0, line_color="red", line_width=2
@@ -169,7 +172,7 @@ class Page:
         )  # fmt: skip
         fig.legend.location = "bottom_left"
         self.spectrum_figure = fig
-        self.info = Div(name="source_info", width=520)
+        self.info = Div(name="source_info", width=640)
         self.epochs = row(Div(text=""), name="epochs")
 
     def _similar_panel(self) -> None:
@@ -203,7 +206,8 @@ class Page:
             self.show(int(new[0]))
 
     def show(self, row: int) -> None:
-        """The panel of source ``row``: spectrum, summary, epochs, nearest posteriors."""
+        """The panel of source ``row``: spectrum, summary, epochs (and their path on the map),
+        nearest posteriors."""
         self.current = row
         panel = self.cat.spectrum(row)
         self.good.booleans = panel["good"].tolist()
@@ -219,7 +223,10 @@ class Page:
             for k, v in facts.items()
         )
         self.info.text = f"<table>{cells}</table>"
-        self.epochs.children = [self._epoch_button(r) for r in data.epochs(self.cat.table, row)]
+        seen = data.epochs(self.cat.table, row)
+        self.epochs.children = [self._epoch_button(r) for r in seen]
+        track = seen if len(seen) > 1 else seen[:0]  # the source's path on the map, in time
+        self.track.data = {"x": self.cat.xy[track, 0], "y": self.cat.xy[track, 1]}
         self._search()
 
     def _epoch_button(self, row: int) -> Button:
@@ -262,13 +269,13 @@ class Page:
             c: v.astype(str) if c in ("source_id", "label") else v for c, v in shown.items()
         }
         controls = row(self.colour, self.snr, *self._downloads())
-        left = column(controls, self.legend, self.map, self.status)
+        left = column(controls, self.legend, self.map, self.status, self.info)
         tabs = Tabs(
             tabs=[
                 TabPanel(title="similar", child=column(row(self.divergence, self.k), self.similar)),
                 TabPanel(title="anomalies", child=self.anomalies),
             ]
         )
-        right = column(self.spectrum_figure, self.epochs, tabs, self.info)
+        right = column(self.spectrum_figure, self.epochs, tabs)
         doc.add_root(row(left, right))
         doc.title = f"xspecvae serve: {self.cat.run.name}"

@@ -159,17 +159,17 @@ def colours(table, by: str) -> tuple[list[str], list[tuple[str, str]]]:
     values = np.asarray(get(table))
     if kind == "class":
         names, codes = np.unique(values.astype(str), return_inverse=True)
-        palette = [to_hex(colormaps["tab10"](i % 10)) for i in range(len(names))]
-        return [palette[c] for c in codes], list(zip(names.tolist(), palette))
+        palette = np.array([to_hex(colormaps["tab10"](i % 10)) for i in range(len(names))])
+        return palette[codes].tolist(), list(zip(names.tolist(), palette.tolist()))
     x = np.asarray(values, float)
     if kind == "log":
         x = np.log10(np.where(x > 0, x, np.nan))
     lo, hi = np.nanpercentile(x, [2, 98]) if np.isfinite(x).any() else (0.0, 1.0)
     scaled = np.clip((x - lo) / max(hi - lo, 1e-12), 0, 1)
-    cmap = colormaps["viridis"]
-    hexes = [to_hex(c) for c in cmap(np.nan_to_num(scaled, nan=0.0))]
+    palette = np.array([to_hex(c) for c in colormaps["viridis"](np.linspace(0, 1, 256))])
+    hexes = palette[np.round(255 * np.nan_to_num(scaled, nan=0.0)).astype(int)]
     ends = (lo, hi) if kind == "linear" else (10**lo, 10**hi)
-    return hexes, [(f"{by} {e:.3g}", to_hex(cmap(f))) for e, f in zip(ends, (0.0, 1.0))]
+    return hexes.tolist(), [(f"{by} {e:.3g}", palette[i]) for e, i in zip(ends, (0, -1))]
 
 
 def map_columns(table, xy) -> dict[str, np.ndarray]:
@@ -233,6 +233,14 @@ SUMMARY = {
 }
 
 
+#: Formats of the columns a summary gives more digits (positions to 0.04 arcsec).
+PRECISE = {"ra": ".5f", "dec": ".5f", "mjd": ".3f"}
+
+
+def _text(value, spec: str) -> str:
+    return format(value, spec) if isinstance(value, float | np.floating) else str(value)
+
+
 def summary(table, row: int) -> dict[str, str]:
     """What a source's panel lists, as text: its ids, position, the decoder's column and
     redshift, the fit, and its posterior (``z`` mean +- sd per dimension)."""
@@ -243,7 +251,7 @@ def summary(table, row: int) -> dict[str, str]:
         if column is not None and column in table:
             value = np.asarray(table[column])[row]
         if value is not None:
-            out[name] = f"{value:.4g}" if isinstance(value, float | np.floating) else str(value)
+            out[name] = _text(value, PRECISE.get(column, ".4g"))
     loc, scale = np.asarray(table["z_loc"])[row], np.asarray(table["z_scale"])[row]
     out["z (posterior)"] = ", ".join(f"{m:.2f}±{s:.2f}" for m, s in zip(loc, scale))
     return out

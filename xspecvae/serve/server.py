@@ -8,6 +8,7 @@ A download names its rows in the query or a form body (``rows=3,7,10-12``); anyt
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from contextlib import contextmanager
 from functools import partial
@@ -22,10 +23,12 @@ from xspecvae.errors import InputError
 from xspecvae.serve.app import build_document
 from xspecvae.serve.data import Catalogue, parse_rows, selection_file
 
-__all__ = ["LOCAL", "DownloadHandler", "make_server", "running", "serve"]
+__all__ = ["LOCAL", "DownloadHandler", "make_server", "origins", "running", "serve"]
 
 #: Hosts that only this machine reaches.
 LOCAL = ("127.0.0.1", "localhost", "::1")
+#: Addresses that mean every interface.
+WILDCARD = ("0.0.0.0", "::")
 
 _TYPES = {"fits": "application/fits", "csv": "text/csv; charset=utf-8"}
 
@@ -62,16 +65,27 @@ class DownloadHandler(tornado.web.RequestHandler):
 
 def make_server(catalogue: Catalogue, *, port: int = 8765, host: str = "127.0.0.1", io_loop=None):
     """The Bokeh :class:`Server` of ``catalogue`` on ``host:port`` (not started); its pages
-    accept websockets only from that address (and localhost's names when local)."""
-    names = LOCAL[:2] if host in LOCAL[:2] else (host,)
+    accept websockets only from the :func:`origins` of that address."""
     return Server(
         {"/": Application(FunctionHandler(partial(build_document, catalogue)))},
         io_loop=io_loop,
         port=port,
         address=host,
-        allow_websocket_origin=[f"{name}:{port}" for name in names],
+        allow_websocket_origin=origins(host, port),
         extra_patterns=[(r"/download/(.*)", DownloadHandler, {"catalogue": catalogue})],
     )
+
+
+def origins(host: str, port: int) -> list[str]:
+    """The pages' origins a server on ``host:port`` accepts websockets from: the address, and
+    localhost's names for a local one; for all interfaces (``0.0.0.0``, ``::``), the
+    machine's names too."""
+    names = [host]
+    if host in LOCAL[:2] or host in WILDCARD:
+        names = ["127.0.0.1", "localhost"]
+    if host in WILDCARD:
+        names += [socket.gethostname(), socket.getfqdn()]
+    return [f"{name}:{port}" for name in dict.fromkeys(names)]
 
 
 def serve(run, pack=None, *, port=8765, host="127.0.0.1", folder=None, instrument=None) -> None:
