@@ -6,7 +6,10 @@ missing, failed instead when ``XSPECVAE_REQUIRE_BROWSER=1``, as CI sets it).
 import io
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -251,6 +254,27 @@ def test_cli_refuses_a_bad_run_and_a_taken_port(tmp_path, small_run, tables, cap
     assert err.startswith(f"xspecvae serve: 127.0.0.1:{port}: ") and "\n" not in err
 
 
+def test_the_command_serves_until_interrupted(small_run, small_pack, tables, catalogue):
+    """``xspecvae serve`` itself, as a user starts it (on the tables the fixture cached)."""
+    port = free_port()
+    command = ["serve", str(small_run), str(small_pack), "--tables", str(tables)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xspecvae", *command, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith(f"serving 600 sources at http://127.0.0.1:{port}/"), line
+        assert fetch(f"http://127.0.0.1:{port}/")[0] == 200
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert process.wait(60) == 0
+    finally:
+        process.kill()
+        process.stdout.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # In a real browser
 
@@ -265,6 +289,7 @@ def _missing(reason: str):
 def browser(tmp_path_factory):
     try:
         from selenium import webdriver
+        from selenium.common.exceptions import WebDriverException
     except ImportError:
         _missing("selenium is not installed (pip install '.[test]')")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -277,7 +302,10 @@ def browser(tmp_path_factory):
         options.add_argument(flag)  # no sandbox: containers run as root
     options.add_argument("--enable-unsafe-swiftshader")  # WebGL on the CPU
     options.add_argument("--window-size=1300,1250")
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(chromedriver))
+    try:
+        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(chromedriver))
+    except WebDriverException as err:
+        _missing(f"chromium did not start: {str(err).strip().splitlines()[0]}")
     downloads = tmp_path_factory.mktemp("downloads")
     driver.execute_cdp_cmd(
         "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}

@@ -53,7 +53,9 @@ class Catalogue:
         self.folder = Path(folder) if folder else self.run / "explore"
         self.progress = progress
         self.origin = made_by(self.run, info, self.pack) | {"INSTRUME": self.pack.instrument}
-        self.table = self._cached("posteriors", lambda: posterior_table(self.vae, self.pack))
+        self.table = self._cached(
+            "posteriors", lambda: posterior_table(self.vae, self.pack, progress=progress)
+        )
         xy = self._cached("map", lambda: map_table(self.table))
         self.xy = np.stack([xy["x"], xy["y"]], -1)
         self.index = Index(self.table["z_loc"], self.table["z_scale"], self.table["source_id"])
