@@ -1,0 +1,378 @@
+"""``xspecvae serve``: the data it shows against the library, its HTTP handler, and the page in
+a real browser (headless Chromium through Selenium; skipped with the reason where either is
+missing, failed instead when ``XSPECVAE_REQUIRE_BROWSER=1``, as CI sets it).
+``XSPECVAE_SCREENSHOT=PATH`` saves a screenshot of the page there (docs/serve.png)."""
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from xspecvae.cli import main
+from xspecvae.errors import InputError
+from xspecvae.explore import reconstruction
+from xspecvae.serve import data
+from xspecvae.tables import read_table
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    return tmp_path_factory.mktemp("serve") / "explore"
+
+
+@pytest.fixture(scope="module")
+def catalogue(small_run, small_pack, tables):
+    opened = data.Catalogue(small_run, small_pack, tables)
+    yield opened
+    opened.close()
+
+
+def expected_similar(catalogue, row, k=10, divergence="kl_symmetric", min_snr=0.0):
+    table = catalogue.table
+    rows, _ = catalogue.index.search(
+        table["z_loc"][row],
+        table["z_scale"][row],
+        k,
+        divergence=divergence,
+        keep=table["snr"] >= min_snr,
+        exclude_groups=[table["source_id"][row]],
+    )
+    return rows[rows >= 0].tolist()
+
+
+def a_repeated_row(catalogue) -> int:
+    """A bright row whose source was observed more than once."""
+    ids, counts = np.unique(catalogue.table["source_id"], return_counts=True)
+    rows = np.flatnonzero(np.isin(catalogue.table["source_id"], ids[counts > 1]))
+    return int(rows[np.argmax(catalogue.table["snr"][rows])])
+
+
+# ---------------------------------------------------------------------------------------------
+# The data, against the library
+
+
+def test_catalogue_reuses_its_cached_tables(catalogue, small_run, small_pack, tables):
+    n = len(catalogue)
+    assert n == 600 and catalogue.xy.shape == (n, 2)
+    made = {p.name: p.stat().st_mtime_ns for p in tables.glob("*.fits")}
+    assert {"posteriors.fits", "map.fits"} <= set(made)
+    again = data.Catalogue(small_run, small_pack, tables)
+    again.close()
+    assert {p.name: p.stat().st_mtime_ns for p in tables.glob("*.fits")} == made
+    np.testing.assert_array_equal(again.xy, catalogue.xy)
+
+
+def test_map_columns_and_colours(catalogue):
+    table = catalogue.table
+    columns = data.map_columns(table, catalogue.xy)
+    assert all(len(v) == len(table["row"]) for v in columns.values())
+    assert columns["source_id"][7] == str(table["source_id"][7])
+    options = data.colour_options(table)
+    assert options == list(data.COLOURS)  # labelled: class first
+    for by in options:
+        colours, legend = data.colours(table, by)
+        assert len(colours) == len(table["row"]) and all(c.startswith("#") for c in colours)
+        assert legend
+    classes = dict(data.colours(table, "class")[1])
+    assert set(classes) == set(np.unique(table["label"]))
+    with pytest.raises(InputError, match="unknown 'colour'"):
+        data.colours(table, "colour")
+
+
+def test_spectrum_is_the_reconstruction_per_kev(catalogue):
+    row = 3
+    panel = catalogue.spectrum(row)
+    fit = reconstruction(catalogue.vae, catalogue.pack, row)
+    width = fit["channel_hi"] - fit["channel_lo"]
+    np.testing.assert_allclose(panel["counts"] * width, fit["counts"])
+    np.testing.assert_allclose(panel["model"] * width, fit["model"], rtol=1e-6)
+    np.testing.assert_allclose(panel["band_hi"] * width, fit["band"][1], rtol=1e-6)
+    np.testing.assert_allclose(panel["background"] * width, fit["background"], rtol=1e-6)
+    assert catalogue.spectrum(row) is panel  # decoded once
+    for bad in (-1, 600, "x"):
+        with pytest.raises(InputError, match="row"):
+            catalogue.spectrum(bad)
+
+
+def test_summary_and_epochs(catalogue):
+    table = catalogue.table
+    row = a_repeated_row(catalogue)
+    facts = data.summary(table, row)
+    assert facts["SRCID"] == str(table["source_id"][row])
+    assert facts["OBS_ID"] == str(table["obs_id"][row])
+    assert abs(float(facts["RA (deg)"]) - table["ra"][row]) < 1e-5
+    assert len(facts["z (posterior)"].split(",")) == table["z_loc"].shape[1]
+    seen = data.epochs(table, row)
+    assert row in seen and len(seen) > 1
+    assert np.all(table["source_id"][seen] == table["source_id"][row])
+    assert np.all(np.diff(table["mjd"][seen]) >= 0)
+
+
+def test_similar_is_the_index_search(catalogue):
+    table, row = catalogue.table, 11
+    for divergence, min_snr in (("kl_symmetric", 0.0), ("wasserstein", 10.0), ("match", 0.0)):
+        found = data.similar(
+            catalogue.index, table, row, k=7, divergence=divergence, min_snr=min_snr
+        )
+        assert found["row"].tolist() == expected_similar(catalogue, row, 7, divergence, min_snr)
+        assert np.all(found["snr"] >= min_snr) and found["rank"].tolist()[:1] == [1]
+        assert str(table["source_id"][row]) not in found["source_id"]
+    with pytest.raises(InputError, match="at least one"):
+        data.similar(catalogue.index, table, row, k=0)
+
+
+def test_rows_and_selection_files(catalogue, tmp_path):
+    assert data.parse_rows("5, 2,7-9,2", 600).tolist() == [2, 5, 7, 8, 9]
+    for bad, why in (("", "no row"), ("1,x", "not a row"), ("9-7", "backwards"), ("600", "0 to")):
+        with pytest.raises(InputError, match=why):
+            data.parse_rows(bad, 600)
+    rows = [4, 9, 30]
+    path = tmp_path / "s.fits"
+    path.write_bytes(data.selection_file(catalogue.table, rows, "fits"))
+    back = read_table(path)
+    assert back["source_id"].tolist() == catalogue.table["source_id"][rows].tolist()
+    np.testing.assert_allclose(back["z_loc"], catalogue.table["z_loc"][rows])
+    csv = Table.read(io.BytesIO(data.selection_file(catalogue.table, rows, "csv")), format="csv")
+    assert csv["SRCID"].tolist() == catalogue.table["source_id"][rows].tolist()
+    np.testing.assert_allclose(csv["z_loc_2"], catalogue.table["z_loc"][rows, 1], rtol=1e-5)
+
+
+def test_page_without_a_browser(catalogue):
+    from bokeh.document import Document
+
+    from xspecvae.serve.app import Page
+
+    page, doc = Page(catalogue), Document()
+    page.attach(doc)
+    assert len(doc.get_model_by_name("map_source").data["x"]) == 600
+    row = a_repeated_row(catalogue)
+    page.source.selected.indices = [row]  # what a tap does
+    assert f"<td>{catalogue.table['source_id'][row]}</td>" in page.info.text
+    assert list(page.similar.source.data["row"]) == expected_similar(catalogue, row)
+    seen = data.epochs(catalogue.table, row)
+    assert len(page.epochs.children) == len(seen)
+    np.testing.assert_array_equal(page.track.data["x"], catalogue.xy[seen, 0])  # its trajectory
+    page.divergence.value = "hellinger"
+    assert list(page.similar.source.data["row"]) == expected_similar(
+        catalogue, row, 10, "hellinger"
+    )
+    page._filter("value_throttled", 0, 10.0)
+    assert sum(page.filter.booleans) == np.sum(catalogue.table["snr"] >= 10)
+    assert np.all(np.asarray(page.similar.source.data["snr"]) >= 10)
+    page.anomalies.source.selected.indices = [0]  # the most anomalous, one click
+    assert page.source.selected.indices == [int(catalogue.anomalies["row"][0])]
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+
+
+@pytest.fixture(scope="module")
+def server(catalogue):
+    from xspecvae.serve import running
+
+    port = free_port()
+    with running(catalogue, port=port):
+        yield f"http://127.0.0.1:{port}/"
+
+
+def fetch(url, body=None):
+    """(status, body) of a GET, or of a POST of the form ``body``."""
+    form = None if body is None else urllib.parse.urlencode(body).encode()
+    try:
+        with urllib.request.urlopen(url, form, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def test_downloads_and_bad_requests(server, catalogue):
+    status, body = fetch(server + "download/selection.csv?rows=3,5-6")
+    assert status == 200
+    csv = Table.read(io.BytesIO(body), format="csv")
+    assert csv["SRCID"].tolist() == catalogue.table["source_id"][[3, 5, 6]].tolist()
+    status, body = fetch(server + "download/selection.fits", {"rows": "1,2"})
+    assert status == 200 and body[:6] == b"SIMPLE"
+    bad = {
+        "download/selection.csv?rows=600": (400, "0 to 599"),
+        "download/selection.csv?rows=1;drop": (400, "not a row number"),
+        "download/selection.csv": (400, "no row given"),
+        "download/../../etc/passwd": (404, "no file"),
+        "download/selection.exe?rows=1": (404, "no file"),
+    }
+    for path, (code, why) in bad.items():
+        status, body = fetch(server + path)
+        text = body.decode()
+        assert status == code and why in text and text.count("\n") == 1, (path, text)
+        assert "Traceback" not in text
+    assert fetch(server + "download/selection.csv?rows=0")[0] == 200  # still alive
+
+
+def test_page_is_served_from_the_package(server):
+    status, body = fetch(server)
+    page = body.decode()
+    assert status == 200 and "/static/js/bokeh" in page
+    assert "cdn.bokeh.org" not in page and "https://" not in page.split("<body")[0]
+
+
+def test_local_by_default_and_other_hosts_explicit():
+    from xspecvae.cli import build_parser
+    from xspecvae.serve.server import origins
+
+    assert build_parser().parse_args(["serve", "run"]).host == "127.0.0.1"
+    assert origins("127.0.0.1", 80) == ["127.0.0.1:80", "localhost:80"]
+    assert origins("192.168.1.5", 8765) == ["192.168.1.5:8765"]
+    assert f"{socket.gethostname()}:1" in origins("0.0.0.0", 1)
+
+
+def test_cli_refuses_a_bad_run_and_a_taken_port(tmp_path, small_run, tables, capsys):
+    assert main(["serve", str(tmp_path / "nothing")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("xspecvae serve: ") and "\n" not in err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(small_run), "--tables", str(tables), "--port", str(port)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"xspecvae serve: 127.0.0.1:{port}: ") and "\n" not in err
+
+
+def test_the_command_serves_until_interrupted(small_run, small_pack, tables, catalogue):
+    """``xspecvae serve`` itself, as a user starts it (on the tables the fixture cached)."""
+    port = free_port()
+    command = ["serve", str(small_run), str(small_pack), "--tables", str(tables)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xspecvae", *command, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith(f"serving 600 sources at http://127.0.0.1:{port}/"), line
+        assert fetch(f"http://127.0.0.1:{port}/")[0] == 200
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert process.wait(60) == 0
+    finally:
+        process.kill()
+        process.stdout.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# In a real browser
+
+
+def _missing(reason: str):
+    if os.environ.get("XSPECVAE_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (XSPECVAE_REQUIRE_BROWSER=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    try:
+        from selenium import webdriver
+        from selenium.common.exceptions import WebDriverException
+    except ImportError:
+        _missing("selenium is not installed (pip install '.[test]')")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromedriver = shutil.which("chromedriver")
+    if not chromium or not chromedriver:
+        _missing("chromium and chromedriver are not installed (apt-get install chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(flag)  # no sandbox: containers run as root
+    options.add_argument("--enable-unsafe-swiftshader")  # WebGL on the CPU
+    options.add_argument("--window-size=1300,1250")
+    try:
+        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(chromedriver))
+    except WebDriverException as err:
+        _missing(f"chromium did not start: {str(err).strip().splitlines()[0]}")
+    downloads = tmp_path_factory.mktemp("downloads")
+    driver.execute_cdp_cmd(
+        "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+    driver.downloads = downloads
+    yield driver
+    driver.quit()
+
+
+MODEL = "Bokeh.documents[0].get_model_by_name('{}')"
+
+#: Clicks the button whose text holds arguments[0], wherever it is in the shadow DOMs.
+CLICK = """
+const text = arguments[0];
+function find(root) {
+  for (const el of root.querySelectorAll('*')) {
+    if (el.tagName == 'BUTTON' && el.textContent.includes(text)) return el;
+    const inner = el.shadowRoot && find(el.shadowRoot);
+    if (inner) return inner;
+  }
+}
+const button = find(document); button.click(); return button.textContent;
+"""
+
+
+def wait(driver, script: str, timeout: float = 60):
+    """The first truthy value of ``script`` in the page (polled)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(
+        lambda d: d.execute_script(script)
+    )
+
+
+def test_the_page_in_a_browser(browser, server, catalogue):
+    table = catalogue.table
+    browser.get(server)
+    source = MODEL.format("map_source")
+    n = wait(browser, f"return Bokeh.documents.length && {source} && {source}.data.x.length")
+    assert n == len(table["row"]) == 600
+    srcs = browser.execute_script("return [...document.scripts].map(s => s.src).filter(s => s)")
+    assert srcs and all(s.startswith(server) for s in srcs), srcs  # BokehJS from the server
+
+    row = a_repeated_row(catalogue)
+    browser.execute_script(f"{source}.selected.indices = [{row}]")  # what a tap does
+    info = MODEL.format("source_info")
+    cell = f"<td>{table['source_id'][row]}</td>"
+    wait(browser, f"return {info}.text.includes({cell!r})")
+    similar = MODEL.format("similar_source")
+    listed = f"return {similar}.data.row && Array.from({similar}.data.row)"
+    expected = expected_similar(catalogue, row)
+    wait(browser, f"{listed}.join() == {','.join(map(str, expected))!r}")
+    browser.execute_script(f"{MODEL.format('divergence')}.value = 'wasserstein'")
+    expected = expected_similar(catalogue, row, 10, "wasserstein")
+    wait(browser, f"{listed}.join() == {','.join(map(str, expected))!r}")
+    epochs = wait(browser, f"return {MODEL.format('epochs')}.children.length")
+    assert epochs == len(data.epochs(table, row))
+    wait(browser, f"return {MODEL.format('spectrum_source')}.data.energy.length > 0")
+    if os.environ.get("XSPECVAE_SCREENSHOT"):
+        browser.save_screenshot(os.environ["XSPECVAE_SCREENSHOT"])
+
+    rows = [2, 40, 41, row]
+    browser.execute_script(f"{source}.selected.indices = {rows}")  # a box selection
+    for kind in ("fits", "csv"):
+        browser.execute_script(CLICK, f"selection as {kind.upper()}")
+        saved = browser.downloads / f"selection.{kind}"
+        wait(browser, f"return {MODEL.format('status')}.text.includes('saved')")
+        got = Table.read(saved, format="fits" if kind == "fits" else "csv")
+        browser.execute_script(f"{MODEL.format('status')}.text = ''")
+        assert sorted(got["SRCID"].tolist()) == sorted(table["source_id"][rows].tolist())

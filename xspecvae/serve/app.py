@@ -1,0 +1,281 @@
+"""The page of ``xspecvae serve``: a Bokeh document built from :mod:`xspecvae.serve.data`.
+
+The map (WebGL) is the centre: tapping a point shows that source (spectrum, summary, other
+epochs, drawn as its trajectory on the map) and its nearest posteriors, which are ringed on
+the map; a box or lasso selection can be downloaded as FITS or CSV (from the server's
+``download/`` handler). Every model the tests read has a ``name``.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+from bokeh.layouts import column, row
+from bokeh.models import (
+    BooleanFilter,
+    Button,
+    CDSView,
+    ColumnDataSource,
+    CustomJS,
+    DataTable,
+    Div,
+    HoverTool,
+    NumberFormatter,
+    Select,
+    Slider,
+    Spinner,
+    TableColumn,
+    TabPanel,
+    Tabs,
+)
+from bokeh.plotting import figure
+
+from xspecvae.latent import DIVERGENCES
+from xspecvae.serve import data
+
+__all__ = ["build_document"]
+
+#: How many of the most anomalous sources are listed.
+ANOMALIES_SHOWN = 200
+
+#: The browser side of a download button: POST the selected rows to the server's handler and
+#: save what comes back (or say why not in the status line).
+DOWNLOAD = """
+const rows = source.selected.indices;
+if (rows.length == 0) { status.text = 'select sources first (box or lasso)'; return; }
+fetch('download/selection.' + kind, {method: 'POST',
+      body: new URLSearchParams({rows: rows.join(',')})})
+  .then(r => r.ok ? r.blob() : r.text().then(t => { throw new Error(t); }))
+  .then(b => {
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(b);
+    a.download = 'selection.' + kind;
+    document.body.appendChild(a); a.click(); a.remove();
+    status.text = rows.length + ' sources saved as selection.' + kind;
+  })
+  .catch(e => { status.text = 'download failed: ' + e.message; });
+"""
+
+
+def build_document(catalogue: data.Catalogue, doc) -> None:
+    """Fill the Bokeh document ``doc`` (one browser session) with the app."""
+    Page(catalogue).attach(doc)
+
+
+def _table(name: str, columns: dict[str, str], height: int = 260) -> DataTable:
+    """An empty DataTable ``name`` with ``columns`` (field -> title; numbers formatted)."""
+    source = ColumnDataSource({f: [] for f in columns}, name=f"{name}_source")
+    fields = [
+        TableColumn(field=f, title=t, formatter=NumberFormatter(format="0.[000]"))
+        if f in ("snr", "divergence", "misfit", "isolation")
+        else TableColumn(field=f, title=t)
+        for f, t in columns.items()
+    ]
+    return DataTable(source=source, columns=fields, height=height, width=460, name=name)
+
+
+class Page:
+    """The models of one session and the callbacks that tie them together."""
+
+    def __init__(self, catalogue: data.Catalogue):
+        self.cat = catalogue
+        self.current = None  # the row shown
+        table = catalogue.table
+        self.options = data.colour_options(table)
+        colour, _ = data.colours(table, self.options[0])
+        columns = data.map_columns(table, catalogue.xy) | {"colour": colour}
+        self.source = ColumnDataSource(columns, name="map_source")
+        self.status = Div(text="tap a source; box or lasso to select", name="status")
+        self._map()
+        self._source_panel()
+        self._similar_panel()
+        self.anomalies = _table(
+            "anomalies",
+            {"rank": "rank", "row": "row", "source_id": "SRCID", "label": "class"}
+            | {"misfit": "misfit", "isolation": "isolation"},
+        )
+        self.anomalies.source.selected.on_change("indices", self._pick(self.anomalies))
+        self.source.selected.on_change("indices", self._selected)
+
+    def _map(self) -> None:
+        table = self.cat.table
+        snr = np.asarray(table["snr"], float)
+        self.filter = BooleanFilter(booleans=[True] * len(snr))
+        self.map = figure(
+            name="map",
+            title=f"{self.cat.run.name}: {len(snr):,} posteriors (PaCMAP)",
+            output_backend="webgl",
+            tools="pan,wheel_zoom,box_select,lasso_select,tap,reset,save",
+            active_scroll="wheel_zoom",
+            width=640,
+            height=560,
+        )
+        points = self.map.scatter(
+            "x", "y", source=self.source, view=CDSView(filter=self.filter), color="colour",
+            size=5, alpha=0.8, nonselection_alpha=0.25, selection_line_color="black",
+        )  # fmt: skip
+        tips = [("SRCID", "@source_id"), ("OBS_ID", "@obs_id"), ("SNR", "@snr{0.0}")]
+        tips += [("class", "@label"), ("row", "@row")]
+        self.map.add_tools(HoverTool(renderers=[points], tooltips=tips))
+        self.track = ColumnDataSource({"x": [], "y": []}, name="track_source")
+        self.map.line("x", "y", source=self.track, color="black", line_width=2, alpha=0.8)
+        self.map.scatter("x", "y", source=self.track, marker="triangle", size=9, color="black")
+        self.near = ColumnDataSource({"x": [], "y": []}, name="near_source")
+        self.map.scatter(
+            "x", "y", source=self.near, size=13, fill_alpha=0, line_color="red", line_width=2
+        )
+        self.colour = Select(title="colour", value=self.options[0], options=self.options)
+        self.colour.name = "colour"
+        self.colour.on_change("value", self._recolour)
+        self.legend = Div(name="legend")
+        self._recolour(None, None, self.colour.value)
+        top = float(np.ceil(np.nanmax(snr))) if len(snr) else 1.0
+        self.snr = Slider(title="min SNR", start=0, end=max(top, 1.0), value=0, step=0.5)
+        self.snr.name = "min_snr"
+        self.snr.on_change("value_throttled", self._filter)
+
+    def _recolour(self, attr, old, new) -> None:
+        colour, legend = data.colours(self.cat.table, new)
+        self.source.data["colour"] = colour
+        self.legend.text = " ".join(
+            f'<span style="color:{c}">&#9679;</span> {html.escape(t)}' for t, c in legend
+        )
+
+    def _filter(self, attr, old, new) -> None:
+        self.filter.booleans = (np.asarray(self.cat.table["snr"]) >= new).tolist()
+        self._search()
+
+    def _source_panel(self) -> None:
+        self.spectrum = ColumnDataSource(
+            {k: [] for k in ("energy", "counts", "low", "high", "model", "band_lo", "band_hi")}
+            | {"background": [], "good": []},
+            name="spectrum_source",
+        )
+        good = CDSView(filter=BooleanFilter(booleans=[]))
+        self.good = good.filter
+        fig = figure(
+            name="spectrum", x_axis_type="log", y_axis_type="log", width=520, height=340,
+            x_axis_label="energy (keV)", y_axis_label="counts / keV", title="tap a source",
+        )  # fmt: skip
+        fig.varea("energy", "band_lo", "band_hi", source=self.spectrum, color="tomato", alpha=0.3)
+        fig.line("energy", "model", source=self.spectrum, color="firebrick", legend_label="model")
+        fig.line(
+            "energy", "background", source=self.spectrum, color="grey", legend_label="background"
+        )
+        fig.segment(
+            "energy", "low", "energy", "high", source=self.spectrum, view=good, color="black"
+        )
+        fig.scatter(
+            "energy", "counts", source=self.spectrum, view=good, size=3, color="black",
+            legend_label="counts",
+        )  # fmt: skip
+        fig.legend.location = "bottom_left"
+        self.spectrum_figure = fig
+        self.info = Div(name="source_info", width=640)
+        self.epochs = row(Div(text=""), name="epochs")
+
+    def _similar_panel(self) -> None:
+        self.divergence = Select(
+            title="divergence", value="kl_symmetric", options=list(DIVERGENCES), name="divergence"
+        )
+        self.k = Spinner(title="k", low=1, high=100, step=1, value=10, width=80, name="k")
+        for widget in (self.divergence, self.k):
+            widget.on_change("value", lambda attr, old, new: self._search())
+        self.similar = _table(
+            "similar",
+            {"rank": "rank", "row": "row", "source_id": "SRCID", "obs_id": "OBS_ID"}
+            | {"label": "class", "snr": "SNR", "divergence": "divergence"},
+        )
+        self.similar.source.selected.on_change("indices", self._pick(self.similar))
+
+    def _pick(self, listing: DataTable):
+        """A callback: the row picked in ``listing`` becomes the selected source."""
+
+        def pick(attr, old, new) -> None:
+            if len(new) == 1:
+                chosen = int(listing.source.data["row"][new[0]])
+                listing.source.selected.indices = []
+                self.source.selected.indices = [chosen]
+
+        return pick
+
+    def _selected(self, attr, old, new) -> None:
+        self.status.text = f"{len(new)} selected"
+        if len(new) == 1:
+            self.show(int(new[0]))
+
+    def show(self, row: int) -> None:
+        """The panel of source ``row``: spectrum, summary, epochs (and their path on the map),
+        nearest posteriors."""
+        self.current = row
+        panel = self.cat.spectrum(row)
+        self.good.booleans = panel["good"].tolist()
+        low = np.maximum(panel["counts"] - panel["error"], 0.5 * panel["counts"])
+        self.spectrum.data = {k: v for k, v in panel.items() if k in self.spectrum.data} | {
+            "low": low,
+            "high": panel["counts"] + panel["error"],
+        }
+        facts = data.summary(self.cat.table, row)
+        self.spectrum_figure.title.text = f"SRCID {facts['SRCID']}, OBS_ID {facts['OBS_ID']}"
+        cells = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in facts.items()
+        )
+        self.info.text = f"<table>{cells}</table>"
+        seen = data.epochs(self.cat.table, row)
+        self.epochs.children = [self._epoch_button(r) for r in seen]
+        track = seen if len(seen) > 1 else seen[:0]  # the source's path on the map, in time
+        self.track.data = {"x": self.cat.xy[track, 0], "y": self.cat.xy[track, 1]}
+        self._search()
+
+    def _epoch_button(self, row: int) -> Button:
+        table = self.cat.table
+        when = f", MJD {table['mjd'][row]:.0f}" if "mjd" in table else ""
+        button = Button(
+            label=f"OBS_ID {table['obs_id'][row]}{when}",
+            button_type="primary" if row == self.current else "default",
+            name=f"epoch_{row}",
+        )
+        button.on_click(lambda: setattr(self.source.selected, "indices", [row]))
+        return button
+
+    def _search(self) -> None:
+        if self.current is None:
+            return
+        found = data.similar(
+            self.cat.index, self.cat.table, self.current, k=self.k.value,
+            divergence=self.divergence.value, min_snr=self.snr.value,
+        )  # fmt: skip
+        self.similar.source.data = found
+        self.near.data = {"x": self.cat.xy[found["row"], 0], "y": self.cat.xy[found["row"], 1]}
+
+    def _downloads(self) -> list[Button]:
+        buttons = []
+        for kind in ("fits", "csv"):
+            button = Button(label=f"selection as {kind.upper()}", name=f"download_{kind}")
+            code = CustomJS(
+                args={"source": self.source, "status": self.status, "kind": kind}, code=DOWNLOAD
+            )
+            button.js_on_click(code)
+            buttons.append(button)
+        return buttons
+
+    def attach(self, doc) -> None:
+        """Lay the page out in ``doc`` (the anomaly list is filled here: it may take a search)."""
+        ranked = self.cat.anomalies
+        shown = {c: ranked[c][:ANOMALIES_SHOWN] for c in self.anomalies.source.data if c in ranked}
+        self.anomalies.source.data = {
+            c: v.astype(str) if c in ("source_id", "label") else v for c, v in shown.items()
+        }
+        controls = row(self.colour, self.snr, *self._downloads())
+        left = column(controls, self.legend, self.map, self.status, self.info)
+        tabs = Tabs(
+            tabs=[
+                TabPanel(title="similar", child=column(row(self.divergence, self.k), self.similar)),
+                TabPanel(title="anomalies", child=self.anomalies),
+            ]
+        )
+        right = column(self.spectrum_figure, self.epochs, tabs)
+        doc.add_root(row(left, right))
+        doc.title = f"xspecvae serve: {self.cat.run.name}"

@@ -1,0 +1,353 @@
+"""What ``xspecvae serve`` shows, as plain data (no Bokeh): the map's columns and colours, the
+spectrum and summary of one source, its nearest posteriors, a selection as a file.
+
+:class:`Catalogue` opens a run on its pack once and keeps what every page shares: the posterior
+table and its PaCMAP map (cached as ``xspecvae report`` caches them, in ``RUN/explore`` by
+default, so that a report's tables are reused), the search :class:`~xspecvae.latent.Index`
+and, on first use, the anomaly ranking; a source's reconstruction is computed once per row.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from xspecvae.errors import InputError
+from xspecvae.explore import anomaly_table, cached_table, map_table, posterior_table, reconstruction
+from xspecvae.latent import Index
+from xspecvae.run import Run
+from xspecvae.tables import IN_FILES, made_by, write_table
+from xspecvae.train import load_run, run_pack
+
+__all__ = [
+    "COLOURS",
+    "Catalogue",
+    "colours",
+    "epochs",
+    "map_columns",
+    "parse_rows",
+    "selection_file",
+    "selection_table",
+    "similar",
+    "spectrum_panel",
+    "summary",
+]
+
+#: The anomaly ranking's settings: those of ``xspecvae report``, whose table is reused.
+ANOMALY_K, ANOMALY_DIVERGENCE = 10, "kl_symmetric"
+
+
+class Catalogue:
+    """``run`` on ``pack`` (default: the run's own), its tables cached in ``folder`` (default
+    ``RUN/explore``)."""
+
+    def __init__(self, run, pack=None, folder=None, *, instrument=None, progress=False):
+        self.run = Path(run)
+        self.vae, info = load_run(self.run)
+        self.pack = run_pack(info, pack, instrument)
+        self.folder = Path(folder) if folder else self.run / "explore"
+        self.progress = progress
+        self.origin = made_by(self.run, info, self.pack) | {"INSTRUME": self.pack.instrument}
+        self.table = self._cached(
+            "posteriors", lambda: posterior_table(self.vae, self.pack, progress=progress)
+        )
+        xy = self._cached("map", lambda: map_table(self.table))
+        self.xy = np.stack([xy["x"], xy["y"]], -1)
+        self.index = Index(self.table["z_loc"], self.table["z_scale"], self.table["source_id"])
+        self.spectrum = lru_cache(maxsize=256)(self._spectrum)
+
+    def _cached(self, name: str, make, **settings) -> dict:
+        return cached_table(
+            self.folder / f"{name}.fits",
+            Run(self.run),
+            make,
+            header=self.origin | settings,
+            progress=self.progress,
+        )
+
+    def __len__(self) -> int:
+        return len(self.table["row"])
+
+    @cached_property
+    def anomalies(self) -> dict:
+        """:func:`~xspecvae.explore.anomaly_table` of the catalogue, most anomalous first."""
+        return self._cached(
+            "anomalies",
+            lambda: anomaly_table(self.table, ANOMALY_K, ANOMALY_DIVERGENCE),
+            DIVERGE=ANOMALY_DIVERGENCE,
+            K=ANOMALY_K,
+        )
+
+    def row(self, value) -> int:
+        """``value`` as a row of the table, or an :class:`InputError` saying why not."""
+        return check_row(value, len(self))
+
+    def _spectrum(self, row: int) -> dict:
+        return spectrum_panel(self.vae, self.pack, self.row(row))
+
+    def close(self) -> None:
+        self.pack.close()
+
+
+def check_row(value, n: int) -> int:
+    """``value`` (int or text) as a row in ``[0, n)``, or an :class:`InputError`."""
+    try:
+        row = int(str(value).strip())
+    except ValueError:
+        raise InputError("row", f"{str(value)[:40]!r} is not a row number") from None
+    if not 0 <= row < n:
+        raise InputError("row", f"{row} is not a row of the table (0 to {n - 1})")
+    return row
+
+
+def parse_rows(text: str, n: int) -> np.ndarray:
+    """Rows written ``3,7,10-12`` (ranges inclusive), each in ``[0, n)``, sorted and unique;
+    an :class:`InputError` for anything else, or for no row at all."""
+    rows = []
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        first, dash, last = part.partition("-")
+        if dash:
+            lo, hi = check_row(first, n), check_row(last, n)
+            if hi < lo:
+                raise InputError("rows", f"range {part!r} runs backwards")
+            rows.extend(range(lo, hi + 1))
+        else:
+            rows.append(check_row(part, n))
+    if not rows:
+        raise InputError("rows", "no row given")
+    return np.unique(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# The map
+
+
+def _misfit(table) -> np.ndarray:
+    return np.asarray(table["statistic"], float) / np.maximum(np.asarray(table["dof"]), 1)
+
+
+#: What the map can be coloured by: name -> (values of a table, kind: class, linear or log).
+COLOURS = {
+    "class": (lambda t: t["label"], "class"),
+    "SNR": (lambda t: t["snr"], "log"),
+    "nh": (lambda t: t["nh"], "log"),
+    "hardness": (lambda t: t["hardness"], "linear"),
+    "misfit (statistic/dof)": (_misfit, "log"),
+    "instrument": (lambda t: t["instrument"], "class"),
+}
+
+
+def colour_options(table) -> list[str]:
+    """The :data:`COLOURS` a table has (class only where it is labelled)."""
+    labelled = "label" in table and len(np.unique(table["label"])) > 1
+    return [c for c in COLOURS if c != "class" or labelled]
+
+
+def colours(table, by: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """A colour (hex) for every row of ``table`` by :data:`COLOURS` ``by``, and the legend:
+    ``(text, colour)`` per class, or at the low and high ends of a scale (2nd and 98th
+    percentiles; log scales over the positive values)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    if by not in COLOURS:
+        raise InputError("colour", f"unknown {by!r}; known: {', '.join(COLOURS)}")
+    get, kind = COLOURS[by]
+    values = np.asarray(get(table))
+    if kind == "class":
+        names, codes = np.unique(values.astype(str), return_inverse=True)
+        palette = np.array([to_hex(colormaps["tab10"](i % 10)) for i in range(len(names))])
+        return palette[codes].tolist(), list(zip(names.tolist(), palette.tolist()))
+    x = np.asarray(values, float)
+    if kind == "log":
+        x = np.log10(np.where(x > 0, x, np.nan))
+    lo, hi = np.nanpercentile(x, [2, 98]) if np.isfinite(x).any() else (0.0, 1.0)
+    scaled = np.clip((x - lo) / max(hi - lo, 1e-12), 0, 1)
+    palette = np.array([to_hex(c) for c in colormaps["viridis"](np.linspace(0, 1, 256))])
+    hexes = palette[np.round(255 * np.nan_to_num(scaled, nan=0.0)).astype(int)]
+    ends = (lo, hi) if kind == "linear" else (10**lo, 10**hi)
+    return hexes.tolist(), [(f"{by} {e:.3g}", palette[i]) for e, i in zip(ends, (0, -1))]
+
+
+def map_columns(table, xy) -> dict[str, np.ndarray]:
+    """The map's data source: coordinates, the table's row, and what the hover shows."""
+    n = len(xy)
+    return {
+        "x": np.asarray(xy[:, 0], float),
+        "y": np.asarray(xy[:, 1], float),
+        "row": np.arange(n),
+        "source_id": np.asarray(table["source_id"]).astype(str),
+        "obs_id": np.asarray(table["obs_id"]).astype(str),
+        "snr": np.asarray(table["snr"], float),
+        "label": np.asarray(table.get("label", np.full(n, "-"))).astype(str),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# A source
+
+
+def spectrum_panel(vae, pack, row: int) -> dict[str, np.ndarray]:
+    """One spectrum against energy, per keV: the observed ``counts`` (``error``: Poisson), the
+    ``model`` (the :func:`~xspecvae.explore.reconstruction`'s median expected total counts)
+    with its 90% band ``band_lo``, ``band_hi``, the scaled ``background``; channel edges
+    ``lo``, ``hi`` and ``energy`` (their geometric mean), ``good``."""
+    fit = reconstruction(vae, pack, row)
+    lo, hi = np.asarray(fit["channel_lo"], float), np.asarray(fit["channel_hi"], float)
+    width = hi - lo
+    counts = np.asarray(fit["counts"], float)
+    return {
+        "lo": lo,
+        "hi": hi,
+        "energy": np.sqrt(lo * hi),
+        "counts": counts / width,
+        "error": np.sqrt(counts) / width,
+        "model": np.asarray(fit["model"], float) / width,
+        "band_lo": np.asarray(fit["band"][0], float) / width,
+        "band_hi": np.asarray(fit["band"][1], float) / width,
+        "background": np.asarray(fit["background"], float) / width,
+        "good": np.asarray(fit["good"], bool),
+    }
+
+
+#: The summary of a source: label shown -> column of the posterior table.
+SUMMARY = {
+    "SRCID": "source_id",
+    "OBS_ID": "obs_id",
+    "SRC_NUM": "src_num",
+    "RA (deg)": "ra",
+    "DEC (deg)": "dec",
+    "MJD": "mjd",
+    "class": "label",
+    "instrument": "instrument",
+    "model SNR": "snr",
+    "nh (1e22 cm-2)": "nh",
+    "redshift": "redshift",
+    "hardness": "hardness",
+    "statistic / dof": None,
+    "misfit": "misfit",
+    "ln rate (posterior)": "norm_loc",
+}
+
+
+#: Formats of the columns a summary gives more digits (positions to 0.04 arcsec).
+PRECISE = {"ra": ".5f", "dec": ".5f", "mjd": ".3f"}
+
+
+def _text(value, spec: str) -> str:
+    return format(value, spec) if isinstance(value, float | np.floating) else str(value)
+
+
+def summary(table, row: int) -> dict[str, str]:
+    """What a source's panel lists, as text: its ids, position, the decoder's column and
+    redshift, the fit, and its posterior (``z`` mean +- sd per dimension)."""
+    row = check_row(row, len(table["row"]))
+    out = {"row": str(row)}
+    for name, column in SUMMARY.items():
+        value = _misfit(table)[row] if column is None else None
+        if column is not None and column in table:
+            value = np.asarray(table[column])[row]
+        if value is not None:
+            out[name] = _text(value, PRECISE.get(column, ".4g"))
+    loc, scale = np.asarray(table["z_loc"])[row], np.asarray(table["z_scale"])[row]
+    out["z (posterior)"] = ", ".join(f"{m:.2f}±{s:.2f}" for m, s in zip(loc, scale))
+    return out
+
+
+def epochs(table, row: int) -> np.ndarray:
+    """All the rows of the source of ``row`` (its observations), in time order."""
+    row = check_row(row, len(table["row"]))
+    same = np.flatnonzero(np.asarray(table["source_id"]) == np.asarray(table["source_id"])[row])
+    if "mjd" in table:
+        same = same[np.argsort(np.asarray(table["mjd"])[same], kind="stable")]
+    return same
+
+
+def similar(
+    index: Index, table, row: int, *, k: int = 10, divergence="kl_symmetric", min_snr=0.0
+) -> dict[str, np.ndarray]:
+    """The ``k`` nearest posteriors of ``row`` under ``divergence`` among the sources with
+    SNR >= ``min_snr``, its own observations left out (:meth:`Index.search`), nearest first."""
+    row = check_row(row, len(table["row"]))
+    if int(k) < 1:
+        raise InputError("k", f"{k}: ask for at least one neighbour")
+    keep = np.asarray(table["snr"]) >= min_snr
+    rows, values = index.search(
+        table["z_loc"][row],
+        table["z_scale"][row],
+        int(k),
+        divergence=divergence,
+        keep=keep,
+        exclude_groups=[table["source_id"][row]],
+    )
+    found = rows >= 0
+    rows, values = rows[found], values[found]
+    n = len(rows)
+    out = {"rank": np.arange(1, n + 1), "row": rows}
+    for column in ("source_id", "obs_id", "label"):
+        if column in table:
+            out[column] = np.asarray(table[column])[rows].astype(str)
+    return out | {"snr": np.asarray(table["snr"], float)[rows], "divergence": values}
+
+
+# ---------------------------------------------------------------------------------------------
+# A selection
+
+#: Columns of a downloaded selection (those the table has).
+SELECTED = (
+    "source_id",
+    "catalogue_id",
+    "obs_id",
+    "src_num",
+    "ra",
+    "dec",
+    "mjd",
+    "label",
+    "row",
+    "instrument",
+    "z_loc",
+    "z_scale",
+    "norm_loc",
+    "norm_scale",
+    "nh",
+    "redshift",
+    "photon_flux",
+    "hardness",
+    "snr",
+    "statistic",
+    "dof",
+    "misfit",
+)
+
+
+def selection_table(table, rows) -> dict[str, np.ndarray]:
+    """The :data:`SELECTED` columns of ``rows`` of ``table``."""
+    rows = np.asarray(rows, int)
+    return {c: np.asarray(table[c])[rows] for c in SELECTED if c in table}
+
+
+def selection_file(table, rows, kind: str, header: dict | None = None) -> bytes:
+    """:func:`selection_table` as a file: ``fits`` (the package's tables, 4XMM names, units)
+    or ``csv`` (4XMM names; vector columns as ``Z_LOC_1``, ``Z_LOC_2``, ...)."""
+    chosen = selection_table(table, rows)
+    if kind == "fits":
+        with tempfile.TemporaryDirectory() as folder:
+            path = write_table(chosen, Path(folder) / "s.fits", extname="SELECTION", header=header)
+            return path.read_bytes()
+    if kind != "csv":
+        raise InputError("format", f"unknown {kind!r}; fits or csv")
+    flat = {}
+    for name, values in chosen.items():
+        name = IN_FILES.get(name, name)
+        if values.ndim == 2:
+            flat |= {f"{name}_{i + 1}": values[:, i] for i in range(values.shape[1])}
+        else:
+            flat[name] = values
+    text = io.StringIO()
+    Table(flat).write(text, format="ascii.csv")
+    return text.getvalue().encode()
