@@ -59,9 +59,9 @@ from xspecvae.evaluation import (  # noqa: E402
 from xspecvae.latent import DIVERGENCES, Index, encode  # noqa: E402
 from xspecvae.likelihood import LIKELIHOODS  # noqa: E402
 from xspecvae.products import ingest  # noqa: E402
-from xspecvae.run import Run  # noqa: E402
+from xspecvae.run import Run, load_run  # noqa: E402
 from xspecvae.simulator import simulate_pack  # noqa: E402
-from xspecvae.train import TrainOptions, load_run, train  # noqa: E402
+from xspecvae.train import TrainOptions, train  # noqa: E402
 from xspecvae.vae import Config, thin  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "xmm"

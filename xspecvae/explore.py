@@ -38,9 +38,8 @@ from xspecvae.networks import LINES
 from xspecvae.physics import FLUX_BAND
 from xspecvae.predictive import calibration, draw, inference_data, plot_checks
 from xspecvae.report import Section, write_report
-from xspecvae.run import Run
+from xspecvae.run import Run, load_run, run_pack
 from xspecvae.tables import identity_columns, made_by, read_table, write_table
-from xspecvae.train import load_run, run_pack
 from xspecvae.vae import VAE
 
 __all__ = [

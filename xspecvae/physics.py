@@ -32,9 +32,6 @@ from scipy.special import k0e as _k0e_fn
 from scipy.special import k1e as _k1e_fn
 from scipy.special import zeta as _zeta_fn
 
-# imported from here by xspecvae.vae until it imports it from xspecvae.absorption
-from xspecvae.absorption import CrossSection  # noqa: F401
-
 __all__ = [
     "powerlaw",
     "blackbody",

@@ -44,15 +44,7 @@ from tqdm import tqdm
 from xspecvae import checkpoint
 from xspecvae.absorption import CrossSection
 from xspecvae.catalog import PER_SOURCE, Pack, PackError
-
-# load_run and run_pack live in xspecvae.run; xspecvae.explore, xspecvae.cli and
-# benchmarks/latent_quality.py import them from here until they are changed to import them there
-from xspecvae.run import (
-    Run,
-    load_run,
-    run_pack,  # noqa: F401
-    saved_config,
-)
+from xspecvae.run import Run, load_run, saved_config
 from xspecvae.vae import VAE, Config, ModelArrays, guide, model, rough_log_rate, thinned_copies
 
 __all__ = [

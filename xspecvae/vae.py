@@ -22,9 +22,9 @@ import numpyro.distributions as dist
 from jax.typing import ArrayLike
 from numpyro.contrib.module import flax_module
 
+from xspecvae.absorption import CrossSection
 from xspecvae.likelihood import LIKELIHOODS
 from xspecvae.networks import LINES, DecoderOutput, DeepONet, MixerEncoder
-from xspecvae.physics import CrossSection
 
 # ---------------------------------------------------------------------------------------------
 # The generative model and the guide

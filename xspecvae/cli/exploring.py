@@ -194,7 +194,7 @@ def _check_parsers(commands) -> None:
 
 def _load(run: Path, pack: Path | None, instrument: str | None):
     """The run's VAE, its settings and the pack (the run's own unless named)."""
-    from xspecvae.train import load_run, run_pack
+    from xspecvae.run import load_run, run_pack
 
     vae, info = load_run(run)
     return vae, info, run_pack(info, pack, instrument)

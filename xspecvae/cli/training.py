@@ -184,7 +184,7 @@ def _demo(args) -> int:
 
 
 def _convert_run(args) -> int:
-    from xspecvae.train import load_run
+    from xspecvae.run import load_run
 
     warning = f"{args.run / checkpoint.LEGACY} is a pickle: unpickling it runs any code it holds"
     if not args.trust:

@@ -20,9 +20,8 @@ from astropy.table import Table
 from xspecvae.errors import InputError
 from xspecvae.explore import anomaly_table, cached_table, map_table, posterior_table, reconstruction
 from xspecvae.latent import Index
-from xspecvae.run import Run
+from xspecvae.run import Run, load_run, run_pack
 from xspecvae.tables import IN_FILES, made_by, write_table
-from xspecvae.train import load_run, run_pack
 
 __all__ = [
     "COLOURS",
