@@ -7,6 +7,7 @@ from scipy.stats import norm
 
 from xspecvae.catalog import BANDS_4XMM, band_matrix, hardness_ratios
 from xspecvae.latent import (
+    DEFAULT_DIVERGENCE,
     DIVERGENCES,
     Index,
     anomalies,
@@ -151,8 +152,12 @@ def test_trajectories_order_epochs_and_measure_steps():
     assert list(got["row"]) == [4, 1, 2, 5, 0]
     assert list(got["epoch"]) == [1, 2, 1, 2, 3] and list(got["n_epochs"]) == [2, 2, 3, 3, 3]
     assert np.isnan(got["step"][[0, 2]]).all()
-    expected = divergence("kl_symmetric", loc[2], scale[2], loc[5], scale[5])
+    expected = divergence(DEFAULT_DIVERGENCE, loc[2], scale[2], loc[5], scale[5])
     assert got["step"][3] == pytest.approx(expected)
+    by_kl = trajectories(
+        {"source_id": source, "mjd": mjd, "z_loc": loc, "z_scale": scale}, divergence="kl"
+    )
+    assert by_kl["step"][3] == pytest.approx(divergence("kl", loc[2], scale[2], loc[5], scale[5]))
 
 
 def test_anomalies_rank_misfits_and_isolated_posteriors_first():

@@ -32,7 +32,7 @@ from xspecvae.absorption import CrossSection
 from xspecvae.catalog import Pack
 from xspecvae.explore import cached_table, posterior_table, project, reconstruction
 from xspecvae.fitting import MODELS, fit, fit_latent
-from xspecvae.latent import Index
+from xspecvae.latent import DEFAULT_DIVERGENCE, Index
 from xspecvae.products import PPS_NAME
 from xspecvae.report import Section, write_report
 from xspecvae.run import Run, load_run, run_pack
@@ -52,7 +52,7 @@ def compare(
     show=(),
     n_shown: int = 6,
     k: int = 10,
-    divergence: str = "kl_symmetric",
+    divergence: str = DEFAULT_DIVERGENCE,
     progress: bool = True,
 ) -> Path:
     """Every table and figure of ``pack`` against ``reference`` (default: the pack the run,
@@ -141,7 +141,7 @@ def column(model: str, key: str) -> str:
     return f"{model.replace('+', '_')}_{key}"
 
 
-def source_table(table, fits, ref, models, *, k: int = 10, divergence="kl_symmetric") -> dict:
+def source_table(table, fits, ref, models, *, k: int = 10, divergence=DEFAULT_DIVERGENCE) -> dict:
     """One row per spectrum: its identity, SNR, the W/dof of the encoder's fit
     (``w_dof``), of the decoder's fit and of each classical model, the classical model
     with the lowest W/dof, and its ``k`` nearest reference posteriors (``neighbours``, rows of

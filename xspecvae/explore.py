@@ -33,7 +33,7 @@ import numpy as np
 from xspecvae import figures
 from xspecvae.catalog import Pack
 from xspecvae.evaluation import purity
-from xspecvae.latent import HARD, SOFT, Index, anomalies, encode, trajectories
+from xspecvae.latent import DEFAULT_DIVERGENCE, HARD, SOFT, Index, anomalies, encode, trajectories
 from xspecvae.networks import LINES
 from xspecvae.physics import FLUX_BAND
 from xspecvae.predictive import calibration, draw, inference_data, plot_checks
@@ -176,7 +176,7 @@ def explore(
     *,
     snr_min: float = 10.0,
     k: int = 10,
-    divergence: str = "kl_symmetric",
+    divergence: str = DEFAULT_DIVERGENCE,
     n_checks: int = 2000,
     parquet: bool = False,
     instrument: str | None = None,
@@ -274,7 +274,7 @@ def _keys(table, rows=None) -> dict:
     return {k: np.asarray(table[k])[rows] for k in keys if k in table}
 
 
-def trajectory_table(table, divergence: str = "kl_symmetric") -> dict:
+def trajectory_table(table, divergence: str = DEFAULT_DIVERGENCE) -> dict:
     """:func:`~xspecvae.latent.trajectories` of a posterior table, with each epoch's keys and,
     where known, label, SNR, model hardness and photon flux (the hardness-intensity track)."""
     steps = trajectories(table, divergence=divergence)
@@ -284,7 +284,7 @@ def trajectory_table(table, divergence: str = "kl_symmetric") -> dict:
 
 
 def anomaly_table(
-    table, k: int = 10, divergence: str = "kl_symmetric", reference: int = 20_000
+    table, k: int = 10, divergence: str = DEFAULT_DIVERGENCE, reference: int = 20_000
 ) -> dict:
     """:func:`~xspecvae.latent.anomalies` of a posterior table with its keys, most anomalous
     first."""

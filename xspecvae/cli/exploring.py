@@ -9,7 +9,7 @@ import numpy as np
 
 from xspecvae.cli.options import command, fail
 from xspecvae.fitting import MODELS
-from xspecvae.latent import DIVERGENCES
+from xspecvae.latent import DEFAULT_DIVERGENCE, DIVERGENCES
 
 
 def add_parsers(commands) -> None:
@@ -27,7 +27,7 @@ def _table_and_search(sub, default_output: str, neighbours: bool = True) -> None
     sub.add_argument("table", type=Path, help="posterior table made by 'xspecvae encode'")
     sub.add_argument("-o", "--output", type=Path, help=f"table written (default {default_output})")
     sub.add_argument(
-        "--divergence", choices=DIVERGENCES, default="kl_symmetric", help="between posteriors"
+        "--divergence", choices=DIVERGENCES, default=DEFAULT_DIVERGENCE, help="between posteriors"
     )
     if neighbours:
         sub.add_argument("-k", type=int, default=10, help="neighbours")
@@ -152,7 +152,7 @@ def _check_parsers(commands) -> None:
     report.add_argument("-o", "--output", type=Path, help="folder (default RUN/explore)")
     report.add_argument("--min-snr", type=float, default=10.0, help="SNR of the filtered views")
     report.add_argument(
-        "--divergence", choices=DIVERGENCES, default="kl_symmetric", help="of the searches"
+        "--divergence", choices=DIVERGENCES, default=DEFAULT_DIVERGENCE, help="of the searches"
     )
     report.add_argument("--parquet", action="store_true", help="also write .parquet tables")
     report.add_argument("--quiet", action="store_true", help="no progress")
@@ -188,7 +188,7 @@ def _check_parsers(commands) -> None:
         help="also draw the spectra whose file name contains TEXT (repeatable)",
     )
     compare.add_argument("-k", type=int, default=10, help="nearest reference posteriors")
-    compare.add_argument("--divergence", choices=DIVERGENCES, default="kl_symmetric")
+    compare.add_argument("--divergence", choices=DIVERGENCES, default=DEFAULT_DIVERGENCE)
     compare.add_argument("--quiet", action="store_true", help="no progress")
 
 

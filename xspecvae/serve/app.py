@@ -31,7 +31,7 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
-from xspecvae.latent import DIVERGENCES
+from xspecvae.latent import DEFAULT_DIVERGENCE, DIVERGENCES
 from xspecvae.serve import data
 
 __all__ = ["build_document"]
@@ -177,7 +177,10 @@ class Page:
 
     def _similar_panel(self) -> None:
         self.divergence = Select(
-            title="divergence", value="kl_symmetric", options=list(DIVERGENCES), name="divergence"
+            title="divergence",
+            value=DEFAULT_DIVERGENCE,
+            options=list(DIVERGENCES),
+            name="divergence",
         )
         self.k = Spinner(title="k", low=1, high=100, step=1, value=10, width=80, name="k")
         for widget in (self.divergence, self.k):

@@ -19,7 +19,7 @@ from astropy.table import Table
 
 from xspecvae.errors import InputError
 from xspecvae.explore import anomaly_table, cached_table, map_table, posterior_table, reconstruction
-from xspecvae.latent import Index
+from xspecvae.latent import DEFAULT_DIVERGENCE, Index
 from xspecvae.run import Run, load_run, run_pack
 from xspecvae.tables import IN_FILES, made_by, write_table
 
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: The anomaly ranking's settings: those of ``xspecvae report``, whose table is reused.
-ANOMALY_K, ANOMALY_DIVERGENCE = 10, "kl_symmetric"
+ANOMALY_K, ANOMALY_DIVERGENCE = 10, DEFAULT_DIVERGENCE
 
 
 class Catalogue:
@@ -268,7 +268,7 @@ def epochs(table, row: int) -> np.ndarray:
 
 
 def similar(
-    index: Index, table, row: int, *, k: int = 10, divergence="kl_symmetric", min_snr=0.0
+    index: Index, table, row: int, *, k: int = 10, divergence=DEFAULT_DIVERGENCE, min_snr=0.0
 ) -> dict[str, np.ndarray]:
     """The ``k`` nearest posteriors of ``row`` under ``divergence`` among the sources with
     SNR >= ``min_snr``, its own observations left out (:meth:`Index.search`), nearest first."""
