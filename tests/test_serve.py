@@ -269,7 +269,7 @@ def test_the_command_serves_until_interrupted(small_run, small_pack, tables, cat
         assert line.startswith(f"serving 600 sources at http://127.0.0.1:{port}/"), line
         assert fetch(f"http://127.0.0.1:{port}/")[0] == 200
         process.send_signal(signal.SIGINT)  # Ctrl-C
-        assert process.wait(60) == 0
+        assert process.wait(180) == 0
     finally:
         process.kill()
         process.stdout.close()
