@@ -21,7 +21,7 @@ from xspecvae.errors import InputError
 from xspecvae.explore import anomaly_table, cached_table, map_table, posterior_table, reconstruction
 from xspecvae.latent import DEFAULT_DIVERGENCE, Index
 from xspecvae.run import Run, load_run, run_pack
-from xspecvae.tables import IN_FILES, made_by, write_table
+from xspecvae.tables import IDENTITY, IN_FILES, made_by, write_table
 
 __all__ = [
     "COLOURS",
@@ -297,16 +297,10 @@ def similar(
 # ---------------------------------------------------------------------------------------------
 # A selection
 
-#: Columns of a downloaded selection (those the table has).
+#: Columns of a downloaded selection (those the table has): the identity columns of every
+#: table but the file name (a path on the server) and the epoch, then the posterior's.
 SELECTED = (
-    "source_id",
-    "catalogue_id",
-    "obs_id",
-    "src_num",
-    "ra",
-    "dec",
-    "mjd",
-    "label",
+    *(c for c in IDENTITY if c not in ("file", "epoch")),
     "row",
     "instrument",
     "z_loc",
