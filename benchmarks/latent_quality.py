@@ -23,7 +23,10 @@ spectrum's share of net counts), over all spectra and over those above 500 net c
 encoder's median W/dof per counts range; the correlation of each latent dimension with log
 counts; what the fit leaves at the Fe K lines of bright line sources; and the thinning test
 (bright spectra thinned to 300 net counts: are their neighbours still of their class, and how
-near is their own original). Every step is kept in FOLDER and skipped when done, so the
+near is their own original); the median counts of the neighbours of faint spectra (are they placed
+near bright sources of their shape, or near other faint ones); and, with the labels, an
+information ceiling: out-of-fold accuracy of a logistic regression and a small MLP on each
+description (``probes``). Every step is kept in FOLDER and skipped when done, so the
 command resumes; ``--tag`` keeps the runs of one model variant (``--set`` changes a
 :class:`~xspecvae.vae.Config` field, ``--option`` a :class:`~xspecvae.train.TrainOptions` one)
 apart from the others. ``--summary`` prints the key figures of every tag side by side.
@@ -220,6 +223,8 @@ def evaluate(run: Path, pack_path: Path, truth: Table, refine_steps: int | None)
         "counts_correlation": counts_correlation(table["z_loc"], net).tolist(),
         "lines": _lines(rmf, data, table, t, net, grid),
         "thinning": _thinning(rmf, data, table, labels, groups, net, grid),
+        "faint_neighbours": faint_neighbours(features, groups, net),
+        "probes": probes(_probe_features(table, shape_features(data)), labels, groups, net),
     }
     figures["max_counts_correlation"] = float(np.max(np.abs(figures["counts_correlation"])))
     np.savez_compressed(  # for further study of the same rows
@@ -230,6 +235,64 @@ def evaluate(run: Path, pack_path: Path, truth: Table, refine_steps: int | None)
         **{k: table[k] for k in ("z_loc", "z_scale", "hr", "statistic", "dof", "snr")},
     )
     return figures
+
+
+def faint_neighbours(features: dict, groups, net, k: int = K) -> dict[str, float]:
+    """Median net counts of the ``k`` nearest neighbours of the spectra under 300 counts, per
+    description: whether a faint source is placed near bright sources of its shape (the raw
+    shape does, its Poisson noise being about isotropic) or near other faint ones (a posterior
+    shrunk towards the prior is)."""
+    faint = np.flatnonzero(net < 300)
+    out = {}
+    for name, (how, loc, scale) in features.items():
+        scale = np.ones_like(loc) if scale is None else scale
+        rows, _ = Index(loc, scale, groups).search(
+            loc[faint], scale[faint], k, divergence=how, exclude_groups=groups[faint]
+        )
+        out[name] = float(np.median(net[rows[rows >= 0]]))
+    return out
+
+
+def _probe_features(table, shape) -> dict:
+    return {
+        "latent means": table["z_loc"],
+        "latent means and log widths": np.hstack([table["z_loc"], np.log(table["z_scale"])]),
+        "hardness ratios": table["hr"],
+        "raw shape": shape,
+    }
+
+
+def probes(features: dict, labels, groups, net, folds: int = 5) -> dict:
+    """An information ceiling, with the labels: out-of-fold accuracy (folds by source, so a
+    source's epochs are never on both sides) of a logistic regression and of a small MLP
+    (scikit-learn, standardised inputs) on each description, over all spectra and above
+    :data:`BRIGHT` counts. A kNN purity cannot be above what these reach by much."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    classifiers = {
+        "logistic": lambda: LogisticRegression(max_iter=3000),
+        "mlp": lambda: MLPClassifier(
+            (128, 64), alpha=1e-2, max_iter=600, early_stopping=True, random_state=0
+        ),
+    }
+    labels, bright, out = np.asarray(labels).astype(str), net >= BRIGHT, {}
+    for name, x in features.items():
+        for kind, make in classifiers.items():
+            guess = np.empty(len(labels), labels.dtype)
+            for fit_rows, test in GroupKFold(folds).split(x, labels, groups):
+                model = make_pipeline(StandardScaler(), make()).fit(x[fit_rows], labels[fit_rows])
+                guess[test] = model.predict(x[test])
+            right = guess == labels
+            out[f"{name}, {kind}"] = {
+                "accuracy": float(right.mean()),
+                "balanced": float(np.mean([right[labels == c].mean() for c in set(labels)])),
+                "bright": float(right[bright].mean()),
+            }
+    return out
 
 
 def _features(loc, scale, hr, shape) -> dict:
@@ -346,6 +409,16 @@ def markdown(f: dict) -> str:
             f"| {name} | {a['mean']:.3f} | {a['balanced']:.3f} | {a['knn']:.3f} | "
             f"{a['knn_balanced']:.3f} | {b['mean']:.3f} | {b['balanced']:.3f} | {thinned} |"
         )
+    if "probes" in f:
+        lines += ["", f"| probe (out of fold) | accuracy | balanced | > {BRIGHT:g} counts |"]
+        lines.append("| --- | ---: | ---: | ---: |")
+        for name, p in f["probes"].items():
+            lines.append(
+                f"| {name} | {p['accuracy']:.3f} | {p['balanced']:.3f} | {p['bright']:.3f} |"
+            )
+    if "faint_neighbours" in f:
+        near = ", ".join(f"{n} {c:,.0f}" for n, c in f["faint_neighbours"].items())
+        lines += ["", f"median counts of the neighbours of spectra under 300 counts: {near}"]
     fits = " / ".join(
         f"{r['lo']:g}-{r['hi']:g}: {r['median']:.2f} ({r['n']})" for r in f["fit_by_counts"]
     )
