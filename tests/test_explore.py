@@ -16,8 +16,8 @@ from xspecvae import figures
 from xspecvae.catalog import Pack
 from xspecvae.cli import main
 from xspecvae.explore import (
-    _examples,
     components,
+    example_searches,
     explore,
     mean_activation,
     most_moving,
@@ -398,7 +398,7 @@ def test_trajectory_table_without_labels_keeps_the_keys_of_each_epoch():
 
 def test_example_searches_leave_out_missing_neighbours():
     table = posterior_rows(np.repeat([1, 2, 3, 4], 2))  # 6 rows of other sources per query
-    found = _examples(table, 10, "kl_symmetric", 10.0)
+    found = example_searches(table, 10, "kl_symmetric", 10.0)
     assert list(found["rank"]) == [1, 2, 3, 4, 5, 6]
     assert np.all(np.isfinite(found["divergence"]))
     assert sorted(found["row"]) == [2, 3, 4, 5, 6, 7]  # all but the query's own two

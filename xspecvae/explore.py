@@ -33,7 +33,7 @@ import numpy as np
 from xspecvae import figures
 from xspecvae.catalog import Pack
 from xspecvae.evaluation import purity
-from xspecvae.latent import DEFAULT_DIVERGENCE, HARD, SOFT, Index, anomalies, encode, trajectories
+from xspecvae.latent import DEFAULT_DIVERGENCE, Index, anomalies, encode, trajectories
 from xspecvae.networks import LINES
 from xspecvae.physics import FLUX_BAND
 from xspecvae.predictive import calibration, draw, inference_data, plot_checks
@@ -49,6 +49,7 @@ __all__ = [
     "check_figure",
     "components",
     "encode_files",
+    "example_searches",
     "explore",
     "map_table",
     "mean_activation",
@@ -56,7 +57,6 @@ __all__ = [
     "posterior_table",
     "project",
     "reconstruction",
-    "trajectory_figures",
     "trajectory_table",
     "worst_row",
 ]
@@ -212,7 +212,7 @@ def explore(
             "trajectories", lambda: trajectory_table(table, divergence), DIVERGE=divergence
         )
         ranked = step("anomalies", lambda: anomaly_table(table, k, divergence), **search)
-        examples = partial(_examples, table, k, divergence, snr_min)
+        examples = partial(example_searches, table, k, divergence, snr_min)
         similar = step("similar", examples, **search, SNRMIN=float(snr_min))
         checks = step(
             "calibration",
@@ -294,7 +294,7 @@ def anomaly_table(
     return {**_keys(table, order), **extra, **{c: v[order] for c, v in ranks.items()}}
 
 
-def _examples(table, k, divergence, snr_min, n_queries: int = 5) -> dict:
+def example_searches(table, k, divergence, snr_min, n_queries: int = 5) -> dict:
     """Searches around a few bright sources (of distinct classes when labelled)."""
     bright = np.flatnonzero(table["snr"] >= snr_min)
     if len(bright) == 0:
@@ -384,7 +384,7 @@ def _training_section(run: Path, plots: Path) -> Section:
 
 
 def _map_section(table, xy, plots: Path, snr_min: float) -> Section:
-    maps = map_figures(table, xy, plots, snr_min=snr_min, prefix="map_")
+    maps = figures.map_figures(table, xy, plots, snr_min=snr_min, prefix="map_")
     return Section("Latent map (PaCMAP)", "PaCMAP projection of the posterior means.", maps)
 
 
@@ -466,7 +466,7 @@ def _trajectory_section(table, tracks, xy, plots: Path) -> Section | None:
         f"{s} ({tracks['label'][i[0]]})" if "label" in tracks else str(s)
         for s, i in zip(sources, chosen)
     ]
-    trajectory_figures(
+    figures.trajectory_figures(
         table,
         tracks,
         chosen,
@@ -478,53 +478,6 @@ def _trajectory_section(table, tracks, xy, plots: Path) -> Section | None:
     text = "Sources whose posterior moved most between observations."
     return Section(
         "Trajectories", text, [plots / "trajectories.png", plots / "hardness_intensity.png"]
-    )
-
-
-#: The latent maps, by the table column they colour: file name, title, colour label, log scale.
-MAP_VIEWS = {
-    "label": ("class", "Class", "class", False),
-    "snr": ("snr", "SNR (model)", "SNR", True),
-    "nh": ("nh", "Column (model)", "N_H (1e22 cm^-2)", True),
-}
-
-
-def map_figures(table, xy, folder, *, snr_min: float, prefix: str = "") -> list[Path]:
-    """The latent map ``xy`` coloured by class (if the table has labels), SNR and column, each
-    over every source and with only SNR >= ``snr_min`` in colour, as ``folder/<prefix><name>.png``
-    and ``<prefix><name>_snr.png``: the figures of ``xspecvae map`` and of the report."""
-    keep = np.asarray(table["snr"]) >= snr_min
-    made = []
-    for column, (name, title, label, log) in MAP_VIEWS.items():
-        if column not in table:
-            continue
-        for suffix, mask, cut in (("", None, ""), ("_snr", keep, f", SNR > {snr_min:g}")):
-            path = Path(folder) / f"{prefix}{name}{suffix}.png"
-            figures.latent_map(
-                xy, table[column], path, title=title + cut, label=label, log=log, keep=mask
-            )
-            made.append(path)
-    return made
-
-
-def trajectory_figures(table, tracks, chosen, names, path, *, xy=None, map_path=None) -> None:
-    """The tracks ``chosen`` (rows of the trajectory table ``tracks``, one array per source,
-    labelled ``names``) in the model's hardness-intensity diagram (``path``) over the whole
-    posterior ``table``, and, given the map coordinates ``xy`` of the table, on the map
-    (``map_path``)."""
-    if xy is not None:
-        paths = [xy[tracks["row"][i]] for i in chosen]
-        figures.trajectory_map(xy, paths, map_path, title="Latent trajectories", names=names)
-    hi = [np.stack([tracks["hardness"][i], tracks["photon_flux"][i]], -1) for i in chosen]
-    figures.hardness_intensity(
-        table["hardness"],
-        table["photon_flux"],
-        path,
-        tracks=hi,
-        names=names,
-        ylabel="photon flux 0.2-12 keV (cm$^{-2}$ s$^{-1}$)",
-        xlabel=f"model hardness (H - S) / (H + S); S {SOFT[0]:g}-{SOFT[1]:g} keV, "
-        f"H {HARD[0]:g}-{HARD[1]:g} keV",
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
@@ -22,16 +23,20 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from xspecvae.files import write_atomic
+from xspecvae.latent import HARD, SOFT
 from xspecvae.physics import FLUX_BAND
 
 __all__ = [
     "DPI",
     "activation",
     "hardness_intensity",
+    "MAP_VIEWS",
     "histogram",
     "latent_map",
+    "map_figures",
     "spectrum_fit",
     "templates",
+    "trajectory_figures",
     "trajectory_map",
     "training_curves",
     "versus",
@@ -428,3 +433,48 @@ def versus(x, y, path, *, title: str, xlabel: str, ylabel: str, names=None) -> F
         axis.set_major_formatter(plain)
         axis.set_minor_formatter(some)
     return _save(figure, path)
+
+
+#: The latent maps, by the table column they colour: file name, title, colour label, log scale.
+MAP_VIEWS = {
+    "label": ("class", "Class", "class", False),
+    "snr": ("snr", "SNR (model)", "SNR", True),
+    "nh": ("nh", "Column (model)", "N_H (1e22 cm^-2)", True),
+}
+
+
+def map_figures(table, xy, folder, *, snr_min: float, prefix: str = "") -> list[Path]:
+    """The latent map ``xy`` coloured by class (if the table has labels), SNR and column, each
+    over every source and with only SNR >= ``snr_min`` in colour, as ``folder/<prefix><name>.png``
+    and ``<prefix><name>_snr.png``: the figures of ``xspecvae map`` and of the report."""
+    keep = np.asarray(table["snr"]) >= snr_min
+    made = []
+    for column, (name, title, label, log) in MAP_VIEWS.items():
+        if column not in table:
+            continue
+        for suffix, mask, cut in (("", None, ""), ("_snr", keep, f", SNR > {snr_min:g}")):
+            path = Path(folder) / f"{prefix}{name}{suffix}.png"
+            latent_map(xy, table[column], path, title=title + cut, label=label, log=log, keep=mask)
+            made.append(path)
+    return made
+
+
+def trajectory_figures(table, tracks, chosen, names, path, *, xy=None, map_path=None) -> None:
+    """The tracks ``chosen`` (rows of the trajectory table ``tracks``, one array per source,
+    labelled ``names``) in the model's hardness-intensity diagram (``path``) over the whole
+    posterior ``table``, and, given the map coordinates ``xy`` of the table, on the map
+    (``map_path``)."""
+    if xy is not None:
+        paths = [xy[tracks["row"][i]] for i in chosen]
+        trajectory_map(xy, paths, map_path, title="Latent trajectories", names=names)
+    hi = [np.stack([tracks["hardness"][i], tracks["photon_flux"][i]], -1) for i in chosen]
+    hardness_intensity(
+        table["hardness"],
+        table["photon_flux"],
+        path,
+        tracks=hi,
+        names=names,
+        ylabel="photon flux 0.2-12 keV (cm$^{-2}$ s$^{-1}$)",
+        xlabel=f"model hardness (H - S) / (H + S); S {SOFT[0]:g}-{SOFT[1]:g} keV, "
+        f"H {HARD[0]:g}-{HARD[1]:g} keV",
+    )

@@ -1,6 +1,6 @@
 """The ``xspecvae`` command line: one module per group of commands (:mod:`.data`,
-:mod:`.training`, :mod:`.exploring`, :mod:`.serving`), each handler a few lines calling the
-library."""
+:mod:`.training`, :mod:`.exploring`, :mod:`.checking`, :mod:`.serving`), each handler a few
+lines calling the library."""
 
 from __future__ import annotations
 
@@ -8,13 +8,19 @@ import argparse
 import sys
 
 from xspecvae import __version__
-from xspecvae.cli import data, exploring, serving, training
+from xspecvae.cli import checking, data, exploring, serving, training
 from xspecvae.cli.options import Help
 from xspecvae.errors import InputError
 
 __all__ = ["main", "build_parser"]
 
-_COMMANDS = {**data.COMMANDS, **training.COMMANDS, **exploring.COMMANDS, **serving.COMMANDS}
+_COMMANDS = {
+    **data.COMMANDS,
+    **training.COMMANDS,
+    **exploring.COMMANDS,
+    **checking.COMMANDS,
+    **serving.COMMANDS,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,5 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_parsers(commands)
     training.add_parsers(commands)
     exploring.add_parsers(commands)
+    checking.add_parsers(commands)
     serving.add_parsers(commands)
     return parser

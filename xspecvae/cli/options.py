@@ -53,3 +53,18 @@ def parse_substitutes(items: list[str]) -> dict[str, str]:
 def fail(command: str, message: str) -> int:
     print(f"xspecvae {command}: {message}", file=sys.stderr)
     return 1
+
+
+def run_and_pack(sub) -> None:
+    """The arguments RUN [PACK] [--instrument] of the commands that read a run and a pack."""
+    sub.add_argument("run", type=Path, nargs="?", default=Path("xspecvae-run"), help="run")
+    sub.add_argument("pack", type=Path, nargs="?", help="pack (default: the run's own)")
+    sub.add_argument("--instrument", help="pack section (needed if it has several)")
+
+
+def load_run_and_pack(run: Path, pack: Path | None, instrument: str | None):
+    """The run's VAE, its settings and the pack (the run's own unless named)."""
+    from xspecvae.run import load_run, run_pack
+
+    vae, info = load_run(run)
+    return vae, info, run_pack(info, pack, instrument)
