@@ -31,11 +31,19 @@ def run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def figures(run):
+def table(run):
+    """Every spectrum of the pack encoded once, for the tests that need them all."""
+    vae, info = load_run(run)
+    with Pack(info["pack"]) as pack:
+        return encode(vae, pack)
+
+
+@pytest.fixture(scope="module")
+def figures(run, table):
     vae, info = load_run(run)
     with Pack(info["pack"]) as pack:
         (train_rows,), (val_rows,) = split_rows(len(pack), OPTIONS)
-        return quality(vae, pack, train_rows, val_rows)
+        return quality(vae, pack, train_rows, val_rows, table=table)
 
 
 def test_validation_elbo_decreases(run):
@@ -137,14 +145,13 @@ def test_misfit_is_the_elbo_shortfall_per_channel(run):
     np.testing.assert_allclose(table["elbo"], saturated - dof * table["misfit"] / 2, rtol=1e-4)
 
 
-def test_posteriors_find_purer_neighbours_and_move_when_sources_change(run):
+def test_posteriors_find_purer_neighbours_and_move_when_sources_change(run, table):
     """The claims of the talk on a small catalogue: neighbours by posterior divergence share the
     query's class more often than neighbours by hardness ratios; sources whose spectrum changed
     between observations (XRB state flips, fading TDEs) step further in the latent space than
     clusters (which the simulator keeps fixed)."""
-    vae, info = load_run(run)
+    _, info = load_run(run)
     with Pack(info["pack"]) as pack:
-        table = encode(vae, pack)
         labels, source, mjd = (np.asarray(pack.meta[c]) for c in ("label", "source_id", "mjd"))
         state = np.asarray(pack.truth["state"])
     features = {

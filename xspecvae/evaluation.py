@@ -182,6 +182,7 @@ def quality(
     k: int = 10,
     snr: float = 10.0,
     bright: tuple[float, ...] = (300.0, 1000.0),
+    table: dict | None = None,
 ) -> dict:
     """Figures of a model on a labelled pack (``pack.meta["label"]``, ``pack.truth["nh"]``):
 
@@ -195,10 +196,16 @@ def quality(
     - ``fit_<b>`` for each ``b`` of ``bright``: the validation rows with at least ``b`` net
       counts: how many (``n``), their median fit statistic per good channel (``median``) and the
       share of them below 1.5 (``below_1_5``).
+
+    ``table``: the :func:`~xspecvae.latent.encode` table of every row of ``pack`` when it is
+    already made (its rows are used instead of encoding them again).
     """
     train_rows, validation_rows = np.asarray(train_rows), np.asarray(validation_rows)
     rows = np.concatenate([train_rows, validation_rows])
-    encoded = encode(vae, pack, rows)
+    if table is None:
+        encoded = encode(vae, pack, rows)
+    else:
+        encoded = {k: np.asarray(v)[rows] for k, v in table.items()}
     data = pack.read(rows)
     labels = np.asarray(pack.meta["label"]).astype(str)[rows]
     is_val = np.arange(len(rows)) >= len(train_rows)
