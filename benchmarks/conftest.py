@@ -1,13 +1,17 @@
 """Benchmarks: each records spectra per second; a table (ours against the reference, side by
 side, from the same run) is printed at the end for benchmarks/RESULTS.md. The ratio is our
-rate over the reference's, on the same case."""
+rate over the reference's, on the same case. Response times (the web app's) are recorded with
+``latency`` instead and printed as a second table: median and max against the goal."""
 
+import os
 import platform
+from statistics import median
 
 import jax
 import pytest
 
 _ROWS = []
+_LATENCIES = []
 
 
 @pytest.fixture
@@ -22,10 +26,39 @@ def record():
     return add
 
 
+@pytest.fixture
+def latency():
+    """``latency(case, rows, seconds, goal=None)``: the response times (seconds, one per try)
+    of ``case`` on a table of ``rows``, and its goal (seconds) if it has one."""
+
+    def add(case, rows, seconds, goal=None):
+        _LATENCIES.append((case, rows, list(seconds), goal))
+
+    return add
+
+
 def pytest_terminal_summary(terminalreporter):
-    if not _ROWS:
-        return
-    write = terminalreporter.write_line
+    if _ROWS:
+        _throughput(terminalreporter.write_line)
+    if _LATENCIES:
+        _latencies(terminalreporter.write_line)
+
+
+def _latencies(write):
+    write("")
+    write(f"Response times ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)")
+    write("| case | rows | tries | median | max | goal (every try under it) |")
+    write("| --- | ---: | ---: | ---: | ---: | --- |")
+    for case, rows, seconds, goal in _LATENCIES:
+        verdict = "met" if goal is not None and max(seconds) < goal else "not met"
+        met = "" if goal is None else f"{goal * 1e3:,.0f} ms: {verdict}"
+        write(
+            f"| {case} | {rows:,} | {len(seconds)} | {median(seconds) * 1e3:,.1f} ms "
+            f"| {max(seconds) * 1e3:,.1f} ms | {met} |"
+        )
+
+
+def _throughput(write):
     device = jax.devices()[0]
     write("")
     write(
