@@ -99,7 +99,7 @@ def test_encoded_columns_agree_with_the_model(run):
         batch = {k: jnp.asarray(v) for k, v in pack.read(rows).items()}
     # the refinement's path can differ by float32 rounding with the batch's shape: compare the
     # locations loosely, then decode at the table's own
-    q = vae.posterior(batch)
+    q = jax.jit(vae.posterior)(batch)
     assert np.median(np.abs(table["z_loc"] - q.z_loc)) < 1e-4
     decoded, source = vae.decode(jnp.asarray(table["z_loc"]), jnp.asarray(table["norm_loc"]), batch)
     stat = wstat_value(source, batch["alpha"], batch["counts"], batch["background"], batch["good"])
@@ -123,14 +123,17 @@ def test_misfit_is_the_elbo_shortfall_per_channel(run):
         data = pack.read(rows)
     batch = {k: jnp.asarray(v) for k, v in data.items()}
     n, b, good, alpha = data["counts"], data["background"], data["good"], data["alpha"]
-    q = vae.posterior(batch)
+    q = jax.jit(vae.posterior)(batch)
     key_z, key_n = jax.random.split(jax.random.key(9))
-    deviance = []
-    for i in range(256):
+
+    @jax.jit
+    def deviance_of_draw(i):
         z = q.z_loc + q.z_scale * jax.random.normal(jax.random.fold_in(key_z, i), q.z_loc.shape)
         ln = q.norm_loc + q.norm_scale * jax.random.normal(jax.random.fold_in(key_n, i), (64,))
         _, source = vae.decode(z, ln, batch)
-        deviance.append(np.asarray(wstat_value(source, alpha, n, b, good)))
+        return wstat_value(source, alpha, n, b, good)
+
+    deviance = [np.asarray(deviance_of_draw(i)) for i in range(256)]
     loc, scale = np.asarray(vae.inst.norm_prior, np.float64)
     zl, zs = np.asarray(q.z_loc, np.float64), np.asarray(q.z_scale, np.float64)
     nl, ns = np.asarray(q.norm_loc, np.float64), np.asarray(q.norm_scale, np.float64)
