@@ -1,6 +1,10 @@
-"""Shared pytest fixtures for tests/ and benchmarks/: the real XMM-Newton data folder."""
+"""Shared pytest fixtures for tests/ and benchmarks/: the real XMM-Newton data folder; one JAX
+compilation cache for the whole run."""
 
 import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,3 +26,26 @@ def xmm() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return DATA
+
+
+def pytest_configure(config):
+    """Share compiled programs between tests, worker processes, notebook kernels and the
+    subprocesses they start, through a JAX compilation cache made for this run (tests train
+    the same models on the same grids many times over); a cache the user set is kept."""
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ or hasattr(config, "workerinput"):
+        return  # the user's own cache, or an xdist worker that inherited the run's
+    folder = tempfile.mkdtemp(prefix="xspecvae-test-jax-cache-")
+    config._jax_cache = folder
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    if "jax" in sys.modules:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", folder)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_jax_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
