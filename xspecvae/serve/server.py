@@ -8,6 +8,7 @@ A download names its rows in the query or a form body (``rows=3,7,10-12``); anyt
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import threading
 from contextlib import contextmanager
@@ -101,7 +102,14 @@ def serve(run, pack=None, *, port=8765, host="127.0.0.1", folder=None, instrumen
         if host not in LOCAL:
             print(f"warning: serving on {host}: whoever reaches it can read this catalogue")
         print(f"serving {len(catalogue):,} sources at http://{host}:{port}/ (Ctrl-C to stop)")
-        server.io_loop.start()
+        # Ctrl-C stops the loop between callbacks: a KeyboardInterrupt raised inside one (say
+        # while JAX compiles for a request) could be swallowed and leave the server running
+        loop = server.io_loop
+        previous = signal.signal(signal.SIGINT, lambda *_: loop.add_callback(loop.stop))
+        try:
+            loop.start()
+        finally:
+            signal.signal(signal.SIGINT, previous)
     except KeyboardInterrupt:
         pass
     finally:
