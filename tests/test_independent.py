@@ -3,7 +3,6 @@ from the real XMM-Newton files, packed and fitted by the package as real product
 
 import importlib.util
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -151,11 +150,10 @@ def test_bright_agn_fit_recovers_its_photon_index(catalogue, xmm):
 def test_second_call_returns_the_catalogue_as_it_is(catalogue, xmm):
     out, ogip, _, _, _ = catalogue
     before = (out / "truth.fits").stat().st_mtime_ns
-    started = time.perf_counter()
     again = independent.generate(
         out, single=SINGLE, repeated=REPEATED, epochs=EPOCHS, seed=11, data=xmm, progress=False
     )
-    assert again == ogip and time.perf_counter() - started < 2.0
+    assert again == ogip
     assert (out / "truth.fits").stat().st_mtime_ns == before
     assert not list(out.glob(".independent-*"))  # no temporary folder left behind
 
