@@ -17,6 +17,7 @@ from xspecvae.likelihood import wstat_value
 from xspecvae.run import load_run
 from xspecvae.simulator import simulate_pack
 from xspecvae.train import TrainOptions, split_rows, train
+from xspecvae.vae import thin
 
 N = 12_000
 OPTIONS = TrainOptions(epochs=25, batch_size=128)
@@ -85,6 +86,29 @@ def test_refinement_improves_the_fits_of_bright_spectra(run):
     assert np.mean(rise) > 1.0 and np.median(rise) > -0.5
 
 
+def test_a_thinned_spectrum_s_posterior_covers_its_original(run):
+    """Thinning invariance: bright spectra thinned to about 300 net counts (binomial thinning,
+    the same sources seen for a shorter exposure) have wider posteriors that contain the
+    originals': each original's mean lies within the thinned posterior's marginal widths."""
+    vae, info = load_run(run)
+    with Pack(info["pack"]) as pack:
+        data = pack.read(np.arange(len(pack)))
+    net = net_counts(data)
+    rows = np.flatnonzero(net > 1500)[:64]  # thinned 5 to 50 times
+    assert len(rows) >= 30
+    batch = {k: jnp.asarray(v[rows]) for k, v in data.items()}
+    posterior = jax.jit(vae.posterior)
+    bright, faint = posterior(batch), posterior(thin(jax.random.key(4), batch, 300 / net[rows]))
+    assert np.median(faint.norm_loc - bright.norm_loc) == pytest.approx(0.0, abs=0.1)
+    pull = (bright.z_loc - faint.z_loc) / faint.z_scale
+    # seen: 0.15 and none beyond 4 (the conditional widths, 1 / sqrt of the curvature's
+    # diagonal, which the table held before 2026-12-06: 0.52 and 0.7 %)
+    assert np.median(np.mean(pull**2, 1)) < 0.35
+    assert np.mean(np.abs(pull) > 4) < 0.005
+    # the rate's error grows as 1 / sqrt(counts): 3-10 times here
+    assert np.median(faint.norm_scale / bright.norm_scale) > 2
+
+
 def test_column_head_follows_the_true_column(figures):
     assert figures["nh_spearman"] > 0.4
     assert figures["nh_spearman_snr"] > 0.6
@@ -125,18 +149,20 @@ def test_misfit_is_the_elbo_shortfall_per_channel(run):
     n, b, good, alpha = data["counts"], data["background"], data["good"], data["alpha"]
     q = jax.jit(vae.posterior)(batch)
     key_z, key_n = jax.random.split(jax.random.key(9))
+    d = vae.config.latent_dim
+    zs, ns = q.conditional[:, :d], q.conditional[:, d]  # the draws' diagonal Gaussian
 
     @jax.jit
     def deviance_of_draw(i):
-        z = q.z_loc + q.z_scale * jax.random.normal(jax.random.fold_in(key_z, i), q.z_loc.shape)
-        ln = q.norm_loc + q.norm_scale * jax.random.normal(jax.random.fold_in(key_n, i), (64,))
+        z = q.z_loc + zs * jax.random.normal(jax.random.fold_in(key_z, i), q.z_loc.shape)
+        ln = q.norm_loc + ns * jax.random.normal(jax.random.fold_in(key_n, i), (64,))
         _, source = vae.decode(z, ln, batch)
         return wstat_value(source, alpha, n, b, good)
 
     deviance = [np.asarray(deviance_of_draw(i)) for i in range(256)]
     loc, scale = np.asarray(vae.inst.norm_prior, np.float64)
-    zl, zs = np.asarray(q.z_loc, np.float64), np.asarray(q.z_scale, np.float64)
-    nl, ns = np.asarray(q.norm_loc, np.float64), np.asarray(q.norm_scale, np.float64)
+    zl, zs = np.asarray(q.z_loc, np.float64), np.asarray(zs, np.float64)
+    nl, ns = np.asarray(q.norm_loc, np.float64), np.asarray(ns, np.float64)
     kl = 0.5 * np.sum(zl**2 + zs**2 - 1 - 2 * np.log(zs), 1)
     kl += np.log(scale / ns) + (ns**2 + (nl - loc) ** 2) / (2 * scale**2) - 0.5
     dof = good.sum(1)
@@ -152,7 +178,10 @@ def test_posteriors_find_purer_neighbours_and_move_when_sources_change(run, tabl
     """The claims of the talk on a small catalogue: neighbours by posterior divergence share the
     query's class more often than neighbours by hardness ratios; sources whose spectrum changed
     between observations (XRB state flips, fading TDEs) step further in the latent space than
-    clusters (which the simulator keeps fixed)."""
+    clusters (which the simulator keeps fixed). Steps are judged against the marginal widths
+    since 2026-12-06: here the ratio of median steps fell from 1.72 to 1.23 (AUC 0.646 ->
+    0.600), on the independent catalogues of benchmarks/latent_quality.py the separation of
+    state changes from flux-only changes rose (AUC 0.758 -> 0.815 and 0.722 -> 0.766)."""
     _, info = load_run(run)
     with Pack(info["pack"]) as pack:
         labels, source, mjd = (np.asarray(pack.meta[c]) for c in ("label", "source_id", "mjd"))
@@ -170,4 +199,4 @@ def test_posteriors_find_purer_neighbours_and_move_when_sources_change(run, tabl
     changed = ((labels[now] == "XRB") & (state[now] != state[before])) | (labels[now] == "TDE")
     steady = labels[now] == "cluster"
     assert changed.sum() >= 10 and steady.sum() >= 30
-    assert np.median(steps["step"][later][changed]) > 1.5 * np.median(steps["step"][later][steady])
+    assert np.median(steps["step"][later][changed]) > 1.15 * np.median(steps["step"][later][steady])

@@ -130,9 +130,7 @@ def _encoder(vae: VAE, n_draws: int) -> Callable:
         total = jnp.sum(jnp.where(good, fit.rates[..., 0], 0.0), -1)
         expected = jnp.sum(jnp.where(good, source, 0.0), -1)
 
-        keys = jax.random.split(key, 2)
-        z = q.z_loc + q.z_scale * jax.random.normal(keys[0], (n_draws, *q.z_loc.shape))
-        log_norm = q.norm_loc + q.norm_scale * jax.random.normal(keys[1], (n_draws, n.shape[0]))
+        z, log_norm = q.sample(key, n_draws)
         drawn = jax.vmap(lambda zs, ls: model.decode(zs, ls, batch)[1])(z, log_norm)
         deviance = jax.vmap(lambda s: likelihood(s, batch["alpha"], n, b, good).deviance(observed))(
             drawn
@@ -141,7 +139,7 @@ def _encoder(vae: VAE, n_draws: int) -> Callable:
         saturated = PoissonPair(n, 0.0, b, good).log_prob(observed)
         dof = good.sum(-1)
         return {
-            **q._asdict(),
+            **{k: v for k, v in q._asdict().items() if k != "conditional"},
             "nh": decoded.nh,
             "redshift": decoded.redshift,
             "coefficients": decoded.coefficients,

@@ -202,16 +202,10 @@ def _simulator(vae: VAE) -> Callable:
         noise_keys, poisson_keys = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
         noise = jax.vmap(lambda k: jax.random.normal(k, (n_draws, dim + 1)))(noise_keys)
         noise = jnp.moveaxis(noise, 1, 0)  # (S, B, D + 1)
-        q = model.posterior(batch)  # latents side by side: (z, log_norm)
-        loc = jnp.where(
-            prior,
-            jnp.zeros(dim + 1).at[dim].set(model.inst.norm_prior[0]),
-            jnp.concatenate([q.z_loc, q.norm_loc[:, None]], -1),
-        )
+        q = model.posterior(batch)
+        loc = jnp.where(prior, jnp.zeros(dim + 1).at[dim].set(model.inst.norm_prior[0]), q.loc)
         scale = jnp.where(
-            prior,
-            jnp.ones(dim + 1).at[dim].set(model.inst.norm_prior[1]),
-            jnp.concatenate([q.z_scale, q.norm_scale[:, None]], -1),
+            prior, jnp.ones(dim + 1).at[dim].set(model.inst.norm_prior[1]), q.conditional
         )
         latent = loc + scale * noise
         z, log_norm = latent[..., :dim], latent[..., dim]

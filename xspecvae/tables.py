@@ -84,7 +84,7 @@ COLUMNS = {
     "instrument": ("", "instrument section of the pack (pn, mos1, mos2, ...)"),
     # posterior (latent.encode)
     "z_loc": ("", "posterior mean of the latent vector"),
-    "z_scale": ("", "posterior standard deviations of the latent vector"),
+    "z_scale": ("", "posterior marginal standard deviations of the latent vector"),
     "norm_loc": ("", "posterior mean of ln(count rate through the reference response)"),
     "norm_scale": ("", "posterior standard deviation of that log rate"),
     "nh": (_NH, "absorbing column of the decoder at the posterior mean"),
