@@ -23,8 +23,10 @@ spectrum's share of net counts), over all spectra and over those above 500 net c
 encoder's median W/dof per counts range; the correlation of each latent dimension with log
 counts; what the fit leaves at the Fe K lines of bright line sources; and the thinning test
 (bright spectra thinned to 300 net counts: are their neighbours still of their class, and how
-near is their own original); the median counts of the neighbours of faint spectra (are they placed
-near bright sources of their shape, or near other faint ones); and, with the labels, an
+near is their own original); the trajectories (does the step between epochs tell a change of
+spectral state from one of flux alone); the median counts of the neighbours of faint spectra
+(are they placed near bright sources of their shape, or near other faint ones); and, with the
+labels, an
 information ceiling: out-of-fold accuracy of a logistic regression and a small MLP on each
 description (``probes``). Every step is kept in FOLDER and skipped when done, so the
 command resumes; ``--tag`` keeps the runs of one model variant (``--set`` changes a
@@ -59,7 +61,7 @@ from xspecvae.evaluation import (  # noqa: E402
     purity,
     shape_features,
 )
-from xspecvae.latent import DIVERGENCES, Index, encode  # noqa: E402
+from xspecvae.latent import DIVERGENCES, Index, encode, trajectories  # noqa: E402
 from xspecvae.likelihood import LIKELIHOODS  # noqa: E402
 from xspecvae.products import ingest  # noqa: E402
 from xspecvae.run import Run, load_run  # noqa: E402
@@ -224,6 +226,7 @@ def evaluate(run: Path, pack_path: Path, truth: Table, refine_steps: int | None)
         "lines": _lines(rmf, data, table, t, net, grid),
         "thinning": _thinning(rmf, data, table, labels, groups, net, grid),
         "faint_neighbours": faint_neighbours(features, groups, net),
+        "trajectories": state_changes(table, t),
         "probes": probes(_probe_features(table, shape_features(data)), labels, groups, net),
     }
     figures["max_counts_correlation"] = float(np.max(np.abs(figures["counts_correlation"])))
@@ -235,6 +238,28 @@ def evaluate(run: Path, pack_path: Path, truth: Table, refine_steps: int | None)
         **{k: table[k] for k in ("z_loc", "z_scale", "hr", "statistic", "dof", "snr")},
     )
     return figures
+
+
+def state_changes(table: dict, truth: Table) -> dict[str, dict[str, float]]:
+    """Trajectories of the sources seen more than once: how well the step between epochs
+    (under each divergence) tells a change of spectral state from a change of flux alone (the
+    generator's ``variability``): the AUC, the chance that a state change's step is the larger,
+    and the median steps of both."""
+    out = {}
+    kind = np.asarray(truth["variability"]).astype(str)
+    for how in ("kl_symmetric", "bhattacharyya", "wasserstein"):
+        epochs = {"source_id": np.asarray(truth["source"]), "mjd": np.asarray(truth["mjd_obs"])}
+        steps = trajectories({**table, **epochs}, divergence=how)
+        later = np.flatnonzero(np.isfinite(steps["step"]))
+        rows, step = steps["row"][later], steps["step"][later]
+        state, flux = step[kind[rows] == "state"], step[kind[rows] == "flux"]
+        out[how] = {
+            "auc": float(np.mean(state[:, None] > flux[None, :])),
+            "state_median": float(np.median(state)),
+            "flux_median": float(np.median(flux)),
+            "n": [len(state), len(flux)],
+        }
+    return out
 
 
 def faint_neighbours(features: dict, groups, net, k: int = K) -> dict[str, float]:
@@ -419,6 +444,9 @@ def markdown(f: dict) -> str:
     if "faint_neighbours" in f:
         near = ", ".join(f"{n} {c:,.0f}" for n, c in f["faint_neighbours"].items())
         lines += ["", f"median counts of the neighbours of spectra under 300 counts: {near}"]
+    if "trajectories" in f:
+        auc = ", ".join(f"{n} {t['auc']:.3f}" for n, t in f["trajectories"].items())
+        lines += ["", f"trajectories, state changes against flux-only changes (AUC): {auc}"]
     fits = " / ".join(
         f"{r['lo']:g}-{r['hi']:g}: {r['median']:.2f} ({r['n']})" for r in f["fit_by_counts"]
     )
@@ -438,13 +466,14 @@ def summary(folder: Path) -> str:
     under the default divergence (symmetric KL), the reverse KL, ``match``, the Euclidean
     distance of the means, hardness ratios and the raw shape; balanced, and above 500 counts;
     W/dof per counts range; the brightness correlation; the thinning test (own original among
-    the 10 nearest under ``match``); the residual at the CVs' Fe XXV line."""
+    the 10 nearest under ``match``); the residual at the CVs' Fe XXV line; the trajectories'
+    AUC (state against flux-only changes, symmetric KL) where measured."""
     lines = [
         "| tag | protocol | refine | purity (sym. KL) | KL rev. | match | Eucl. | HR | raw | "
         "balanced | HR bal. | > 500 | HR > 500 | W/dof by counts | max corr | thinned: own "
-        "in top 10 | CV Fe XXV resid. (sigma) |",
+        "in top 10 | CV Fe XXV resid. (sigma) | trajectories AUC |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: | --- | ---: | ---: | ---: |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for path in sorted(folder.glob("*/*/figures-refine*.json")):
         f = json.loads(path.read_text())
@@ -452,6 +481,7 @@ def summary(folder: Path) -> str:
         fits = "/".join(f"{r['median']:.2f}" for r in f["fit_by_counts"])
         thinned = f["thinning"].get("match", {}).get("original_in_top_10", math.nan)
         cv = f["lines"].get("cv 6.7 keV", {}).get("median_sigma", math.nan)
+        auc = f.get("trajectories", {}).get("kl_symmetric", {}).get("auc", math.nan)
         lines.append(
             f"| {path.parts[-3]} | {path.parts[-2]} | {f['refine_steps']} | "
             f"{a['kl_symmetric']['mean']:.3f} | {a['kl_reverse']['mean']:.3f} | "
@@ -459,7 +489,7 @@ def summary(folder: Path) -> str:
             f"{a['hardness ratios']['mean']:.3f} | {a['raw shape']['mean']:.3f} | "
             f"{a['kl_symmetric']['balanced']:.3f} | {a['hardness ratios']['balanced']:.3f} | "
             f"{b['kl_symmetric']['mean']:.3f} | {b['hardness ratios']['mean']:.3f} | {fits} | "
-            f"{f['max_counts_correlation']:.2f} | {thinned:.2f} | {cv:.1f} |"
+            f"{f['max_counts_correlation']:.2f} | {thinned:.2f} | {cv:.1f} | {auc:.3f} |"
         )
     return "\n".join(lines)
 

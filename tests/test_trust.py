@@ -77,6 +77,7 @@ def test_a_run_stops_at_a_replaced_pack_and_names_other_packs_tables(
     header = fits.getheader(run / "posteriors.fits", "POSTERIORS")  # what made it, with units
     assert header["PACKID"] == identity(pack) and header["RUN"] == str(run)
     assert header["RUNID"] == settings["run_id"] and len(settings["run_id"]) == 32
+    assert header["WIDTHS"] == "marginal"  # cached tables of the older diagonal widths: remade
     assert header["TTYPE1"] == "SRCID" and header["CREATOR"].startswith("xspecvae")
     units = {header[f"TTYPE{i}"]: header.get(f"TUNIT{i}") for i in range(1, header["TFIELDS"] + 1)}
     assert units["RA"] == "deg" and units["nh"] == "10**22 cm-2" and units["mjd"] == "d"

@@ -234,12 +234,16 @@ def read_table(path, *, with_header: bool = False, required=()):
 
 def made_by(run, info: dict, pack) -> dict:
     """Header keywords naming the run that made a table (path, and the ``run_id`` of its
-    ``config.json`` ``info``) and the pack it read (path and :attr:`Pack.identity`)."""
+    ``config.json`` ``info``), the pack it read (path and :attr:`Pack.identity`) and the kind
+    of posterior widths (``WIDTHS``: marginal; tables made before 2026-12-06 have none, their
+    widths were the curvature's diagonal), so that cached tables of either kind are not
+    mixed."""
     return {
         "RUN": str(run),
         "RUNID": info.get("run_id") or "none",
         "PACK": str(pack.path),
         "PACKID": pack.identity or "none",
+        "WIDTHS": "marginal",
     }
 
 
