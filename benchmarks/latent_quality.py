@@ -210,7 +210,9 @@ def evaluate(run: Path, pack_path: Path, truth: Table, refine_steps: int | None)
     labels = np.asarray(t["label"]).astype(str)
     groups = np.asarray(t["source"])
     net = net_counts(data)
-    features = _features(table["z_loc"], table["z_scale"], table["hr"], shape_features(data))
+    features = _features(
+        table["z_loc"], table["z_scale"], table["hr"], shape_features(data), table["z_conditional"]
+    )
     bright = net >= BRIGHT
     figures = {
         "run": str(run),
@@ -235,7 +237,8 @@ def evaluate(run: Path, pack_path: Path, truth: Table, refine_steps: int | None)
         label=labels,
         source=groups,
         net=net,
-        **{k: table[k] for k in ("z_loc", "z_scale", "hr", "statistic", "dof", "snr")},
+        **{k: table[k] for k in ("z_loc", "z_scale", "z_conditional", "hr", "statistic", "dof")},
+        snr=table["snr"],
     )
     return figures
 
@@ -320,8 +323,10 @@ def probes(features: dict, labels, groups, net, folds: int = 5) -> dict:
     return out
 
 
-def _features(loc, scale, hr, shape) -> dict:
+def _features(loc, scale, hr, shape, conditional=None) -> dict:
     features = {d: (d, loc, scale) for d in DIVERGENCES if d not in ("hellinger", "euclidean")}
+    if conditional is not None:  # the widths match compares (latent.Index)
+        features["match"] = ("match", loc, conditional)
     features["euclidean (means)"] = ("euclidean", loc, None)  # Hellinger orders as Bhattacharyya
     features["hardness ratios"] = ("euclidean", hr, None)
     features["raw shape"] = ("euclidean", shape, None)
@@ -392,12 +397,15 @@ def _thinning(vae, data, table, labels, groups, net, grid, seed: int = 0) -> dic
     loc, scale = np.asarray(q.z_loc), np.asarray(q.z_scale)
     hr = hardness_ratios(thinned, grid.channel_lo, grid.channel_hi)
     queries = {
-        **{d: (loc, scale) for d in ("kl_symmetric", "bhattacharyya", "wasserstein", "match")},
+        **{d: (loc, scale) for d in ("kl_symmetric", "bhattacharyya", "wasserstein")},
+        "match": (loc, np.asarray(q.conditional[:, :-1])),
         "euclidean (means)": (loc, None),
         "hardness ratios": (hr, None),
         "raw shape": (shape_features(thinned), None),
     }
-    reference = _features(table["z_loc"], table["z_scale"], table["hr"], shape_features(data))
+    reference = _features(
+        table["z_loc"], table["z_scale"], table["hr"], shape_features(data), table["z_conditional"]
+    )
     out = {"n": len(rows), "net_counts_thinned": float(np.median(net_counts(thinned)))}
     for name, (q_loc, q_scale) in queries.items():
         how, ref_loc, ref_scale = reference[name]

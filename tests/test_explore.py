@@ -73,6 +73,8 @@ def test_explore_writes_the_tables(explored, small_pack):
     for column in ("z_scale", "snr", "statistic", "elbo", "misfit", "nh", "hardness", "hr"):
         assert np.all(np.isfinite(posteriors[column])), column
     assert np.all(posteriors["z_scale"] > 0) and np.all(posteriors["snr"] > 0)
+    # the marginal widths are never narrower than the conditional ones
+    assert np.all(posteriors["z_scale"] >= posteriors["z_conditional"] * (1 - 1e-5))
     assert Table.read(folder / "posteriors.fits").meta["RUN"]  # provenance in the header
 
     xy = read_table(folder / "map.fits")

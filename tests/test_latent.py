@@ -109,8 +109,9 @@ def test_divergences_vanish_on_equal_posteriors_and_broadcast():
 def test_search_returns_the_brute_force_nearest(name):
     rng = np.random.default_rng(4)
     loc, scale = gaussians(rng, 3000, 16)
+    conditional = scale * rng.uniform(0.2, 1.0, scale.shape)  # what match compares instead
     groups = rng.integers(0, 1000, 3000)
-    index = Index(loc, scale, groups)
+    index = Index(loc, scale, groups, conditional)
     queries = rng.choice(3000, 7, replace=False)
     keep = rng.random(3000) < 0.7
     rows, values = index.search(
@@ -120,9 +121,11 @@ def test_search_returns_the_brute_force_nearest(name):
         divergence=name,
         keep=keep,
         exclude_groups=groups[queries],
+        conditional=conditional[queries],
     )
+    widths = conditional if name == "match" else scale
     for q, r, v in zip(queries, rows, values):
-        d = divergence(name, loc[q], scale[q], loc, scale)
+        d = divergence(name, loc[q], widths[q], loc, widths)
         d[~keep | (groups == groups[q])] = np.inf
         expected = np.argsort(d, kind="stable")[:12]
         np.testing.assert_allclose(v, d[expected], rtol=2e-4, atol=1e-5)

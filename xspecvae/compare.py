@@ -32,7 +32,7 @@ from xspecvae.absorption import CrossSection
 from xspecvae.catalog import Pack
 from xspecvae.explore import cached_table, posterior_table, project, reconstruction
 from xspecvae.fitting import MODELS, fit, fit_latent
-from xspecvae.latent import DEFAULT_DIVERGENCE, Index
+from xspecvae.latent import DEFAULT_DIVERGENCE, Index, conditional_widths
 from xspecvae.products import PPS_NAME
 from xspecvae.report import Section, write_report
 from xspecvae.run import Run, load_run, run_pack
@@ -159,8 +159,13 @@ def source_table(table, fits, ref, models, *, k: int = 10, divergence=DEFAULT_DI
     best = np.argmin(np.where(np.isfinite(classical), classical, np.inf), -1)
     out["best_model"] = np.asarray(models)[best]
     out["best_w_dof"] = np.take_along_axis(classical, best[:, None], -1)[:, 0]
-    rows, values = Index(ref["z_loc"], ref["z_scale"]).search(
-        table["z_loc"], table["z_scale"], k, divergence=divergence
+    index = Index(ref["z_loc"], ref["z_scale"], conditional=conditional_widths(ref))
+    rows, values = index.search(
+        table["z_loc"],
+        table["z_scale"],
+        k,
+        divergence=divergence,
+        conditional=conditional_widths(table),
     )
     out["neighbours"], out["nearest_divergence"] = rows, values[:, 0]
     if "label" in ref and len(np.unique(ref["label"])) > 1:

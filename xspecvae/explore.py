@@ -33,7 +33,14 @@ import numpy as np
 from xspecvae import figures
 from xspecvae.catalog import Pack
 from xspecvae.evaluation import purity
-from xspecvae.latent import DEFAULT_DIVERGENCE, Index, anomalies, encode, trajectories
+from xspecvae.latent import (
+    DEFAULT_DIVERGENCE,
+    anomalies,
+    conditional_widths,
+    encode,
+    of_table,
+    trajectories,
+)
 from xspecvae.networks import LINES
 from xspecvae.physics import FLUX_BAND
 from xspecvae.predictive import calibration, draw, inference_data, plot_checks
@@ -301,13 +308,13 @@ def example_searches(table, k, divergence, snr_min, n_queries: int = 5) -> dict:
         bright = np.argsort(-np.asarray(table["snr"]))[:n_queries]
     labels = np.asarray(table.get("label", np.zeros(len(table["row"]))).astype(str))
     queries = [bright[labels[bright] == c][0] for c in np.unique(labels[bright])][:n_queries]
-    index = Index(table["z_loc"], table["z_scale"], table["source_id"])
-    rows, values = index.search(
+    rows, values = of_table(table).search(
         table["z_loc"][queries],
         table["z_scale"][queries],
         k,
         divergence=divergence,
         exclude_groups=np.asarray(table["source_id"])[queries],
+        conditional=conditional_widths(table)[queries],
     )
     found = rows >= 0  # row -1: fewer than k neighbours qualify
     query = np.repeat(queries, found.sum(1))

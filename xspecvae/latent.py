@@ -32,9 +32,11 @@ __all__ = [
     "DIVERGENCES",
     "Index",
     "anomalies",
+    "conditional_widths",
     "divergence",
     "encode",
     "model_batches",
+    "of_table",
     "trajectories",
 ]
 
@@ -51,7 +53,8 @@ def encode(
 ) -> dict[str, np.ndarray]:
     """Posterior and fit of the ``rows`` of ``pack`` (all when None), as columns:
 
-    ``z_loc``, ``z_scale`` (N, D); ``norm_loc``, ``norm_scale`` (of ``log_norm``, the log count
+    ``z_loc``, ``z_scale`` (N, D) (marginal widths), ``z_conditional`` (N, D) (each dimension's
+    width with the others at the mean); ``norm_loc``, ``norm_scale`` (of ``log_norm``, the log count
     rate through the reference response); at the posterior mean: ``nh`` (1e22 cm^-2),
     ``redshift``, ``coefficients`` (N, K) (the DeepONet branch's template weights),
     ``line_ew`` (N, L) (rest-frame equivalent widths, keV, of the decoder's lines at the
@@ -140,6 +143,7 @@ def _encoder(vae: VAE, n_draws: int) -> Callable:
         dof = good.sum(-1)
         return {
             **{k: v for k, v in q._asdict().items() if k != "conditional"},
+            "z_conditional": q.conditional[:, :-1],
             "nh": decoded.nh,
             "redshift": decoded.redshift,
             "coefficients": decoded.coefficients,
@@ -173,9 +177,10 @@ def _encoder(vae: VAE, n_draws: int) -> Callable:
 #: prior, is compared by what its counts say and not by how little they say: a posterior equal
 #: to the prior matches everything at 0; two narrow, overlapping ones match far below 0.
 #: Scales are capped at 1 (the prior's) for it. Dividing the prior out per dimension is exact
-#: for the curvature's diagonal, not for the marginal widths of a correlated posterior that
-#: the tables hold since 2026-12-06: on a model trained on the simulation its neighbours fell
-#: from 0.656 to 0.438 purity (benchmarks/RESULTS.md); treat it as approximate.
+#: for the conditional widths (the curvature's diagonal, ``z_conditional``), not for the
+#: marginal ones of a correlated posterior (``z_scale``): :class:`Index` compares the
+#: conditional ones under ``match`` (with the marginal ones, its purity fell from 0.656 to
+#: 0.438 on a model trained on the simulation; benchmarks/RESULTS.md).
 DIVERGENCES = (
     "kl",
     "kl_reverse",
@@ -233,14 +238,18 @@ class Index:
     """A table of posteriors (locs and scales ``(N, D)``), searched by :meth:`search`: a scan of
     the whole table per query, jitted, in float32 (about 25 ms per query over 1,000,000
     posteriors of D = 16 on 2 CPU cores). ``groups`` (N,) integers, e.g. source ids, let a
-    search leave out the query's own group (its other observations)."""
+    search leave out the query's own group (its other observations). ``conditional`` (N, D):
+    the conditional widths that ``match`` compares instead of the scales (:func:`of_table`).
+    """
 
-    def __init__(self, loc, scale, groups=None):
+    def __init__(self, loc, scale, groups=None, conditional=None):
         loc, scale = np.asarray(loc), np.asarray(scale)
-        if loc.ndim != 2 or loc.shape != scale.shape:
+        conditional = scale if conditional is None else np.asarray(conditional)
+        if loc.ndim != 2 or loc.shape != scale.shape or scale.shape != conditional.shape:
             raise ValueError(f"locs {loc.shape} and scales {scale.shape} must both be (N, D)")
         self.loc = jnp.asarray(loc, jnp.float32)
         self.var = jnp.asarray(scale, jnp.float32) ** 2
+        self.conditional_var = jnp.asarray(conditional, jnp.float32) ** 2
         groups = np.zeros(len(loc)) if groups is None else np.asarray(groups)
         self._group_names, codes = np.unique(groups, return_inverse=True)
         self.groups = jnp.asarray(codes, jnp.int32)
@@ -257,13 +266,19 @@ class Index:
         divergence: str = DEFAULT_DIVERGENCE,
         keep=None,
         exclude_groups=None,
+        conditional=None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest posteriors of each query ``(Q, D)`` (or one ``(D,)``): their rows
         ``(Q, k)`` and divergences, nearest first. ``keep`` (N,) bool restricts the table
         (e.g. an SNR or instrument filter); ``exclude_groups`` (Q,) leaves out the rows of the
-        query's group. Where fewer than ``k`` rows qualify, the rest are row -1, value inf."""
+        query's group; ``conditional``: the queries' conditional widths, for ``match``. Where
+        fewer than ``k`` rows qualify, the rest are row -1, value inf."""
         if divergence not in DIVERGENCES:
             raise ValueError(f"unknown divergence {divergence!r}; known: {', '.join(DIVERGENCES)}")
+        table_var = self.var
+        if divergence == "match":
+            scale = scale if conditional is None else conditional
+            table_var = self.conditional_var
         loc, scale = np.asarray(loc, np.float32), np.asarray(scale, np.float32)
         single = loc.ndim == 1
         loc, scale = np.atleast_2d(loc), np.atleast_2d(scale)
@@ -283,7 +298,7 @@ class Index:
             part = slice(start, start + chunk)
             r, v = _search(
                 self.loc,
-                self.var,
+                table_var,
                 self.groups,
                 keep,
                 jnp.asarray(loc[part]),
@@ -297,6 +312,21 @@ class Index:
         rows, values = np.concatenate(rows), np.concatenate(values).astype(np.float64)
         rows[~np.isfinite(values)] = -1
         return (rows[0], values[0]) if single else (rows, values)
+
+
+def of_table(table, rows=None) -> Index:
+    """The :class:`Index` of the ``rows`` (default all) of an :func:`encode` table, grouped by
+    ``source_id``, with its conditional widths (:func:`conditional_widths`)."""
+    rows = slice(None) if rows is None else rows
+    columns = (table["z_loc"], table["z_scale"], table["source_id"], conditional_widths(table))
+    return Index(*(np.asarray(c)[rows] for c in columns))
+
+
+def conditional_widths(table) -> np.ndarray:
+    """The conditional widths of an :func:`encode` table, which ``match`` compares: the
+    ``z_conditional`` column, or ``z_scale`` in tables made before 2026-12-06 (whose widths
+    were the conditional ones)."""
+    return np.asarray(table["z_conditional"] if "z_conditional" in table else table["z_scale"])
 
 
 @partial(jax.jit, static_argnames=("name", "k"))
@@ -327,7 +357,8 @@ def trajectories(table: dict, *, divergence: str = DEFAULT_DIVERGENCE) -> dict[s
     same = source[order][1:] == source[order][:-1]  # the row continues the previous source
     start = np.maximum.accumulate(np.where(np.r_[True, ~same], np.arange(len(order)), 0))
     loc = np.asarray(table["z_loc"], np.float64)[order]
-    var = np.asarray(table["z_scale"], np.float64)[order] ** 2
+    widths = conditional_widths(table) if divergence == "match" else table["z_scale"]
+    var = np.asarray(widths, np.float64)[order] ** 2
     step = np.full(len(order), np.nan)
     earlier, later = (loc[:-1][same], var[:-1][same]), (loc[1:][same], var[1:][same])
     step[1:][same] = _divergence(np, divergence, *earlier, *later)
@@ -359,9 +390,13 @@ def anomalies(
     rng = np.random.default_rng(seed)
     ref = np.sort(rng.choice(n, min(n, reference), replace=False))
     groups = np.asarray(table["source_id"])
-    index = Index(table["z_loc"][ref], table["z_scale"][ref], groups[ref])
-    _, values = index.search(
-        table["z_loc"], table["z_scale"], k, divergence=divergence, exclude_groups=groups
+    _, values = of_table(table, ref).search(
+        table["z_loc"],
+        table["z_scale"],
+        k,
+        divergence=divergence,
+        exclude_groups=groups,
+        conditional=conditional_widths(table),
     )
     isolation = np.nanmean(np.where(np.isfinite(values), values, np.nan), 1)
     misfit = np.asarray(table["misfit"], np.float64)

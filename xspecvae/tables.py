@@ -85,6 +85,7 @@ COLUMNS = {
     # posterior (latent.encode)
     "z_loc": ("", "posterior mean of the latent vector"),
     "z_scale": ("", "posterior marginal standard deviations of the latent vector"),
+    "z_conditional": ("", "posterior conditional standard deviations (others at the mean)"),
     "norm_loc": ("", "posterior mean of ln(count rate through the reference response)"),
     "norm_scale": ("", "posterior standard deviation of that log rate"),
     "nh": (_NH, "absorbing column of the decoder at the posterior mean"),

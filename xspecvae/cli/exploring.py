@@ -146,7 +146,7 @@ def _encode(args) -> int:
 
 
 def _similar(args) -> int:
-    from xspecvae.latent import Index
+    from xspecvae.latent import conditional_widths, of_table
     from xspecvae.tables import POSTERIOR, read_table, write_table
 
     table, header = read_table(args.table, with_header=True, required=POSTERIOR)
@@ -155,6 +155,7 @@ def _similar(args) -> int:
         if isinstance(query, str):
             return fail("similar", query)
         loc, scale, group, where = query["z_loc"][0], query["z_scale"][0], None, args.spectrum
+        conditional = conditional_widths(query)[0]
     else:
         query = _query_row(args, table)
         if isinstance(query, str):
@@ -164,6 +165,7 @@ def _similar(args) -> int:
             table["z_scale"][query],
             table["source_id"][query],
         )
+        conditional = conditional_widths(table)[query]
         where = f"row {query}, " + ", ".join(
             f"{c} {_rounded(table[c][query])}"
             for c in ("source_id", "obs_id", "label", "snr")
@@ -185,14 +187,14 @@ def _similar(args) -> int:
         return fail(
             "similar", f"--min-snr {args.min_snr:g}: no spectrum that bright (max {top:.1f})"
         )
-    index = Index(table["z_loc"], table["z_scale"], table["source_id"])
-    rows, values = index.search(
+    rows, values = of_table(table).search(
         loc,
         scale,
         args.k,
         divergence=args.divergence,
         keep=keep,
         exclude_groups=None if group is None else [group],
+        conditional=conditional,
     )
     rows, values = rows[rows >= 0], values[rows >= 0]
     shown = [c for c in ("source_id", "obs_id", "ra", "dec", "label", "snr") if c in table]

@@ -19,7 +19,7 @@ from astropy.table import Table
 
 from xspecvae.errors import InputError
 from xspecvae.explore import anomaly_table, cached_table, map_table, posterior_table, reconstruction
-from xspecvae.latent import DEFAULT_DIVERGENCE, Index
+from xspecvae.latent import DEFAULT_DIVERGENCE, Index, conditional_widths, of_table
 from xspecvae.run import Run, load_run, run_pack
 from xspecvae.tables import IDENTITY, IN_FILES, made_by, write_table
 
@@ -57,7 +57,7 @@ class Catalogue:
         )
         xy = self._cached("map", lambda: map_table(self.table))
         self.xy = np.stack([xy["x"], xy["y"]], -1)
-        self.index = Index(self.table["z_loc"], self.table["z_scale"], self.table["source_id"])
+        self.index = of_table(self.table)
         self.spectrum = lru_cache(maxsize=256)(self._spectrum)
 
     def _cached(self, name: str, make, **settings) -> dict:
@@ -283,6 +283,7 @@ def similar(
         divergence=divergence,
         keep=keep,
         exclude_groups=[table["source_id"][row]],
+        conditional=conditional_widths(table)[row],
     )
     found = rows >= 0
     rows, values = rows[found], values[found]
