@@ -436,8 +436,9 @@ def refine(vae: VAE, q: Posterior, batch: dict) -> Posterior:
     def negative_elbo(loc, scale):  # (B,), on common draws
         p = q._replace(z_loc=loc[:, :dim], norm_loc=loc[:, dim], conditional=scale)
         z, log_norm = p.sample(jax.random.key(1), 16)
-        deviance = jax.vmap(lambda *x: half_deviance(_source_counts(apply, *x, batch, inst)[1]))
-        return deviance(z, log_norm).mean(0) + p.kl(inst.norm_prior)
+        draws = jnp.concatenate([z, log_norm[..., None]], -1)
+        deviance = jax.vmap(lambda x: half_deviance(source_counts(x)))(draws).mean(0)
+        return deviance + p.kl(inst.norm_prior)
 
     better = (negative_elbo(theta, scale) < negative_elbo(start, q.conditional))[:, None]
     loc, scale = jnp.where(better, theta, start), jnp.where(better, scale, q.conditional)
@@ -445,7 +446,9 @@ def refine(vae: VAE, q: Posterior, batch: dict) -> Posterior:
     cholesky = jnp.linalg.cholesky(curvature(loc)[2])
     eye = jnp.broadcast_to(jnp.eye(dim + 1), cholesky.shape)
     sd = jnp.sqrt(jnp.sum(solve_triangular(cholesky, eye, lower=True) ** 2, -2))
-    sd = jnp.maximum(sd, scale)  # a kept encoder's posterior may be wider than the curvature
+    # a kept encoder's posterior may be wider than the curvature says; a curvature that float32
+    # cannot factor (NaN) leaves the conditional widths
+    sd = jnp.where(jnp.isfinite(sd), jnp.maximum(sd, scale), scale)
     return Posterior(loc[:, :dim], sd[:, :dim], loc[:, dim], sd[:, dim], scale)
 
 
