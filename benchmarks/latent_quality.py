@@ -61,7 +61,13 @@ from xspecvae.evaluation import (  # noqa: E402
     purity,
     shape_features,
 )
-from xspecvae.latent import DIVERGENCES, Index, encode, trajectories  # noqa: E402
+from xspecvae.latent import (  # noqa: E402
+    DIVERGENCES,
+    Index,
+    compared_widths,
+    encode,
+    trajectories,
+)
 from xspecvae.likelihood import LIKELIHOODS  # noqa: E402
 from xspecvae.products import ingest  # noqa: E402
 from xspecvae.run import Run, load_run  # noqa: E402
@@ -250,8 +256,8 @@ def state_changes(table: dict, truth: Table) -> dict[str, dict[str, float]]:
     and the median steps of both."""
     out = {}
     kind = np.asarray(truth["variability"]).astype(str)
+    epochs = {"source_id": np.asarray(truth["source"]), "mjd": np.asarray(truth["mjd_obs"])}
     for how in ("kl_symmetric", "bhattacharyya", "wasserstein"):
-        epochs = {"source_id": np.asarray(truth["source"]), "mjd": np.asarray(truth["mjd_obs"])}
         steps = trajectories({**table, **epochs}, divergence=how)
         later = np.flatnonzero(np.isfinite(steps["step"]))
         rows, step = steps["row"][later], steps["step"][later]
@@ -323,10 +329,12 @@ def probes(features: dict, labels, groups, net, folds: int = 5) -> dict:
     return out
 
 
-def _features(loc, scale, hr, shape, conditional=None) -> dict:
-    features = {d: (d, loc, scale) for d in DIVERGENCES if d not in ("hellinger", "euclidean")}
-    if conditional is not None:  # the widths match compares (latent.Index)
-        features["match"] = ("match", loc, conditional)
+def _features(loc, scale, hr, shape, conditional) -> dict:
+    features = {
+        d: (d, loc, compared_widths(d, scale, conditional))
+        for d in DIVERGENCES
+        if d not in ("hellinger", "euclidean")
+    }
     features["euclidean (means)"] = ("euclidean", loc, None)  # Hellinger orders as Bhattacharyya
     features["hardness ratios"] = ("euclidean", hr, None)
     features["raw shape"] = ("euclidean", shape, None)
@@ -395,10 +403,11 @@ def _thinning(vae, data, table, labels, groups, net, grid, seed: int = 0) -> dic
     q = vae.posterior(thinned)
     thinned = {k: np.asarray(v) for k, v in thinned.items()}
     loc, scale = np.asarray(q.z_loc), np.asarray(q.z_scale)
+    conditional = np.asarray(q.conditional[:, :-1])
     hr = hardness_ratios(thinned, grid.channel_lo, grid.channel_hi)
+    divergences = ("kl_symmetric", "bhattacharyya", "wasserstein", "match")
     queries = {
-        **{d: (loc, scale) for d in ("kl_symmetric", "bhattacharyya", "wasserstein")},
-        "match": (loc, np.asarray(q.conditional[:, :-1])),
+        **{d: (loc, compared_widths(d, scale, conditional)) for d in divergences},
         "euclidean (means)": (loc, None),
         "hardness ratios": (hr, None),
         "raw shape": (shape_features(thinned), None),

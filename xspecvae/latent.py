@@ -32,6 +32,7 @@ __all__ = [
     "DIVERGENCES",
     "Index",
     "anomalies",
+    "compared_widths",
     "conditional_widths",
     "divergence",
     "encode",
@@ -275,10 +276,8 @@ class Index:
         fewer than ``k`` rows qualify, the rest are row -1, value inf."""
         if divergence not in DIVERGENCES:
             raise ValueError(f"unknown divergence {divergence!r}; known: {', '.join(DIVERGENCES)}")
-        table_var = self.var
-        if divergence == "match":
-            scale = scale if conditional is None else conditional
-            table_var = self.conditional_var
+        scale = compared_widths(divergence, scale, conditional)
+        table_var = compared_widths(divergence, self.var, self.conditional_var)
         loc, scale = np.asarray(loc, np.float32), np.asarray(scale, np.float32)
         single = loc.ndim == 1
         loc, scale = np.atleast_2d(loc), np.atleast_2d(scale)
@@ -322,6 +321,13 @@ def of_table(table, rows=None) -> Index:
     return Index(*(np.asarray(c)[rows] for c in columns))
 
 
+def compared_widths(divergence: str, marginal, conditional):
+    """The widths ``divergence`` compares: the ``conditional`` ones for ``match`` (whose
+    division of the prior per dimension is exact for them only) when given, else the
+    ``marginal`` ones."""
+    return conditional if divergence == "match" and conditional is not None else marginal
+
+
 def conditional_widths(table) -> np.ndarray:
     """The conditional widths of an :func:`encode` table, which ``match`` compares: the
     ``z_conditional`` column, or ``z_scale`` in tables made before 2026-12-06 (whose widths
@@ -357,7 +363,7 @@ def trajectories(table: dict, *, divergence: str = DEFAULT_DIVERGENCE) -> dict[s
     same = source[order][1:] == source[order][:-1]  # the row continues the previous source
     start = np.maximum.accumulate(np.where(np.r_[True, ~same], np.arange(len(order)), 0))
     loc = np.asarray(table["z_loc"], np.float64)[order]
-    widths = conditional_widths(table) if divergence == "match" else table["z_scale"]
+    widths = compared_widths(divergence, table["z_scale"], conditional_widths(table))
     var = np.asarray(widths, np.float64)[order] ** 2
     step = np.full(len(order), np.nan)
     earlier, later = (loc[:-1][same], var[:-1][same]), (loc[1:][same], var[1:][same])
