@@ -124,6 +124,27 @@ def test_summary_and_epochs(catalogue):
     assert np.all(np.diff(table["mjd"][seen]) >= 0)
 
 
+def test_a_source_s_trajectory_is_the_library_s(catalogue):
+    from xspecvae.explore import trajectory_table
+
+    table = catalogue.table
+    row = a_repeated_row(catalogue)
+    for divergence in ("kl_symmetric", "wasserstein", "match"):
+        steps = data.trajectory(table, row, divergence)
+        every = trajectory_table(table, divergence)
+        mine = every["source_id"] == table["source_id"][row]
+        np.testing.assert_array_equal(steps["row"], data.epochs(table, row))
+        np.testing.assert_array_equal(steps["row"], every["row"][mine])
+        np.testing.assert_allclose(steps["step"], every["step"][mine], rtol=1e-6)
+        assert np.isnan(steps["step"][0]) and np.isfinite(steps["step"][1:]).all()
+        np.testing.assert_allclose(steps["hardness"], every["hardness"][mine])
+        np.testing.assert_allclose(steps["photon_flux"], every["photon_flux"][mine])
+    ids, counts = np.unique(table["source_id"], return_counts=True)
+    once = int(np.flatnonzero(table["source_id"] == ids[counts == 1][0])[0])
+    alone = data.trajectory(table, once)
+    assert alone["row"].tolist() == [once] and np.isnan(alone["step"]).all()
+
+
 def test_similar_is_the_index_search(catalogue):
     table, row = catalogue.table, 11
     for divergence, min_snr in (("kl_symmetric", 0.0), ("wasserstein", 10.0), ("match", 0.0)):
@@ -168,10 +189,14 @@ def test_page_without_a_browser(catalogue):
     seen = data.epochs(catalogue.table, row)
     assert len(page.epochs.children) == len(seen)
     np.testing.assert_array_equal(page.track.data["x"], catalogue.xy[seen, 0])  # its trajectory
+    np.testing.assert_array_equal(page.steps.source.data["row"], seen)
+    np.testing.assert_array_equal(page.here.data["hardness"], [catalogue.table["hardness"][row]])
     page.divergence.value = "hellinger"
     assert list(page.similar.source.data["row"]) == expected_similar(
         catalogue, row, 10, "hellinger"
     )
+    hellinger = data.trajectory(catalogue.table, row, "hellinger")["step"]
+    np.testing.assert_array_equal(page.steps.source.data["step"], hellinger)
     page._filter("value_throttled", 0, 10.0)
     assert sum(page.filter.booleans) == np.sum(catalogue.table["snr"] >= 10)
     assert np.all(np.asarray(page.similar.source.data["snr"]) >= 10)
@@ -367,6 +392,9 @@ def test_the_page_in_a_browser(browser, server, catalogue):
     if os.environ.get("XSPECVAE_SCREENSHOT"):
         browser.save_screenshot(os.environ["XSPECVAE_SCREENSHOT"])
 
+    steps = MODEL.format("trajectory_source")
+    wait(browser, f"return {steps}.data.row && {steps}.data.row.length == {epochs}")
+
     rows = [2, 40, 41, row]
     browser.execute_script(f"{source}.selected.indices = {rows}")  # a box selection
     for kind in ("fits", "csv"):
@@ -376,3 +404,16 @@ def test_the_page_in_a_browser(browser, server, catalogue):
         got = Table.read(saved, format="fits" if kind == "fits" else "csv")
         browser.execute_script(f"{MODEL.format('status')}.text = ''")
         assert sorted(got["SRCID"].tolist()) == sorted(table["source_id"][rows].tolist())
+
+
+def test_a_link_opens_on_a_source(browser, server, catalogue):
+    table, row = catalogue.table, 17
+    browser.get(f"{server}?row={row}")
+    info = MODEL.format("source_info")
+    wait(browser, f"return Bokeh.documents.length && {info} && {info}.text.includes('SRCID')")
+    assert f"<td>{table['source_id'][row]}</td>" in browser.execute_script(f"return {info}.text")
+    assert browser.execute_script(f"return {MODEL.format('map_source')}.selected.indices") == [row]
+    browser.get(f"{server}?row=600")  # not a row: said, and the page lives
+    status = MODEL.format("status")
+    text = wait(browser, f"return Bokeh.documents.length && {status} && {status}.text")
+    assert "0 to 599" in text

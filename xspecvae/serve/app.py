@@ -1,8 +1,9 @@
 """The page of ``xspecvae serve``: a Bokeh document built from :mod:`xspecvae.serve.data`.
 
-The map (WebGL) is the centre: tapping a point shows that source (spectrum, summary, other
-epochs, drawn as its trajectory on the map) and its nearest posteriors, which are ringed on
-the map; a box or lasso selection can be downloaded as FITS or CSV (from the server's
+The map (WebGL) is the centre: tapping a point (or opening ``/?row=N``) shows that source
+(spectrum, summary, other epochs, drawn as its trajectory on the map, their step divergences
+and hardness-intensity track) and its nearest posteriors, which are ringed on the map; a box
+or lasso selection can be downloaded as FITS or CSV (from the server's
 ``download/`` handler). Every model the tests read has a ``name``.
 """
 
@@ -22,6 +23,7 @@ from bokeh.models import (
     Div,
     HoverTool,
     NumberFormatter,
+    ScientificFormatter,
     Select,
     Slider,
     Spinner,
@@ -31,6 +33,7 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
+from xspecvae.errors import InputError
 from xspecvae.latent import DEFAULT_DIVERGENCE, DIVERGENCES
 from xspecvae.serve import data
 
@@ -59,19 +62,41 @@ fetch('download/selection.' + kind, {method: 'POST',
 
 
 def build_document(catalogue: data.Catalogue, doc) -> None:
-    """Fill the Bokeh document ``doc`` (one browser session) with the app."""
-    Page(catalogue).attach(doc)
+    """Fill the Bokeh document ``doc`` (one browser session) with the app; a page opened as
+    ``/?row=N`` opens on source ``N`` (a link to a source)."""
+    page = Page(catalogue)
+    page.attach(doc)
+    context = doc.session_context
+    asked = context.request.arguments.get("row") if context and context.request else None
+    if asked:
+        try:
+            row = catalogue.row(asked[0].decode(errors="replace"))
+        except InputError as err:
+            page.status.text = html.escape(str(err))
+        else:
+            page.source.selected.indices = [row]
+
+
+#: Formats of the tables' number columns (the others are shown as they are); models are
+#: made per page, since a Bokeh model belongs to one document.
+FORMATS = dict.fromkeys(("snr", "divergence", "misfit", "isolation", "step", "hardness"), "0.[000]")
+FORMATS |= {"mjd": "0.[00]", "photon_flux": "scientific"}
+
+
+def _formatter(spec: str):
+    if spec == "scientific":
+        return ScientificFormatter(precision=3)
+    return NumberFormatter(format=spec)
 
 
 def _table(name: str, columns: dict[str, str], height: int = 260) -> DataTable:
     """An empty DataTable ``name`` with ``columns`` (field -> title; numbers formatted)."""
     source = ColumnDataSource({f: [] for f in columns}, name=f"{name}_source")
     fields = [
-        TableColumn(field=f, title=t, formatter=NumberFormatter(format="0.[000]"))
-        if f in ("snr", "divergence", "misfit", "isolation")
+        TableColumn(field=f, title=t, formatter=_formatter(FORMATS[f])) if f in FORMATS
         else TableColumn(field=f, title=t)
         for f, t in columns.items()
-    ]
+    ]  # fmt: skip
     return DataTable(source=source, columns=fields, height=height, width=460, name=name)
 
 
@@ -90,6 +115,7 @@ class Page:
         self._map()
         self._source_panel()
         self._similar_panel()
+        self._trajectory_panel()
         self.anomalies = _table(
             "anomalies",
             {"rank": "rank", "row": "row", "source_id": "SRCID", "label": "class"}
@@ -183,14 +209,33 @@ class Page:
             name="divergence",
         )
         self.k = Spinner(title="k", low=1, high=100, step=1, value=10, width=80, name="k")
-        for widget in (self.divergence, self.k):
-            widget.on_change("value", lambda attr, old, new: self._search())
+        self.k.on_change("value", lambda attr, old, new: self._search())
+        self.divergence.on_change("value", lambda attr, old, new: self._search(steps=True))
         self.similar = _table(
             "similar",
             {"rank": "rank", "row": "row", "source_id": "SRCID", "obs_id": "OBS_ID"}
             | {"label": "class", "snr": "SNR", "divergence": "divergence"},
         )
         self.similar.source.selected.on_change("indices", self._pick(self.similar))
+
+    def _trajectory_panel(self) -> None:
+        self.steps = _table(
+            "trajectory",
+            {"row": "row", "obs_id": "OBS_ID", "mjd": "MJD", "step": "step divergence"}
+            | {"hardness": "hardness", "photon_flux": "photons/cm2/s"},
+            height=160,
+        )
+        self.steps.source.selected.on_change("indices", self._pick(self.steps))
+        fig = figure(
+            name="hardness_intensity", y_axis_type="log", width=460, height=260,
+            x_axis_label="model hardness (H - S) / (H + S)",
+            y_axis_label="model photon flux (photons/cm2/s)", title="hardness-intensity",
+        )  # fmt: skip
+        fig.line("hardness", "photon_flux", source=self.steps.source, color="black")
+        fig.scatter("hardness", "photon_flux", source=self.steps.source, size=7, color="black")
+        self.here = ColumnDataSource({"hardness": [], "photon_flux": []}, name="here_source")
+        fig.scatter("hardness", "photon_flux", source=self.here, size=12, color="red")
+        self.hardness_intensity = fig
 
     def _pick(self, listing: DataTable):
         """A callback: the row picked in ``listing`` becomes the selected source."""
@@ -230,7 +275,15 @@ class Page:
         self.epochs.children = [self._epoch_button(r) for r in seen]
         track = seen if len(seen) > 1 else seen[:0]  # the source's path on the map, in time
         self.track.data = {"x": self.cat.xy[track, 0], "y": self.cat.xy[track, 1]}
-        self._search()
+        self._search(steps=True)
+
+    def _trajectory(self) -> None:
+        """The selected source's epochs with their steps under the chosen divergence, and its
+        hardness-intensity track (the selected epoch in red)."""
+        steps = data.trajectory(self.cat.table, self.current, self.divergence.value)
+        self.steps.source.data = {c: steps[c] for c in self.steps.source.data if c in steps}
+        here = steps["row"] == self.current
+        self.here.data = {c: steps[c][here] for c in self.here.data if c in steps}
 
     def _epoch_button(self, row: int) -> Button:
         table = self.cat.table
@@ -243,9 +296,12 @@ class Page:
         button.on_click(lambda: setattr(self.source.selected, "indices", [row]))
         return button
 
-    def _search(self) -> None:
+    def _search(self, steps: bool = False) -> None:
+        """The nearest posteriors of the selected source, and its trajectory's ``steps``."""
         if self.current is None:
             return
+        if steps:
+            self._trajectory()
         found = data.similar(
             self.cat.index, self.cat.table, self.current, k=self.k.value,
             divergence=self.divergence.value, min_snr=self.snr.value,
@@ -276,6 +332,7 @@ class Page:
         tabs = Tabs(
             tabs=[
                 TabPanel(title="similar", child=column(row(self.divergence, self.k), self.similar)),
+                TabPanel(title="trajectory", child=column(self.steps, self.hardness_intensity)),
                 TabPanel(title="anomalies", child=self.anomalies),
             ]
         )

@@ -19,7 +19,13 @@ from astropy.table import Table
 
 from xspecvae.errors import InputError
 from xspecvae.explore import anomaly_table, cached_table, map_table, posterior_table, reconstruction
-from xspecvae.latent import DEFAULT_DIVERGENCE, Index, conditional_widths, of_table
+from xspecvae.latent import (
+    DEFAULT_DIVERGENCE,
+    Index,
+    conditional_widths,
+    of_table,
+    trajectories,
+)
 from xspecvae.run import Run, load_run, run_pack
 from xspecvae.tables import IDENTITY, IN_FILES, made_by, write_table
 
@@ -35,6 +41,7 @@ __all__ = [
     "similar",
     "spectrum_panel",
     "summary",
+    "trajectory",
 ]
 
 #: The anomaly ranking's settings: those of ``xspecvae report``, whose table is reused.
@@ -265,6 +272,27 @@ def epochs(table, row: int) -> np.ndarray:
     if "mjd" in table:
         same = same[np.argsort(np.asarray(table["mjd"])[same], kind="stable")]
     return same
+
+
+def trajectory(table, row: int, divergence=DEFAULT_DIVERGENCE) -> dict[str, np.ndarray]:
+    """The observations of the source of ``row`` in time order (:func:`epochs`): ``row``,
+    ``obs_id``, ``mjd`` (where known), ``step`` (the ``divergence`` of each posterior from
+    the previous epoch's, NaN at the first; :func:`~xspecvae.latent.trajectories`), and the
+    model's ``hardness`` and ``photon_flux`` where the table has them (its
+    hardness-intensity track)."""
+    rows = epochs(table, row)
+    when = np.asarray(table["mjd"])[rows] if "mjd" in table else np.arange(len(rows), dtype=float)
+    widths = ("z_loc", "z_scale", "z_conditional")
+    one = {"source_id": np.zeros(len(rows), int), "mjd": when}
+    one |= {c: np.asarray(table[c])[rows] for c in widths if c in table}
+    steps = trajectories(one, divergence=divergence)
+    step = np.full(len(rows), np.nan)
+    step[steps["row"]] = steps["step"]
+    out = {"row": rows, "obs_id": np.asarray(table["obs_id"])[rows].astype(str)}
+    out |= {"mjd": when} if "mjd" in table else {}
+    out["step"] = step
+    known = [c for c in ("hardness", "photon_flux") if c in table]
+    return out | {c: np.asarray(table[c], float)[rows] for c in known}
 
 
 def similar(
