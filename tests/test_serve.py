@@ -78,6 +78,24 @@ def test_catalogue_reuses_its_cached_tables(catalogue, small_run, small_pack, ta
     np.testing.assert_array_equal(again.xy, catalogue.xy)
 
 
+def test_a_run_finds_the_demo_s_tables_beside_it(catalogue, small_run, small_pack, tmp_path):
+    """``xspecvae demo`` writes its report's tables to ``DEMO/explore`` beside ``DEMO/run``:
+    ``serve DEMO/run`` reuses them rather than encoding again."""
+    from xspecvae.explore import tables_folder
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    assert tables_folder(run, catalogue.origin) == run / "explore"  # nothing cached yet
+    data.Catalogue(run, small_pack, tmp_path / "explore").close()
+    made = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "explore").glob("*.fits")}
+    found = data.Catalogue(run, small_pack)
+    found.close()
+    assert found.folder == tmp_path / "explore" and not (run / "explore").exists()
+    assert {p.name: p.stat().st_mtime_ns for p in found.folder.glob("*.fits")} == made
+    other = catalogue.origin | {"PACKID": "another pack"}
+    assert tables_folder(run, other) == run / "explore"  # not this pack's tables: not used
+
+
 def test_map_columns_and_colours(catalogue):
     table = catalogue.table
     columns = data.map_columns(table, catalogue.xy)

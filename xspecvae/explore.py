@@ -64,6 +64,7 @@ __all__ = [
     "posterior_table",
     "project",
     "reconstruction",
+    "tables_folder",
     "trajectory_table",
     "worst_row",
 ]
@@ -254,10 +255,9 @@ def cached_table(
     """The table at ``path`` if written after the ``model`` was saved and made with the
     same ``header`` (the settings it depends on), otherwise made by ``make`` and written (FITS
     with ``header``, and Parquet beside it with ``parquet``)."""
-    if model.is_current(path):
-        table, stored = read_table(path, with_header=True)
-        if all(str(stored.get(k)) == str(v) for k, v in header.items()):
-            return table
+    table = _current(path, model, header)
+    if table is not None:
+        return table
     if progress:
         print(f"{path.parent.name}: {path.stem}", flush=True)
     table = make()
@@ -266,6 +266,24 @@ def cached_table(
     if parquet:
         write_table(table, path.with_suffix(".parquet"), extname=name, header=header)
     return table
+
+
+def _current(path: Path, model: Run, header: dict) -> dict | None:
+    """The table at ``path`` if :func:`cached_table` would reuse it, else None."""
+    if model.is_current(path):
+        table, stored = read_table(path, with_header=True)
+        if all(str(stored.get(k)) == str(v) for k, v in header.items()):
+            return table
+    return None
+
+
+def tables_folder(run: Path, header: dict) -> Path:
+    """Where a run's cached tables are: ``RUN/explore``, unless only the folder beside the run
+    (``RUN/../explore``, where ``xspecvae demo`` writes its report) holds a current posterior
+    table made with ``header``."""
+    own, beside = run / "explore", run.parent / "explore"
+    found = [_current(f / "posteriors.fits", Run(run), header) is not None for f in (own, beside)]
+    return beside if found == [False, True] else own
 
 
 def map_table(table, *, whiten: bool = False, seed: int = 0) -> dict:

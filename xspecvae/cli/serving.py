@@ -26,7 +26,11 @@ def add_parsers(commands) -> None:
         default="127.0.0.1",
         help="address to listen on (another than 127.0.0.1 lets other machines in)",
     )
-    serve.add_argument("--tables", type=Path, help="cached tables (default RUN/explore)")
+    serve.add_argument(
+        "--tables",
+        type=Path,
+        help="cached tables (default RUN/explore, or the demo's report beside RUN)",
+    )
     serve.add_argument("--instrument", help="pack section (needed if it has several)")
 
 

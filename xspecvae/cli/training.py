@@ -178,7 +178,7 @@ def _demo(args) -> int:
     done = Run(run).is_current(report)
     if not done:
         report = explore(run, pack, folder / "explore", progress=progress)
-    print(f"explore: xspecvae serve {run} {pack} --tables {report.parent}")
+    print(f"explore: xspecvae serve {run}")
     print(f"report: {report}")
     return 0
 

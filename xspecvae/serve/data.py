@@ -18,7 +18,14 @@ import numpy as np
 from astropy.table import Table
 
 from xspecvae.errors import InputError
-from xspecvae.explore import anomaly_table, cached_table, map_table, posterior_table, reconstruction
+from xspecvae.explore import (
+    anomaly_table,
+    cached_table,
+    map_table,
+    posterior_table,
+    reconstruction,
+    tables_folder,
+)
 from xspecvae.latent import (
     DEFAULT_DIVERGENCE,
     Index,
@@ -50,15 +57,16 @@ ANOMALY_K, ANOMALY_DIVERGENCE = 10, DEFAULT_DIVERGENCE
 
 class Catalogue:
     """``run`` on ``pack`` (default: the run's own), its tables cached in ``folder`` (default
-    ``RUN/explore``)."""
+    :func:`~xspecvae.explore.tables_folder`: ``RUN/explore``, or the demo's report beside the
+    run)."""
 
     def __init__(self, run, pack=None, folder=None, *, instrument=None, progress=False):
         self.run = Path(run)
         self.vae, info = load_run(self.run)
         self.pack = run_pack(info, pack, instrument)
-        self.folder = Path(folder) if folder else self.run / "explore"
         self.progress = progress
         self.origin = made_by(self.run, info, self.pack) | {"INSTRUME": self.pack.instrument}
+        self.folder = Path(folder) if folder else tables_folder(self.run, self.origin)
         self.table = self._cached(
             "posteriors", lambda: posterior_table(self.vae, self.pack, progress=progress)
         )
