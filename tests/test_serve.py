@@ -222,6 +222,49 @@ def test_page_without_a_browser(catalogue):
     assert page.source.selected.indices == [int(catalogue.anomalies["row"][0])]
 
 
+def test_a_selection_goes_to_topcat_over_samp(catalogue, tmp_path, monkeypatch):
+    from bokeh.document import Document
+    from pyvo.samp import SAMPHubServer, SAMPIntegratedClient
+
+    from xspecvae.serve.app import Page
+
+    page = Page(catalogue)
+    page.attach(Document())
+    page._send()
+    assert page.status.text == "select sources first (box or lasso)"
+    rows = [3, 8, 21]
+    page.source.selected.indices = rows
+    lockfile = tmp_path / "samp-hub"
+    monkeypatch.setenv("SAMP_HUB", f"std-lockurl:{lockfile.as_uri()}")
+    page._send()
+    assert page.status.text.startswith("SAMP: no hub is running")
+    hub = SAMPHubServer(web_profile=False, lockfile=str(lockfile))
+    hub.start()
+    topcat = SAMPIntegratedClient(name="topcat-like")
+    try:
+        page._send()
+        assert page.status.text.startswith("SAMP: no client that loads tables")
+        got = {}
+
+        def load(private_key, sender, message, mtype, params, extra):
+            got["table"] = Table.read(urllib.request.url2pathname(params["url"][7:]))
+            got["name"] = params["name"]
+            topcat.reply(message, {"samp.status": "samp.ok", "samp.result": {}})
+
+        topcat.connect()
+        topcat.bind_receive_call("table.load.votable", load)
+        page._send()
+        assert page.status.text == "3 sources sent to topcat-like", page.status.text
+        table = got["table"]
+        assert table["SRCID"].tolist() == catalogue.table["source_id"][rows].tolist()
+        np.testing.assert_allclose(table["z_loc"], catalogue.table["z_loc"][rows], rtol=1e-6)
+        assert str(table["RA"].unit) == "deg" and got["name"].endswith("selection")
+    finally:
+        if topcat.is_connected:
+            topcat.disconnect()
+        hub.stop()
+
+
 # ---------------------------------------------------------------------------------------------
 # The server
 

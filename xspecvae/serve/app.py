@@ -35,7 +35,7 @@ from bokeh.plotting import figure
 
 from xspecvae.errors import InputError
 from xspecvae.latent import DEFAULT_DIVERGENCE, DIVERGENCES
-from xspecvae.serve import data
+from xspecvae.serve import data, samp
 
 __all__ = ["build_document"]
 
@@ -309,8 +309,24 @@ class Page:
         self.similar.source.data = found
         self.near.data = {"x": self.cat.xy[found["row"], 0], "y": self.cat.xy[found["row"], 1]}
 
-    def _downloads(self) -> list[Button]:
-        buttons = []
+    def _send(self) -> None:
+        """The selection, to TOPCAT, Aladin or any SAMP client of the hub on this machine."""
+        rows = self.source.selected.indices
+        if not rows:
+            self.status.text = "select sources first (box or lasso)"
+            return
+        body = data.selection_file(self.cat.table, rows, "votable")
+        try:
+            took = samp.send_table(body, f"xspecvae {self.cat.run.name} selection")
+        except InputError as err:
+            self.status.text = html.escape(str(err))
+            return
+        self.status.text = html.escape(f"{len(rows)} sources sent to {', '.join(took)}")
+
+    def _selection_buttons(self) -> list[Button]:
+        send = Button(label="send to TOPCAT / Aladin (SAMP)", name="samp")
+        send.on_click(self._send)
+        buttons = [send]
         for kind in ("fits", "csv"):
             button = Button(label=f"selection as {kind.upper()}", name=f"download_{kind}")
             code = CustomJS(
@@ -327,8 +343,9 @@ class Page:
         self.anomalies.source.data = {
             c: v.astype(str) if c in ("source_id", "label") else v for c, v in shown.items()
         }
-        controls = row(self.colour, self.snr, *self._downloads())
-        left = column(controls, self.legend, self.map, self.status, self.info)
+        controls = row(self.colour, self.snr)
+        left = column(controls, row(*self._selection_buttons()), self.legend, self.map)
+        left.children += [self.status, self.info]
         tabs = Tabs(
             tabs=[
                 TabPanel(title="similar", child=column(row(self.divergence, self.k), self.similar)),

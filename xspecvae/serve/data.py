@@ -362,15 +362,20 @@ def selection_table(table, rows) -> dict[str, np.ndarray]:
 
 
 def selection_file(table, rows, kind: str, header: dict | None = None) -> bytes:
-    """:func:`selection_table` as a file: ``fits`` (the package's tables, 4XMM names, units)
-    or ``csv`` (4XMM names; vector columns as ``Z_LOC_1``, ``Z_LOC_2``, ...)."""
+    """:func:`selection_table` as a file: ``fits`` (the package's tables, 4XMM names, units),
+    ``votable`` (the same columns and units, for SAMP) or ``csv`` (4XMM names; vector columns
+    as ``Z_LOC_1``, ``Z_LOC_2``, ...)."""
     chosen = selection_table(table, rows)
-    if kind == "fits":
+    if kind in ("fits", "votable"):
         with tempfile.TemporaryDirectory() as folder:
             path = write_table(chosen, Path(folder) / "s.fits", extname="SELECTION", header=header)
-            return path.read_bytes()
+            if kind == "fits":
+                return path.read_bytes()
+            out = io.BytesIO()
+            Table.read(path, format="fits").write(out, format="votable")
+            return out.getvalue()
     if kind != "csv":
-        raise InputError("format", f"unknown {kind!r}; fits or csv")
+        raise InputError("format", f"unknown {kind!r}; fits, votable or csv")
     flat = {}
     for name, values in chosen.items():
         name = IN_FILES.get(name, name)
