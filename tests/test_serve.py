@@ -13,6 +13,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,7 +79,9 @@ def test_catalogue_reuses_its_cached_tables(catalogue, small_run, small_pack, ta
     np.testing.assert_array_equal(again.xy, catalogue.xy)
 
 
-def test_a_run_finds_the_demo_s_tables_beside_it(catalogue, small_run, small_pack, tmp_path):
+def test_a_run_finds_the_demo_s_tables_beside_it(
+    catalogue, small_run, small_pack, tmp_path, monkeypatch
+):
     """``xspecvae demo`` writes its report's tables to ``DEMO/explore`` beside ``DEMO/run``:
     ``serve DEMO/run`` reuses them rather than encoding again."""
     from xspecvae.explore import tables_folder
@@ -86,9 +89,10 @@ def test_a_run_finds_the_demo_s_tables_beside_it(catalogue, small_run, small_pac
     run = tmp_path / "run"
     shutil.copytree(small_run, run)
     assert tables_folder(run, catalogue.origin) == run / "explore"  # nothing cached yet
-    data.Catalogue(run, small_pack, tmp_path / "explore").close()
+    monkeypatch.chdir(small_pack.parent)  # the demo names its pack relative to the cwd
+    data.Catalogue(run, Path(small_pack.name), tmp_path / "explore").close()
     made = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "explore").glob("*.fits")}
-    found = data.Catalogue(run, small_pack)
+    found = data.Catalogue(run)  # the run's own pack, by its absolute path
     found.close()
     assert found.folder == tmp_path / "explore" and not (run / "explore").exists()
     assert {p.name: p.stat().st_mtime_ns for p in found.folder.glob("*.fits")} == made
@@ -222,9 +226,41 @@ def test_page_without_a_browser(catalogue):
     assert page.source.selected.indices == [int(catalogue.anomalies["row"][0])]
 
 
+class TopcatLike:
+    """A SAMP hub of the test's own (found through ``SAMP_HUB``, set by ``monkeypatch``), and,
+    once :meth:`connect` is called, a client that loads tables as TOPCAT does: ``got`` holds
+    the last table and its name."""
+
+    def __init__(self, folder, monkeypatch):
+        from pyvo.samp import SAMPHubServer, SAMPIntegratedClient
+
+        self.lockfile = folder / "samp-hub"
+        monkeypatch.setenv("SAMP_HUB", f"std-lockurl:{self.lockfile.as_uri()}")
+        self.hub = SAMPHubServer(web_profile=False, lockfile=str(self.lockfile))
+        self.client = SAMPIntegratedClient(name="topcat-like")
+        self.got = {}
+
+    def connect(self) -> None:
+        from astropy.io.votable import parse
+
+        def load(private_key, sender, message, mtype, params, extra):
+            path = urllib.request.url2pathname(params["url"][7:])
+            self.got["table"] = Table.read(path)
+            self.got["params"] = parse(path).get_first_table().params
+            self.got["name"] = params["name"]
+            self.client.reply(message, {"samp.status": "samp.ok", "samp.result": {}})
+
+        self.client.connect()
+        self.client.bind_receive_call("table.load.votable", load)
+
+    def stop(self) -> None:
+        if self.client.is_connected:
+            self.client.disconnect()
+        self.hub.stop()
+
+
 def test_a_selection_goes_to_topcat_over_samp(catalogue, tmp_path, monkeypatch):
     from bokeh.document import Document
-    from pyvo.samp import SAMPHubServer, SAMPIntegratedClient
 
     from xspecvae.serve.app import Page
 
@@ -233,36 +269,21 @@ def test_a_selection_goes_to_topcat_over_samp(catalogue, tmp_path, monkeypatch):
     page._send()
     assert page.status.text == "select sources first (box or lasso)"
     rows = [3, 8, 21]
-    page.source.selected.indices = rows
-    lockfile = tmp_path / "samp-hub"
-    monkeypatch.setenv("SAMP_HUB", f"std-lockurl:{lockfile.as_uri()}")
-    page._send()
-    assert page.status.text.startswith("SAMP: no hub is running")
-    hub = SAMPHubServer(web_profile=False, lockfile=str(lockfile))
-    hub.start()
-    topcat = SAMPIntegratedClient(name="topcat-like")
+    topcat = TopcatLike(tmp_path, monkeypatch)
+    assert page.samp(rows).startswith("SAMP: no hub is running")
+    topcat.hub.start()
     try:
-        page._send()
-        assert page.status.text.startswith("SAMP: no client that loads tables")
-        got = {}
-
-        def load(private_key, sender, message, mtype, params, extra):
-            got["table"] = Table.read(urllib.request.url2pathname(params["url"][7:]))
-            got["name"] = params["name"]
-            topcat.reply(message, {"samp.status": "samp.ok", "samp.result": {}})
-
+        assert page.samp(rows).startswith("SAMP: no client that loads tables")
         topcat.connect()
-        topcat.bind_receive_call("table.load.votable", load)
-        page._send()
-        assert page.status.text == "3 sources sent to topcat-like", page.status.text
-        table = got["table"]
+        assert page.samp(rows) == "3 sources sent to topcat-like"
+        table = topcat.got["table"]
         assert table["SRCID"].tolist() == catalogue.table["source_id"][rows].tolist()
         np.testing.assert_allclose(table["z_loc"], catalogue.table["z_loc"][rows], rtol=1e-6)
-        assert str(table["RA"].unit) == "deg" and got["name"].endswith("selection")
+        assert str(table["RA"].unit) == "deg" and topcat.got["name"].endswith("selection")
+        params = {p.name: p.value for p in topcat.got["params"]}  # where it came from
+        assert params["RUNID"] == catalogue.origin["RUNID"] and params["NROWS"] == 3
     finally:
-        if topcat.is_connected:
-            topcat.disconnect()
-        hub.stop()
+        topcat.stop()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,3 +499,24 @@ def test_a_link_opens_on_a_source(browser, server, catalogue):
     status = MODEL.format("status")
     text = wait(browser, f"return Bokeh.documents.length && {status} && {status}.text")
     assert "0 to 599" in text
+
+
+def test_a_selection_goes_over_samp_from_the_page(
+    browser, server, catalogue, tmp_path, monkeypatch
+):
+    """The button's send runs in a thread of its own and says its outcome in the page."""
+    topcat = TopcatLike(tmp_path, monkeypatch)
+    topcat.hub.start()
+    try:
+        topcat.connect()
+        browser.get(server)
+        source, status = MODEL.format("map_source"), MODEL.format("status")
+        wait(browser, f"return Bokeh.documents.length && {source} && {source}.data.x.length")
+        browser.execute_script(f"{source}.selected.indices = [5, 6]")
+        browser.execute_script(CLICK, "send to TOPCAT")
+        wait(browser, f"return {status}.text.includes('sources sent to topcat-like')")
+        assert (
+            topcat.got["table"]["SRCID"].tolist() == catalogue.table["source_id"][[5, 6]].tolist()
+        )
+    finally:
+        topcat.stop()

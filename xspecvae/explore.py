@@ -29,6 +29,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from astropy.io import fits
 
 from xspecvae import figures
 from xspecvae.catalog import Pack
@@ -50,6 +51,7 @@ from xspecvae.tables import identity_columns, made_by, read_table, write_table
 from xspecvae.vae import VAE
 
 __all__ = [
+    "TRACK",
     "anomaly_table",
     "cached_table",
     "calibration_table",
@@ -255,9 +257,8 @@ def cached_table(
     """The table at ``path`` if written after the ``model`` was saved and made with the
     same ``header`` (the settings it depends on), otherwise made by ``make`` and written (FITS
     with ``header``, and Parquet beside it with ``parquet``)."""
-    table = _current(path, model, header)
-    if table is not None:
-        return table
+    if _is_cached(path, model, header):
+        return read_table(path)
     if progress:
         print(f"{path.parent.name}: {path.stem}", flush=True)
     table = make()
@@ -268,21 +269,23 @@ def cached_table(
     return table
 
 
-def _current(path: Path, model: Run, header: dict) -> dict | None:
-    """The table at ``path`` if :func:`cached_table` would reuse it, else None."""
-    if model.is_current(path):
-        table, stored = read_table(path, with_header=True)
-        if all(str(stored.get(k)) == str(v) for k, v in header.items()):
-            return table
-    return None
+def _is_cached(path: Path, model: Run, header: dict) -> bool:
+    """Whether :func:`cached_table` would reuse the table at ``path`` (its header only read)."""
+    if not model.is_current(path):
+        return False
+    try:
+        stored = fits.getheader(path, 1)
+    except (OSError, IndexError):
+        return False
+    return all(str(stored.get(k)) == str(v) for k, v in header.items())
 
 
 def tables_folder(run: Path, header: dict) -> Path:
     """Where a run's cached tables are: ``RUN/explore``, unless only the folder beside the run
     (``RUN/../explore``, where ``xspecvae demo`` writes its report) holds a current posterior
     table made with ``header``."""
-    own, beside = run / "explore", run.parent / "explore"
-    found = [_current(f / "posteriors.fits", Run(run), header) is not None for f in (own, beside)]
+    own, beside = Path(run) / "explore", Path(run).parent / "explore"
+    found = [_is_cached(f / "posteriors.fits", Run(run), header) for f in (own, beside)]
     return beside if found == [False, True] else own
 
 
@@ -299,11 +302,15 @@ def _keys(table, rows=None) -> dict:
     return {k: np.asarray(table[k])[rows] for k in keys if k in table}
 
 
+#: The columns of a source's hardness-intensity track: the model's hardness and photon flux.
+TRACK = ("hardness", "photon_flux")
+
+
 def trajectory_table(table, divergence: str = DEFAULT_DIVERGENCE) -> dict:
     """:func:`~xspecvae.latent.trajectories` of a posterior table, with each epoch's keys and,
     where known, label, SNR, model hardness and photon flux (the hardness-intensity track)."""
     steps = trajectories(table, divergence=divergence)
-    extra = ("label", "snr", "hardness", "photon_flux")
+    extra = ("label", "snr", *TRACK)
     known = {k: np.asarray(table[k])[steps["row"]] for k in extra if k in table}
     return {**_keys(table, steps["row"]), **steps, **known}  # steps' row: the table's position
 

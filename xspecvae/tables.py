@@ -234,15 +234,15 @@ def read_table(path, *, with_header: bool = False, required=()):
 
 
 def made_by(run, info: dict, pack) -> dict:
-    """Header keywords naming the run that made a table (path, and the ``run_id`` of its
-    ``config.json`` ``info``), the pack it read (path and :attr:`Pack.identity`) and the kind
-    of posterior widths (``WIDTHS``: marginal; tables made before 2026-12-06 have none, their
-    widths were the curvature's diagonal), so that cached tables of either kind are not
-    mixed."""
+    """Header keywords naming the run that made a table (absolute path, and the ``run_id`` of
+    its ``config.json`` ``info``), the pack it read (absolute path and :attr:`Pack.identity`)
+    and the kind of posterior widths (``WIDTHS``: marginal; tables made before 2026-12-06 have
+    none, their widths were the curvature's diagonal), so that cached tables of either kind
+    are not mixed."""
     return {
-        "RUN": str(run),
+        "RUN": str(Path(run).resolve()),  # however the user spelled it
         "RUNID": info.get("run_id") or "none",
-        "PACK": str(pack.path),
+        "PACK": str(Path(pack.path).resolve()),
         "PACKID": pack.identity or "none",
         "WIDTHS": "marginal",
     }

@@ -3,13 +3,15 @@
 The map (WebGL) is the centre: tapping a point (or opening ``/?row=N``) shows that source
 (spectrum, summary, other epochs, drawn as its trajectory on the map, their step divergences
 and hardness-intensity track) and its nearest posteriors, which are ringed on the map; a box
-or lasso selection can be downloaded as FITS or CSV (from the server's
-``download/`` handler). Every model the tests read has a ``name``.
+or lasso selection can be downloaded as FITS or CSV (from the server's ``download/``
+handler) or sent over SAMP. Every model the tests read has a ``name``.
 """
 
 from __future__ import annotations
 
 import html
+import threading
+from functools import partial
 
 import numpy as np
 from bokeh.layouts import column, row
@@ -70,11 +72,9 @@ def build_document(catalogue: data.Catalogue, doc) -> None:
     asked = context.request.arguments.get("row") if context and context.request else None
     if asked:
         try:
-            row = catalogue.row(asked[0].decode(errors="replace"))
-        except InputError as err:
+            page.source.selected.indices = [catalogue.row(asked[0].decode(errors="replace"))]
+        except InputError as err:  # not a row, or its spectrum unreadable
             page.status.text = html.escape(str(err))
-        else:
-            page.source.selected.indices = [row]
 
 
 #: Formats of the tables' number columns (the others are shown as they are); models are
@@ -106,6 +106,8 @@ class Page:
     def __init__(self, catalogue: data.Catalogue):
         self.cat = catalogue
         self.current = None  # the row shown
+        self.sending = False  # a SAMP send under way
+        self.doc = None  # set by attach
         table = catalogue.table
         self.options = data.colour_options(table)
         colour, _ = data.colours(table, self.options[0])
@@ -310,18 +312,37 @@ class Page:
         self.near.data = {"x": self.cat.xy[found["row"], 0], "y": self.cat.xy[found["row"], 1]}
 
     def _send(self) -> None:
-        """The selection, to TOPCAT, Aladin or any SAMP client of the hub on this machine."""
-        rows = self.source.selected.indices
+        """The selection, to TOPCAT, Aladin or any SAMP client of the hub on the server's
+        machine: sent from a thread of its own (a slow client must not stall the server),
+        its outcome then said in the status line."""
+        rows = list(self.source.selected.indices)
         if not rows:
             self.status.text = "select sources first (box or lasso)"
             return
-        body = data.selection_file(self.cat.table, rows, "votable")
+        if self.sending:
+            self.status.text = "a SAMP send is under way"
+            return
+        self.sending = True
+        self.status.text = f"sending {len(rows)} sources over SAMP"
+        doc = self.doc
+
+        def said(text: str) -> None:
+            self.sending = False
+            self.status.text = html.escape(text)
+
+        def send() -> None:
+            doc.add_next_tick_callback(partial(said, self.samp(rows)))
+
+        threading.Thread(target=send, daemon=True, name="xspecvae-samp").start()
+
+    def samp(self, rows) -> str:
+        """Send ``rows`` over SAMP now (blocking); what happened, in a line."""
+        body = self.cat.selection(rows, "votable")
         try:
             took = samp.send_table(body, f"xspecvae {self.cat.run.name} selection")
         except InputError as err:
-            self.status.text = html.escape(str(err))
-            return
-        self.status.text = html.escape(f"{len(rows)} sources sent to {', '.join(took)}")
+            return str(err)
+        return f"{len(rows)} sources sent to {', '.join(took)}"
 
     def _selection_buttons(self) -> list[Button]:
         send = Button(label="send to TOPCAT / Aladin (SAMP)", name="samp")
@@ -355,4 +376,5 @@ class Page:
         )
         right = column(self.spectrum_figure, self.epochs, tabs)
         doc.add_root(row(left, right))
+        self.doc = doc
         doc.title = f"xspecvae serve: {self.cat.run.name}"

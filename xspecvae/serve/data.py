@@ -19,6 +19,7 @@ from astropy.table import Table
 
 from xspecvae.errors import InputError
 from xspecvae.explore import (
+    TRACK,
     anomaly_table,
     cached_table,
     map_table,
@@ -103,6 +104,12 @@ class Catalogue:
 
     def _spectrum(self, row: int) -> dict:
         return spectrum_panel(self.vae, self.pack, self.row(row))
+
+    def selection(self, rows, kind: str) -> bytes:
+        """:func:`selection_file` of ``rows``, its header naming the run and pack it came
+        from (their ids, not their paths)."""
+        header = {k: self.origin[k] for k in ("RUNID", "PACKID")} | {"NROWS": len(rows)}
+        return selection_file(self.table, rows, kind, header)
 
     def close(self) -> None:
         self.pack.close()
@@ -286,8 +293,8 @@ def trajectory(table, row: int, divergence=DEFAULT_DIVERGENCE) -> dict[str, np.n
     """The observations of the source of ``row`` in time order (:func:`epochs`): ``row``,
     ``obs_id``, ``mjd`` (where known), ``step`` (the ``divergence`` of each posterior from
     the previous epoch's, NaN at the first; :func:`~xspecvae.latent.trajectories`), and the
-    model's ``hardness`` and ``photon_flux`` where the table has them (its
-    hardness-intensity track)."""
+    model's ``hardness`` and ``photon_flux`` (its hardness-intensity track; NaN where the table
+    lacks them)."""
     rows = epochs(table, row)
     when = np.asarray(table["mjd"])[rows] if "mjd" in table else np.arange(len(rows), dtype=float)
     widths = ("z_loc", "z_scale", "z_conditional")
@@ -299,8 +306,8 @@ def trajectory(table, row: int, divergence=DEFAULT_DIVERGENCE) -> dict[str, np.n
     out = {"row": rows, "obs_id": np.asarray(table["obs_id"])[rows].astype(str)}
     out |= {"mjd": when} if "mjd" in table else {}
     out["step"] = step
-    known = [c for c in ("hardness", "photon_flux") if c in table]
-    return out | {c: np.asarray(table[c], float)[rows] for c in known}
+    missing = np.full(len(rows), np.nan)
+    return out | {c: np.asarray(table[c], float)[rows] if c in table else missing for c in TRACK}
 
 
 def similar(
@@ -362,8 +369,9 @@ def selection_table(table, rows) -> dict[str, np.ndarray]:
 
 
 def selection_file(table, rows, kind: str, header: dict | None = None) -> bytes:
-    """:func:`selection_table` as a file: ``fits`` (the package's tables, 4XMM names, units),
-    ``votable`` (the same columns and units, for SAMP) or ``csv`` (4XMM names; vector columns
+    """:func:`selection_table` as a file: ``fits`` (the package's tables, 4XMM names, units,
+    ``header`` in the FITS header), ``votable`` (the same, ``header`` as PARAMs; for SAMP) or
+    ``csv`` (4XMM names; vector columns
     as ``Z_LOC_1``, ``Z_LOC_2``, ...)."""
     chosen = selection_table(table, rows)
     if kind in ("fits", "votable"):
@@ -371,9 +379,7 @@ def selection_file(table, rows, kind: str, header: dict | None = None) -> bytes:
             path = write_table(chosen, Path(folder) / "s.fits", extname="SELECTION", header=header)
             if kind == "fits":
                 return path.read_bytes()
-            out = io.BytesIO()
-            Table.read(path, format="fits").write(out, format="votable")
-            return out.getvalue()
+            return _votable(Table.read(path, format="fits"), header or {})
     if kind != "csv":
         raise InputError("format", f"unknown {kind!r}; fits, votable or csv")
     flat = {}
@@ -386,3 +392,22 @@ def selection_file(table, rows, kind: str, header: dict | None = None) -> bytes:
     text = io.StringIO()
     Table(flat).write(text, format="ascii.csv")
     return text.getvalue().encode()
+
+
+def _votable(table: Table, header: dict) -> bytes:
+    """``table`` as a VOTable whose PARAMs are ``header`` (which TOPCAT shows with it)."""
+    from astropy.io.votable import from_table
+    from astropy.io.votable.tree import Param
+
+    votable = from_table(table)
+    params = votable.get_first_table().params
+    for key, value in header.items():
+        if isinstance(value, int):
+            params.append(Param(votable, name=key, datatype="long", value=value))
+        else:
+            params.append(
+                Param(votable, name=key, datatype="char", arraysize="*", value=str(value))
+            )
+    out = io.BytesIO()
+    votable.to_xml(out)
+    return out.getvalue()

@@ -22,7 +22,7 @@ from tornado.ioloop import IOLoop
 
 from xspecvae.errors import InputError
 from xspecvae.serve.app import build_document
-from xspecvae.serve.data import Catalogue, parse_rows, selection_file
+from xspecvae.serve.data import Catalogue, parse_rows
 
 __all__ = ["LOCAL", "DownloadHandler", "make_server", "origins", "running", "serve"]
 
@@ -50,8 +50,7 @@ class DownloadHandler(tornado.web.RequestHandler):
             rows = parse_rows(self.get_argument("rows", ""), len(self.catalogue))
         except InputError as err:
             raise tornado.web.HTTPError(400, reason=str(err)) from None
-        header = {k: self.catalogue.origin[k] for k in ("RUNID", "PACKID")}
-        body = selection_file(self.catalogue.table, rows, kind, header | {"NROWS": len(rows)})
+        body = self.catalogue.selection(rows, kind)
         self.set_header("Content-Type", _TYPES[kind])
         self.set_header("Content-Disposition", f'attachment; filename="selection.{kind}"')
         self.finish(body)
