@@ -84,11 +84,12 @@ def test_a_run_finds_the_demo_s_tables_beside_it(
 ):
     """``xspecvae demo`` writes its report's tables to ``DEMO/explore`` beside ``DEMO/run``:
     ``serve DEMO/run`` reuses them rather than encoding again."""
-    from xspecvae.explore import tables_folder
+    from xspecvae.run import Run
+    from xspecvae.tables import tables_folder
 
     run = tmp_path / "run"
     shutil.copytree(small_run, run)
-    assert tables_folder(run, catalogue.origin) == run / "explore"  # nothing cached yet
+    assert tables_folder(Run(run), catalogue.origin) == run / "explore"  # nothing cached yet
     monkeypatch.chdir(small_pack.parent)  # the demo names its pack relative to the cwd
     data.Catalogue(run, Path(small_pack.name), tmp_path / "explore").close()
     made = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "explore").glob("*.fits")}
@@ -97,7 +98,7 @@ def test_a_run_finds_the_demo_s_tables_beside_it(
     assert found.folder == tmp_path / "explore" and not (run / "explore").exists()
     assert {p.name: p.stat().st_mtime_ns for p in found.folder.glob("*.fits")} == made
     other = catalogue.origin | {"PACKID": "another pack"}
-    assert tables_folder(run, other) == run / "explore"  # not this pack's tables: not used
+    assert tables_folder(Run(run), other) == run / "explore"  # not this pack's tables: not used
 
 
 def test_map_columns_and_colours(catalogue):

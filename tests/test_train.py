@@ -220,7 +220,7 @@ def test_the_model_loads_without_the_pack(pack, finished, tmp_path):
         np.testing.assert_array_equal(info["grid"]["channel_lo"], p.grid.channel_lo)
         np.testing.assert_array_equal(vae.inst.rmf, p.rmf)
         np.testing.assert_allclose(vae.inst.energy_edges, p.grid.energy_edges, rtol=1e-6)
-    q = vae.posterior(batch)
+    q = jax.jit(vae.posterior)(batch)
     decoded, source = vae.decode(q.z_loc, q.norm_loc, batch)
     assert q.z_loc.shape == (32, SMALL.latent_dim) and source.shape == batch["counts"].shape
     assert np.all(np.isfinite(source)) and np.all(source.sum(-1) > 0)

@@ -30,13 +30,13 @@ from tqdm import tqdm
 from xspecvae import figures
 from xspecvae.absorption import CrossSection
 from xspecvae.catalog import Pack
-from xspecvae.explore import cached_table, posterior_table, project, reconstruction
+from xspecvae.explore import posterior_table, project, reconstruction
 from xspecvae.fitting import MODELS, fit, fit_latent
 from xspecvae.latent import DEFAULT_DIVERGENCE, Index, conditional_widths
 from xspecvae.products import PPS_NAME
 from xspecvae.report import Section, write_report
 from xspecvae.run import Run, load_run, run_pack
-from xspecvae.tables import IDENTITY, write_table
+from xspecvae.tables import IDENTITY, cached_table, write_table
 
 __all__ = ["column", "compare", "fit_table", "source_table"]
 

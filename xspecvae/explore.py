@@ -29,7 +29,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from astropy.io import fits
 
 from xspecvae import figures
 from xspecvae.catalog import Pack
@@ -47,13 +46,12 @@ from xspecvae.physics import FLUX_BAND
 from xspecvae.predictive import calibration, draw, inference_data, plot_checks
 from xspecvae.report import Section, write_report
 from xspecvae.run import Run, load_run, run_pack
-from xspecvae.tables import identity_columns, made_by, read_table, write_table
+from xspecvae.tables import cached_table, identity_columns, made_by
 from xspecvae.vae import VAE
 
 __all__ = [
     "TRACK",
     "anomaly_table",
-    "cached_table",
     "calibration_table",
     "check_figure",
     "components",
@@ -66,7 +64,6 @@ __all__ = [
     "posterior_table",
     "project",
     "reconstruction",
-    "tables_folder",
     "trajectory_table",
     "worst_row",
 ]
@@ -243,50 +240,6 @@ def explore(
 
 # ---------------------------------------------------------------------------------------------
 # The steps
-
-
-def cached_table(
-    path: Path,
-    model: Run,
-    make: Callable[[], dict],
-    *,
-    header: dict,
-    parquet=False,
-    progress=True,
-) -> dict:
-    """The table at ``path`` if written after the ``model`` was saved and made with the
-    same ``header`` (the settings it depends on), otherwise made by ``make`` and written (FITS
-    with ``header``, and Parquet beside it with ``parquet``)."""
-    if _is_cached(path, model, header):
-        return read_table(path)
-    if progress:
-        print(f"{path.parent.name}: {path.stem}", flush=True)
-    table = make()
-    name = path.name.split(".")[0].upper()
-    write_table(table, path, extname=name, header=header)
-    if parquet:
-        write_table(table, path.with_suffix(".parquet"), extname=name, header=header)
-    return table
-
-
-def _is_cached(path: Path, model: Run, header: dict) -> bool:
-    """Whether :func:`cached_table` would reuse the table at ``path`` (its header only read)."""
-    if not model.is_current(path):
-        return False
-    try:
-        stored = fits.getheader(path, 1)
-    except (OSError, IndexError):
-        return False
-    return all(str(stored.get(k)) == str(v) for k, v in header.items())
-
-
-def tables_folder(run: Path, header: dict) -> Path:
-    """Where a run's cached tables are: ``RUN/explore``, unless only the folder beside the run
-    (``RUN/../explore``, where ``xspecvae demo`` writes its report) holds a current posterior
-    table made with ``header``."""
-    own, beside = Path(run) / "explore", Path(run).parent / "explore"
-    found = [_is_cached(f / "posteriors.fits", Run(run), header) for f in (own, beside)]
-    return beside if found == [False, True] else own
 
 
 def map_table(table, *, whiten: bool = False, seed: int = 0) -> dict:

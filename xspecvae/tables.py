@@ -8,7 +8,8 @@ with other catalogues by position. In the files, every column has its unit (TUNI
 description (TCOMMn), every table an EXTNAME and a header naming what made it (CREATOR, DATE
 and the settings its maker passes), and the identity columns take 4XMM's names (:data:`IN_FILES`:
 ``SRCID``, ``OBS_ID``, ``SRC_NUM``, ``RA``, ``DEC``); :func:`read_table` gives the package's
-names back.
+names back. A run's tables are cached (:func:`cached_table`): reused while the run is unchanged
+and their header (:func:`made_by` and the settings) matches, remade otherwise.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import gzip
 import io
 import tempfile
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.io import fits
@@ -29,15 +32,20 @@ from xspecvae import __version__
 from xspecvae.errors import InputError
 from xspecvae.files import write_atomic
 
+if TYPE_CHECKING:
+    from xspecvae.run import Run  # the run folders whose products these tables are
+
 __all__ = [
     "COLUMNS",
     "IDENTITY",
     "IN_FILES",
     "POSTERIOR",
+    "cached_table",
     "describe",
     "identity_columns",
     "made_by",
     "read_table",
+    "tables_folder",
     "write_table",
 ]
 
@@ -256,3 +264,47 @@ def identity_columns(meta: dict, rows) -> dict[str, np.ndarray]:
     if "source_id" in found and "catalogue_id" not in found:
         found["catalogue_id"] = np.zeros(len(rows), bool)
     return {k: found[k] for k in IDENTITY if k in found}
+
+
+def cached_table(
+    path: Path,
+    model: Run,
+    make: Callable[[], dict],
+    *,
+    header: dict,
+    parquet=False,
+    progress=True,
+) -> dict:
+    """The table at ``path`` if written after the ``model`` was saved and made with the
+    same ``header`` (the settings it depends on), otherwise made by ``make`` and written (FITS
+    with ``header``, and Parquet beside it with ``parquet``)."""
+    if _is_cached(path, model, header):
+        return read_table(path)
+    if progress:
+        print(f"{path.parent.name}: {path.stem}", flush=True)
+    table = make()
+    name = path.name.split(".")[0].upper()
+    write_table(table, path, extname=name, header=header)
+    if parquet:
+        write_table(table, path.with_suffix(".parquet"), extname=name, header=header)
+    return table
+
+
+def _is_cached(path: Path, model: Run, header: dict) -> bool:
+    """Whether :func:`cached_table` would reuse the table at ``path`` (its header only read)."""
+    if not model.is_current(path):
+        return False
+    try:
+        stored = fits.getheader(path, 1)
+    except (OSError, IndexError):
+        return False
+    return all(str(stored.get(k)) == str(v) for k, v in header.items())
+
+
+def tables_folder(model: Run, header: dict) -> Path:
+    """Where the cached tables of the run ``model`` are: ``RUN/explore``, unless only the
+    folder beside the run (``RUN/../explore``, where ``xspecvae demo`` writes its report)
+    holds a current posterior table made with ``header``."""
+    own, beside = model.folder / "explore", model.folder.parent / "explore"
+    found = [_is_cached(f / "posteriors.fits", model, header) for f in (own, beside)]
+    return beside if found == [False, True] else own

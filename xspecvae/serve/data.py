@@ -18,15 +18,7 @@ import numpy as np
 from astropy.table import Table
 
 from xspecvae.errors import InputError
-from xspecvae.explore import (
-    TRACK,
-    anomaly_table,
-    cached_table,
-    map_table,
-    posterior_table,
-    reconstruction,
-    tables_folder,
-)
+from xspecvae.explore import TRACK, anomaly_table, map_table, posterior_table, reconstruction
 from xspecvae.latent import (
     DEFAULT_DIVERGENCE,
     Index,
@@ -35,7 +27,7 @@ from xspecvae.latent import (
     trajectories,
 )
 from xspecvae.run import Run, load_run, run_pack
-from xspecvae.tables import IDENTITY, IN_FILES, made_by, write_table
+from xspecvae.tables import IDENTITY, IN_FILES, cached_table, made_by, tables_folder, write_table
 
 __all__ = [
     "COLOURS",
@@ -58,7 +50,7 @@ ANOMALY_K, ANOMALY_DIVERGENCE = 10, DEFAULT_DIVERGENCE
 
 class Catalogue:
     """``run`` on ``pack`` (default: the run's own), its tables cached in ``folder`` (default
-    :func:`~xspecvae.explore.tables_folder`: ``RUN/explore``, or the demo's report beside the
+    :func:`~xspecvae.tables.tables_folder`: ``RUN/explore``, or the demo's report beside the
     run)."""
 
     def __init__(self, run, pack=None, folder=None, *, instrument=None, progress=False):
@@ -67,7 +59,7 @@ class Catalogue:
         self.pack = run_pack(info, pack, instrument)
         self.progress = progress
         self.origin = made_by(self.run, info, self.pack) | {"INSTRUME": self.pack.instrument}
-        self.folder = Path(folder) if folder else tables_folder(self.run, self.origin)
+        self.folder = Path(folder) if folder else tables_folder(Run(self.run), self.origin)
         self.table = self._cached(
             "posteriors", lambda: posterior_table(self.vae, self.pack, progress=progress)
         )
