@@ -52,7 +52,7 @@ class CrossSection:
     sigma: np.ndarray
     name: str
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         energy = np.asarray(self.energy, dtype=float)
         sigma = np.asarray(self.sigma, dtype=float)
         if energy.ndim != 1 or energy.shape != sigma.shape or len(energy) < 2:
@@ -156,7 +156,7 @@ class CrossSection:
 
 
 @jax.jit
-def absorption(sigma, nh):
+def absorption(sigma, nh) -> jax.Array:
     """Photoelectric transmission ``exp(-nh 1e22 sigma)``: ``sigma`` cm^2 per H atom per bin
     (e.g. :meth:`CrossSection.on`), ``nh`` in 1e22 cm^-2 (XSPEC), broadcast over leading axes.
     Result (..., n)."""
@@ -164,7 +164,7 @@ def absorption(sigma, nh):
 
 
 @jax.jit
-def partial_covering(sigma, nh, fraction):
+def partial_covering(sigma, nh, fraction) -> jax.Array:
     """Partial covering (XSPEC ``pcfabs``): ``fraction exp(-nh 1e22 sigma) + 1 - fraction``.
     Result (..., n)."""
     fraction = jnp.asarray(fraction)[..., None]

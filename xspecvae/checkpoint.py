@@ -18,6 +18,7 @@ import os
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -117,7 +118,7 @@ def load(run: str | os.PathLike) -> tuple[dict, dict, list[np.ndarray]]:
     return meta, trees, [leaves[i] for i in range(len(leaves))]
 
 
-def restore_state(run: str | os.PathLike, meta: dict, leaves: list, template):
+def restore_state(run: str | os.PathLike, meta: dict, leaves: list, template) -> Any:
     """The optimizer state of a checkpoint on the structure of ``template`` (a fresh
     ``svi.init``), refused unless every leaf has the template's shape."""
     reference, treedef = jax.tree.flatten(template)

@@ -11,7 +11,7 @@ __all__ = ["InputError"]
 class InputError(ValueError):
     """A file or argument that cannot be used, with its path and the problem."""
 
-    def __init__(self, path: str | os.PathLike, problem: str):
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")

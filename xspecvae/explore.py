@@ -29,6 +29,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from matplotlib.figure import Figure
 
 from xspecvae import figures
 from xspecvae.catalog import Pack
@@ -133,7 +134,7 @@ def worst_row(checks: dict) -> int:
     return int(checks["row"][np.lexsort((-per_dof, checks["p_value"]))[0]])
 
 
-def check_figure(vae: VAE, pack: Pack, row: int, path, *, n_draws: int = 200):
+def check_figure(vae: VAE, pack: Pack, row: int, path, *, n_draws: int = 200) -> Figure:
     """The ArviZ predictive check (:func:`~xspecvae.predictive.plot_checks`) of one spectrum
     of ``pack``, against channel energy; returns the figure."""
     one = pack.read(np.array([row]))

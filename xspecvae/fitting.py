@@ -42,10 +42,10 @@ class SpectralModel:
     norms: tuple[int, ...]
     starts: dict
 
-    def unpack(self, theta):
+    def unpack(self, theta) -> list:
         return [jnp.exp(t) if lg else t for t, lg in zip(theta, self.log)]
 
-    def counts(self, theta, data):
+    def counts(self, theta, data) -> jax.Array:
         """Expected source counts per channel: the photons folded by ``data["response"]``."""
         return self.photons(data["edges"], data["sigma"], *self.unpack(theta)) @ data["response"]
 
@@ -235,7 +235,7 @@ class _Objective:
     """The fit statistic of ``counts(theta, data)``, jitted once for every spectrum of the
     same shapes; :meth:`bind` gives scipy its function."""
 
-    def __init__(self, counts, likelihood: str):
+    def __init__(self, counts, likelihood: str) -> None:
         make = LIKELIHOODS[likelihood]
 
         def pair(theta, data):

@@ -42,7 +42,7 @@ class Grouping:
     stop: np.ndarray
     n_channel: int
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         start = np.asarray(self.start, dtype=np.int64)
         stop = np.asarray(self.stop, dtype=np.int64)
         if start.ndim != 1 or start.shape != stop.shape or start.size == 0:
@@ -164,7 +164,7 @@ class Response:
         *,
         storage: str = "auto",
         name: str = "",
-    ):
+    ) -> None:
         matrix = np.asarray(matrix, dtype=np.float32)
         edges = np.asarray(energy_edges, dtype=float)
         n_energy, n_channel = matrix.shape

@@ -14,7 +14,7 @@ catalogues is measured in :mod:`xspecvae.evaluation`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache, partial
 
 import jax
@@ -97,7 +97,9 @@ def on_model_grids(vae: VAE, pack: Pack) -> VAE:
     return vae.with_rmfs(pack.rmf)
 
 
-def model_batches(vae: VAE, pack: Pack, rows, batch_size: int, progress: bool, desc: str):
+def model_batches(
+    vae: VAE, pack: Pack, rows, batch_size: int, progress: bool, desc: str
+) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
     """The ``rows`` of ``pack`` (all when None) for a jitted step of ``vae``: after checking
     that the pack is on the model's energy grid, yields ``(start, n, batch)`` for every
     ``batch_size`` rows from ``start``, the last batch padded by repeating its last row so
@@ -198,7 +200,7 @@ DIVERGENCES = (
 DEFAULT_DIVERGENCE = "kl_symmetric"
 
 
-def divergence(name: str, loc_a, scale_a, loc_b, scale_b):
+def divergence(name: str, loc_a, scale_a, loc_b, scale_b) -> np.ndarray | jax.Array:
     """Divergence ``name`` (:data:`DIVERGENCES`) between diagonal Gaussians, over the last axis;
     arrays broadcast, numpy in float64 (or jax arrays in their own dtype)."""
     xp = jnp if isinstance(loc_a, jax.Array) or isinstance(loc_b, jax.Array) else np
@@ -243,7 +245,7 @@ class Index:
     the conditional widths that ``match`` compares instead of the scales (:func:`of_table`).
     """
 
-    def __init__(self, loc, scale, groups=None, conditional=None):
+    def __init__(self, loc, scale, groups=None, conditional=None) -> None:
         loc, scale = np.asarray(loc), np.asarray(scale)
         conditional = scale if conditional is None else np.asarray(conditional)
         if loc.ndim != 2 or loc.shape != scale.shape or scale.shape != conditional.shape:
@@ -321,7 +323,7 @@ def of_table(table, rows=None) -> Index:
     return Index(*(np.asarray(c)[rows] for c in columns))
 
 
-def compared_widths(divergence: str, marginal, conditional):
+def compared_widths(divergence: str, marginal, conditional) -> np.ndarray | jax.Array:
     """The widths ``divergence`` compares: the ``conditional`` ones for ``match`` (whose
     division of the prior per dimension is exact for them only) when given, else the
     ``marginal`` ones."""

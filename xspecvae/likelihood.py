@@ -96,7 +96,7 @@ class PoissonPair(dist.Distribution):
         good: ArrayLike | None = None,
         *,
         validate_args: bool | None = None,
-    ):
+    ) -> None:
         good = True if good is None else jnp.asarray(good, bool)
         shape = jnp.broadcast_shapes(*(jnp.shape(x) for x in (source, alpha, background, good)))
         if len(shape) < 1:

@@ -118,7 +118,7 @@ class DeepONet(nn.Module):
     redshift_offset: float = -5.0
     activation: Callable = nn.gelu
 
-    def setup(self):
+    def setup(self) -> None:
         outputs = self.n_templates + 2 + len(self.lines)
         self.branch = MLP(self.width, self.depth, outputs, self.activation)
         self.trunk = MLP(self.width, self.depth, self.n_templates, self.activation)

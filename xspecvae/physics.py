@@ -105,7 +105,7 @@ def _integrate(density, energy_edges, *params, at=None):
 
 
 @jax.jit
-def powerlaw(energy_edges, index, norm=1.0):
+def powerlaw(energy_edges, index, norm=1.0) -> jax.Array:
     """Power law ``norm * E**-index`` (photons/cm^2/s/keV at 1 keV) integrated exactly over
     the bins between consecutive ``energy_edges`` (keV). ``index`` and ``norm`` broadcast
     over leading axes: result (..., n_bins)."""
@@ -138,7 +138,7 @@ def _blackbody_density(energy, kT, norm):
 
 
 @jax.jit
-def blackbody(energy_edges, kT, norm=1.0):
+def blackbody(energy_edges, kT, norm=1.0) -> jax.Array:
     """Blackbody, XSPEC ``bbody``: ``8.0525 norm E^2 / (kT^4 (exp(E/kT) - 1))``
     photons/cm^2/s/keV, ``norm = L39 / D10^2`` (luminosity 1e39 erg/s, distance 10 kpc).
 
@@ -240,7 +240,7 @@ def _diskbb_density(energy, t_in, norm):
 
 
 @jax.jit
-def diskbb(energy_edges, t_in, norm=1.0):
+def diskbb(energy_edges, t_in, norm=1.0) -> jax.Array:
     """Multicolour disc blackbody (XSPEC ``diskbb`` shape): blackbodies with
     T(r) = T_in (r/r_in)^-3/4 from r_in to infinity.
 
@@ -334,7 +334,7 @@ def _bremsstrahlung_density(energy, kT, norm):
 
 
 @jax.jit
-def bremsstrahlung(energy_edges, kT, norm=1.0):
+def bremsstrahlung(energy_edges, kT, norm=1.0) -> jax.Array:
     """Thermal bremsstrahlung, XSPEC ``bremss`` normalisation:
     ``norm (1 + 4 * 0.085) g(E, kT) kT^-1/2 E^-1 exp(-E/kT)`` photons/cm^2/s/keV with
     ``norm = 3.02e-15 / (4 pi D^2) int n_e n_H dV`` (cm^-5) and n_He/n_H = 0.085.
@@ -369,7 +369,7 @@ def _normal_interval(a, b):
 
 
 @jax.jit
-def gaussian_line(energy_edges, line_energy, sigma, norm=1.0):
+def gaussian_line(energy_edges, line_energy, sigma, norm=1.0) -> jax.Array:
     """Gaussian line (XSPEC ``gaussian``) of total flux ``norm`` photons/cm^2/s, centre
     ``line_energy`` and width ``sigma`` (keV), integrated exactly over each bin.
 
@@ -433,7 +433,7 @@ def _equivalent_width(kT):
 
 
 @jax.jit
-def plasma(energy_edges, kT, norm=1.0, abundance=1.0):
+def plasma(energy_edges, kT, norm=1.0, abundance=1.0) -> jax.Array:
     """Hot optically thin plasma, an approximation (not APEC): :func:`bremsstrahlung`
     continuum plus the Gaussian lines of :data:`PLASMA_LINES` (O, Ne, Mg, Si, S, Fe L, Fe K).
 
@@ -455,7 +455,7 @@ def plasma(energy_edges, kT, norm=1.0, abundance=1.0):
     return continuum + jnp.sum(lines, axis=-2)
 
 
-def redshifted(model, energy_edges, z, *args, **kwargs):
+def redshifted(model, energy_edges, z, *args, **kwargs) -> jax.Array:
     """``model`` at redshift ``z``: evaluated on the rest-frame edges ``E (1 + z)`` and
     divided by ``1 + z`` (time dilation).
 

@@ -32,7 +32,7 @@ __all__ = ["Run", "load_run", "run_pack", "saved_config"]
 class Run:
     """The folder ``folder`` of a training run (which need not exist yet)."""
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
 
     def __fspath__(self) -> str:

@@ -218,7 +218,7 @@ def write_table(columns: dict, path, *, extname: str, header: dict | None = None
 POSTERIOR = ("row", "z_loc", "z_scale")
 
 
-def read_table(path, *, with_header: bool = False, required=()):
+def read_table(path, *, with_header: bool = False, required=()) -> dict | tuple[dict, dict]:
     """A table written by :func:`write_table` (or any FITS/Parquet table) as numpy columns;
     with ``with_header``, also its header keywords: ``(columns, header)``. A file that is not
     a table, or lacks a ``required`` column, is refused with an :class:`InputError`."""

@@ -39,6 +39,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from numpyro import handlers
 from numpyro.infer import SVI, TraceMeanField_ELBO
+from numpyro.infer.svi import SVIState
 from tqdm import tqdm
 
 from xspecvae import checkpoint
@@ -409,7 +410,9 @@ def make_svi(
     return SVI(per_spectrum(model), per_spectrum(guide), optimizer, TraceMeanField_ELBO())
 
 
-def checked_update(svi: SVI, state, batch, kl_weight, free_bits, key=None, thin_share=0.0):
+def checked_update(
+    svi: SVI, state, batch, kl_weight, free_bits, key=None, thin_share=0.0
+) -> tuple[SVIState, jax.Array, jax.Array]:
     """One step of :func:`train` (jit it with ``svi`` and ``thin_share`` bound):
     ``svi.update`` on ``batch`` (a ``thin_share`` of its rows replaced by thinned copies, drawn
     with ``key``: :func:`~xspecvae.vae.thinned_copies`) and whether its loss and the new
@@ -433,7 +436,9 @@ def initialize_distributed(
     jax.distributed.initialize(coordinator, num_processes, process_id)
 
 
-def split_rows(n: int, options: TrainOptions, processes: int = 1):
+def split_rows(
+    n: int, options: TrainOptions, processes: int = 1
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Training and validation rows of each process (two lists of ``processes`` arrays):
     contiguous blocks of the split of ``n`` rows seeded by ``options.seed``."""
     held = np.random.default_rng([options.seed, 1]).random(n) < options.validation_fraction

@@ -53,7 +53,7 @@ class Config:
     # encoder's (0: the encoder alone)
     refine_steps: int = 10
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {sorted(LIKELIHOODS)}")
 
@@ -274,7 +274,7 @@ def _source_counts(decoder, z, log_norm, batch: dict, inst: ModelArrays):
 
 def model(
     batch: dict, inst: ModelArrays, config: Config, n_sources: int, kl_weight=1.0, free_bits=0.0
-):
+) -> None:
     """The generative model of a minibatch of ``batch`` rows out of ``n_sources``: shape latent
     ``z ~ N(0, I)`` and ``log_norm ~ N(prior)``; DeepONet decoder; absorption; folding through
     each source's ARF, exposure and RMF; source and background counts by ``config.likelihood``.
@@ -300,7 +300,7 @@ def model(
 
 def guide(
     batch: dict, inst: ModelArrays, config: Config, n_sources: int, kl_weight=1.0, free_bits=0.0
-):
+) -> None:
     """The amortized posterior: the Mixer encoder reads the counts and gives a diagonal
     Gaussian for ``z`` and one for ``log_norm`` (around :func:`rough_log_rate`).
 
@@ -344,7 +344,9 @@ class VAE:
             return self
         return VAE(replace(self.config, refine_steps=int(steps)), self.params, self.inst)
 
-    def decode(self, z: jax.Array, log_norm: jax.Array, batch: dict):
+    def decode(
+        self, z: jax.Array, log_norm: jax.Array, batch: dict
+    ) -> tuple[DecoderOutput, jax.Array]:
         """The decoder's output (:class:`DecoderOutput`) and the expected source counts
         (B, C) of latents ``z``, ``log_norm`` for the sources of ``batch``."""
         decoder = self.config.decoder(np.asarray(self.inst.energy_edges))

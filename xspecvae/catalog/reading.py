@@ -33,7 +33,7 @@ class Pack:
     per-source arrays as numpy without loading the whole pack; :meth:`load` loads it.
     """
 
-    def __init__(self, path, instrument: str | None = None):
+    def __init__(self, path, instrument: str | None = None) -> None:
         self.path = Path(path)
         try:
             self.file = h5py.File(self.path, "r")

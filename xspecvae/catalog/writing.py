@@ -51,7 +51,7 @@ class PackWriter:
         provenance: dict | None = None,
         resume: bool = False,
         extend: bool = False,
-    ):
+    ) -> None:
         self.path = Path(path)
         self.partial = _partial(self.path)
         self.file = None

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xspecvae.errors import InputError
+
+if TYPE_CHECKING:
+    from xspecvae.catalog import Pack
+    from xspecvae.vae import VAE
 
 
 class Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -62,7 +67,9 @@ def run_and_pack(sub) -> None:
     sub.add_argument("--instrument", help="pack section (needed if it has several)")
 
 
-def load_run_and_pack(run: Path, pack: Path | None, instrument: str | None):
+def load_run_and_pack(
+    run: Path, pack: Path | None, instrument: str | None
+) -> tuple[VAE, dict, Pack]:
     """The run's VAE, its settings and the pack (the run's own unless named)."""
     from xspecvae.run import load_run, run_pack
 

@@ -25,7 +25,7 @@ from xspecvae.products.finding import _SECTIONS, locate_rmf
 class _RmfCache:
     """RMFs by RESPFILE name: found, read and regrouped once per pack section."""
 
-    def __init__(self, directories: list[Path], substitutes: dict[str, str]):
+    def __init__(self, directories: list[Path], substitutes: dict[str, str]) -> None:
         self.directories = directories
         self.substitutes = substitutes
         self.substituted: dict[str, str] = {}

@@ -103,7 +103,7 @@ def _table(name: str, columns: dict[str, str], height: int = 260) -> DataTable:
 class Page:
     """The models of one session and the callbacks that tie them together."""
 
-    def __init__(self, catalogue: data.Catalogue):
+    def __init__(self, catalogue: data.Catalogue) -> None:
         self.cat = catalogue
         self.current = None  # the row shown
         self.sending = False  # a SAMP send under way

@@ -53,7 +53,7 @@ class Catalogue:
     :func:`~xspecvae.tables.tables_folder`: ``RUN/explore``, or the demo's report beside the
     run)."""
 
-    def __init__(self, run, pack=None, folder=None, *, instrument=None, progress=False):
+    def __init__(self, run, pack=None, folder=None, *, instrument=None, progress=False) -> None:
         self.run = Path(run)
         self.vae, info = load_run(self.run)
         self.pack = run_pack(info, pack, instrument)

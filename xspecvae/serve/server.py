@@ -11,6 +11,7 @@ import asyncio
 import signal
 import socket
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 
@@ -63,7 +64,9 @@ class DownloadHandler(tornado.web.RequestHandler):
         self.finish(f"{status_code} {self._reason}\n")
 
 
-def make_server(catalogue: Catalogue, *, port: int = 8765, host: str = "127.0.0.1", io_loop=None):
+def make_server(
+    catalogue: Catalogue, *, port: int = 8765, host: str = "127.0.0.1", io_loop=None
+) -> Server:
     """The Bokeh :class:`Server` of ``catalogue`` on ``host:port`` (not started); its pages
     accept websockets only from the :func:`origins` of that address."""
     return Server(
@@ -116,7 +119,7 @@ def serve(run, pack=None, *, port=8765, host="127.0.0.1", folder=None, instrumen
 
 
 @contextmanager
-def running(catalogue: Catalogue, *, port: int, host: str = "127.0.0.1"):
+def running(catalogue: Catalogue, *, port: int, host: str = "127.0.0.1") -> Iterator[Server]:
     """:func:`make_server` started in a thread of its own (for notebooks and tests); yields
     the server and stops it on exit."""
     ready, box = threading.Event(), {}
