@@ -18,9 +18,9 @@ left to finish what it was drawing before each tap or query):
 - page interactive: from ``driver.get(url)`` until the document is idle, the map's scatter
   view holds every row, the map has painted and the next frame is drawn; wall clock, browser
   cache off (BokehJS fetched and parsed each time), from a blank page.
-- tap: from setting the map's selection in the page (what a tap does) until the frame in which
+- tap: from the tap tool's message in the page (the row it hit) until the frame in which
   the spectrum plot first repaints with the tapped source's title is drawn (with whatever else
-  that frame draws: the map redrawn with the selection, say). Timed in the page.
+  that frame draws: the map's overlays, say). Timed in the page.
 - tap on the server: :meth:`Page.show` alone, on a document without a browser (the part of a
   tap that is not the browser's), each spectrum decoded afresh.
 - similar, in the page: from setting k until the first frame drawn with the new list, on the
@@ -253,9 +253,9 @@ let last = performance.now(), calm = 0;
 })();
 """
 
-#: Selects row arguments[0] on the map and resolves once the frame in which the spectrum plot
-#: first repaints with the title arguments[1] is drawn (whatever else that frame draws, the
-#: map, say, included): the seconds since the selection, in the page.
+#: Taps row arguments[0] on the map (what the tap tool sends) and resolves once the frame in
+#: which the spectrum plot first repaints with the title arguments[1] is drawn (whatever else
+#: that frame draws, the map's overlays, say, included): the seconds since the tap, in the page.
 TAP = """
 const [row, title, done] = arguments;
 const doc = Bokeh.documents[0];
@@ -271,7 +271,7 @@ function check() {
 }
 plot.repainted.connect(check);
 start = performance.now();
-doc.get_model_by_name('map_source').selected.indices = [row];
+doc.get_model_by_name('tapped_source').data = {row: [row]};
 """
 
 #: Sets k to arguments[0] and resolves once the first frame after the similar list's rows

@@ -210,7 +210,6 @@ def test_page_without_a_browser(catalogue):
     assert f"<td>{catalogue.table['source_id'][row]}</td>" in page.info.text
     assert list(page.similar.source.data["row"]) == expected_similar(catalogue, row)
     seen = data.epochs(catalogue.table, row)
-    assert len(page.epochs.children) == len(seen)
     np.testing.assert_array_equal(page.track.data["x"], catalogue.xy[seen, 0])  # its trajectory
     np.testing.assert_array_equal(page.steps.source.data["row"], seen)
     np.testing.assert_array_equal(page.here.data["hardness"], [catalogue.table["hardness"][row]])
@@ -224,7 +223,11 @@ def test_page_without_a_browser(catalogue):
     assert sum(page.filter.booleans) == np.sum(catalogue.table["snr"] >= 10)
     assert np.all(np.asarray(page.similar.source.data["snr"]) >= 10)
     page.anomalies.source.selected.indices = [0]  # the most anomalous, one click
-    assert page.source.selected.indices == [int(catalogue.anomalies["row"][0])]
+    assert page.current == int(catalogue.anomalies["row"][0])
+    page.tapped.data = {"row": [7]}  # what a tap on the map sends
+    assert page.current == 7 and list(page.shown.data["x"]) == [catalogue.xy[7, 0]]
+    page.tapped.data = {"row": [600]}
+    assert page.current == 7 and "0 to 599" in page.status.text
 
 
 class TopcatLike:
@@ -458,7 +461,7 @@ def test_the_page_in_a_browser(browser, server, catalogue):
     assert srcs and all(s.startswith(server) for s in srcs), srcs  # BokehJS from the server
 
     row = a_repeated_row(catalogue)
-    browser.execute_script(f"{source}.selected.indices = [{row}]")  # what a tap does
+    browser.execute_script(f"{MODEL.format('tapped_source')}.data = {{row: [{row}]}}")  # a tap
     info = MODEL.format("source_info")
     cell = f"<td>{table['source_id'][row]}</td>"
     wait(browser, f"return {info}.text.includes({cell!r})")
@@ -469,8 +472,7 @@ def test_the_page_in_a_browser(browser, server, catalogue):
     browser.execute_script(f"{MODEL.format('divergence')}.value = 'wasserstein'")
     expected = expected_similar(catalogue, row, 10, "wasserstein")
     wait(browser, f"{listed}.join() == {','.join(map(str, expected))!r}")
-    epochs = wait(browser, f"return {MODEL.format('epochs')}.children.length")
-    assert epochs == len(data.epochs(table, row))
+    epochs = len(data.epochs(table, row))
     wait(browser, f"return {MODEL.format('spectrum_source')}.data.energy.length > 0")
     if os.environ.get("XSPECVAE_SCREENSHOT"):
         browser.save_screenshot(os.environ["XSPECVAE_SCREENSHOT"])
@@ -495,7 +497,8 @@ def test_a_link_opens_on_a_source(browser, server, catalogue):
     info = MODEL.format("source_info")
     wait(browser, f"return Bokeh.documents.length && {info} && {info}.text.includes('SRCID')")
     assert f"<td>{table['source_id'][row]}</td>" in browser.execute_script(f"return {info}.text")
-    assert browser.execute_script(f"return {MODEL.format('map_source')}.selected.indices") == [row]
+    shown = browser.execute_script(f"return Array.from({MODEL.format('shown_source')}.data.x)")
+    assert shown == pytest.approx([catalogue.xy[row, 0]])  # ringed on the map
     browser.get(f"{server}?row=600")  # not a row: said, and the page lives
     status = MODEL.format("status")
     text = wait(browser, f"return Bokeh.documents.length && {status} && {status}.text")
@@ -521,3 +524,37 @@ def test_a_selection_goes_over_samp_from_the_page(
         )
     finally:
         topcat.stop()
+
+
+#: The page position (CSS pixels, from the map canvas's top left) of point arguments[0], and
+#: the canvas element to click.
+WHERE = """
+const doc = Bokeh.documents[0];
+const fig = doc.get_model_by_name('map'), source = doc.get_model_by_name('map_source');
+const view = Bokeh.index.query_one((v) => v.model === fig);
+const i = arguments[0];
+const sx = view.frame.x_scale.compute(source.data.x[i]);
+const sy = view.frame.y_scale.compute(source.data.y[i]);
+const el = view.canvas_view.events_el;
+const box = el.getBoundingClientRect();
+return [el, sx - box.width / 2, sy - box.height / 2];
+"""
+
+
+def test_a_click_on_the_map_shows_that_source(browser, server, catalogue):
+    """A real click (Selenium's pointer) on a point: the tap tool sends its row, the page
+    shows it; nothing is selected."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    table = catalogue.table
+    browser.get(server)
+    source, info = MODEL.format("map_source"), MODEL.format("source_info")
+    wait(browser, f"return Bokeh.documents.length && {source} && {source}.data.x.length")
+    xy = catalogue.xy
+    far = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.eye(len(xy)) * 1e9
+    row = int(np.argmax(far.min(1)))  # the most isolated point: a click cannot miss it
+    element, dx, dy = browser.execute_script(WHERE, row)
+    ActionChains(browser).move_to_element_with_offset(element, dx, dy).click().perform()
+    cell = f"<td>{table['source_id'][row]}</td>"
+    wait(browser, f"return {info}.text.includes({cell!r})")
+    assert browser.execute_script(f"return {source}.selected.indices.length") == 0
