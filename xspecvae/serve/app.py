@@ -238,7 +238,7 @@ class Page:
         )
         self.k = Spinner(title="k", low=1, high=100, step=1, value=10, width=80, name="k")
         self.k.on_change("value", lambda attr, old, new: self._search())
-        self.divergence.on_change("value", lambda attr, old, new: self._search(steps=True))
+        self.divergence.on_change("value", self._new_divergence)
         self.similar = _table(
             "similar",
             {"rank": "rank", "row": "row", "source_id": "SRCID", "obs_id": "OBS_ID"}
@@ -294,7 +294,7 @@ class Page:
         that would repaint the whole map."""
         panel = self.cat.spectrum(row)
         self.current = row
-        self.shown.data = {"x": self.cat.xy[[row], 0], "y": self.cat.xy[[row], 1]}
+        self.shown.data = self._on_map([row])
         self.good.booleans = panel["good"].tolist()
         low = np.maximum(panel["counts"] - panel["error"], 0.5 * panel["counts"])
         self.spectrum.data = {k: v for k, v in panel.items() if k in self.spectrum.data} | {
@@ -308,31 +308,38 @@ class Page:
             for k, v in facts.items()
         )
         self.info.text = f"<table>{cells}</table>"
-        seen = data.epochs(self.cat.table, row)
-        track = seen if len(seen) > 1 else seen[:0]  # the source's path on the map, in time
-        self.track.data = {"x": self.cat.xy[track, 0], "y": self.cat.xy[track, 1]}
-        self._search(steps=True)
+        self._trajectory()
+        self._search()
 
     def _trajectory(self) -> None:
-        """The selected source's epochs with their steps under the chosen divergence, and its
-        hardness-intensity track (the selected epoch in red)."""
+        """The selected source's epochs with their steps under the chosen divergence, their
+        path on the map, and its hardness-intensity track (the selected epoch in red)."""
         steps = data.trajectory(self.cat.table, self.current, self.divergence.value)
         self.steps.source.data = {c: steps[c] for c in self.steps.source.data if c in steps}
         here = steps["row"] == self.current
         self.here.data = {c: steps[c][here] for c in self.here.data if c in steps}
+        track = steps["row"] if len(steps["row"]) > 1 else steps["row"][:0]  # in time
+        self.track.data = self._on_map(track)
 
-    def _search(self, steps: bool = False) -> None:
-        """The nearest posteriors of the selected source, and its trajectory's ``steps``."""
+    def _on_map(self, rows) -> dict[str, np.ndarray]:
+        """The map coordinates of ``rows``, as the overlay sources hold them."""
+        return {"x": self.cat.xy[rows, 0], "y": self.cat.xy[rows, 1]}
+
+    def _new_divergence(self, attr, old, new) -> None:
+        if self.current is not None:
+            self._trajectory()
+            self._search()
+
+    def _search(self) -> None:
+        """The nearest posteriors of the selected source, ringed on the map."""
         if self.current is None:
             return
-        if steps:
-            self._trajectory()
         found = data.similar(
             self.cat.index, self.cat.table, self.current, k=self.k.value,
             divergence=self.divergence.value, min_snr=self.snr.value,
         )  # fmt: skip
         self.similar.source.data = found
-        self.near.data = {"x": self.cat.xy[found["row"], 0], "y": self.cat.xy[found["row"], 1]}
+        self.near.data = self._on_map(found["row"])
 
     def _send(self) -> None:
         """The selection, to TOPCAT, Aladin or any SAMP client of the hub on the server's

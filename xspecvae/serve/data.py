@@ -289,9 +289,9 @@ def trajectory(table, row: int, divergence=DEFAULT_DIVERGENCE) -> dict[str, np.n
     lacks them)."""
     rows = epochs(table, row)
     when = np.asarray(table["mjd"])[rows] if "mjd" in table else np.arange(len(rows), dtype=float)
-    widths = ("z_loc", "z_scale", "z_conditional")
+    posterior = ("z_loc", "z_scale", "z_conditional")
     one = {"source_id": np.zeros(len(rows), int), "mjd": when}
-    one |= {c: np.asarray(table[c])[rows] for c in widths if c in table}
+    one |= {c: np.asarray(table[c])[rows] for c in posterior if c in table}
     steps = trajectories(one, divergence=divergence)
     step = np.full(len(rows), np.nan)
     step[steps["row"]] = steps["step"]
@@ -363,8 +363,7 @@ def selection_table(table, rows) -> dict[str, np.ndarray]:
 def selection_file(table, rows, kind: str, header: dict | None = None) -> bytes:
     """:func:`selection_table` as a file: ``fits`` (the package's tables, 4XMM names, units,
     ``header`` in the FITS header), ``votable`` (the same, ``header`` as PARAMs; for SAMP) or
-    ``csv`` (4XMM names; vector columns
-    as ``Z_LOC_1``, ``Z_LOC_2``, ...)."""
+    ``csv`` (4XMM names; vector columns as ``Z_LOC_1``, ``Z_LOC_2``, ...)."""
     chosen = selection_table(table, rows)
     if kind in ("fits", "votable"):
         with tempfile.TemporaryDirectory() as folder:
