@@ -101,21 +101,57 @@ def test_a_run_finds_the_demo_s_tables_beside_it(
     assert tables_folder(Run(run), other) == run / "explore"  # not this pack's tables: not used
 
 
+def written(number, shown) -> str:
+    """An identifier as the map's hover writes it back (``app.WRITTEN``)."""
+    if shown["names"]:
+        return shown["names"][int(number)]
+    return str(int(number)).zfill(shown["width"])
+
+
 def test_map_columns_and_colours(catalogue):
     table = catalogue.table
-    columns = data.map_columns(table, catalogue.xy)
+    columns, shown = data.map_columns(table, catalogue.xy)
     assert all(len(v) == len(table["row"]) for v in columns.values())
-    assert columns["source_id"][7] == str(table["source_id"][7])
+    assert all(np.asarray(v).dtype.kind in "fi" for v in columns.values())  # sent as binary
+    for name in ("source_id", "obs_id", "label"):
+        back = [written(v, shown[name]) for v in columns[name]]
+        assert back == np.asarray(table[name]).astype(str).tolist()
     options = data.colour_options(table)
     assert options == list(data.COLOURS)  # labelled: class first
     for by in options:
-        colours, legend = data.colours(table, by)
-        assert len(colours) == len(table["row"]) and all(c.startswith("#") for c in colours)
-        assert legend
-    classes = dict(data.colours(table, "class")[1])
-    assert set(classes) == set(np.unique(table["label"]))
+        colouring = data.colours(table, by)
+        assert len(colouring.values) == len(table["row"]) and colouring.legend
+        assert all(c.startswith("#") for c in colouring.palette)
+        assert colouring.low < colouring.high
+    classes = data.colours(table, "class")
+    names = np.unique(np.asarray(table["label"]).astype(str))
+    assert dict(classes.legend) == dict(zip(names, classes.palette))
+    assert np.array_equal(names[classes.values.astype(int)], np.asarray(table["label"]).astype(str))
+    snr = data.colours(table, "SNR")
+    np.testing.assert_allclose(snr.values, np.log10(table["snr"]), rtol=1e-6)
     with pytest.raises(InputError, match="unknown 'colour'"):
         data.colours(table, "colour")
+
+
+@pytest.mark.parametrize(
+    "ids, width",
+    [
+        (["0760940101", "0001930301"], 10),  # OBS_IDs: one width, leading zeros kept
+        (["206010101010001", "7"], 0),  # digits of several widths, none zero-led
+        (["007", "12"], None),  # zero-led digits of several widths: names
+        (["4XMM J000001.2-000002", "NGC 7793 P13"], None),
+        ([206010101010001, 3], 0),  # integers
+    ],
+)
+def test_identifiers_travel_as_numbers(ids, width):
+    table = {"snr": np.ones(2), "source_id": np.asarray(ids), "obs_id": ["a", "b"]}
+    columns, shown = data.map_columns(table, np.zeros((2, 2)))
+    assert columns["source_id"].dtype == np.float64
+    assert [written(v, shown["source_id"]) for v in columns["source_id"]] == [str(i) for i in ids]
+    assert (shown["source_id"]["names"] == []) == (width is not None)
+    if width is not None:
+        assert shown["source_id"]["width"] == width
+    assert [written(v, shown["label"]) for v in columns["label"]] == ["-", "-"]
 
 
 def test_spectrum_is_the_reconstruction_per_kev(catalogue):
@@ -541,6 +577,20 @@ return [el, sx - box.width / 2, sy - box.height / 2];
 """
 
 
+#: The text of the tooltips showing in the page, wherever they are in the shadow DOMs.
+TOOLTIP = """
+const found = [];
+function walk(root) {
+  for (const el of root.querySelectorAll('*')) {
+    if (String(el.className).includes('tooltip') && el.offsetParent) found.push(el.innerText);
+    if (el.shadowRoot) walk(el.shadowRoot);
+  }
+}
+walk(document);
+return found.join(' ').trim();
+"""
+
+
 def test_a_click_on_the_map_shows_that_source(browser, server, catalogue):
     """A real click (Selenium's pointer) on a point: the tap tool sends its row, the page
     shows it; nothing is selected."""
@@ -554,6 +604,10 @@ def test_a_click_on_the_map_shows_that_source(browser, server, catalogue):
     far = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.eye(len(xy)) * 1e9
     row = int(np.argmax(far.min(1)))  # the most isolated point: a click cannot miss it
     element, dx, dy = browser.execute_script(WHERE, row)
+    ActionChains(browser).move_to_element_with_offset(element, dx, dy).perform()
+    tip = wait(browser, TOOLTIP)  # the hover writes the ids sent as numbers back as text
+    for name, value in (("SRCID", "source_id"), ("OBS_ID", "obs_id"), ("class", "label")):
+        assert f"{name}:{table[value][row]}" in "".join(tip.split()), tip
     ActionChains(browser).move_to_element_with_offset(element, dx, dy).click().perform()
     cell = f"<td>{table['source_id'][row]}</td>"
     wait(browser, f"return {info}.text.includes({cell!r})")

@@ -23,9 +23,11 @@ from bokeh.models import (
     CDSView,
     ColumnDataSource,
     CustomJS,
+    CustomJSHover,
     DataTable,
     Div,
     HoverTool,
+    LinearColorMapper,
     NumberFormatter,
     ScientificFormatter,
     Select,
@@ -37,6 +39,7 @@ from bokeh.models import (
     TapTool,
 )
 from bokeh.plotting import figure
+from bokeh.transform import transform
 
 from xspecvae.errors import InputError
 from xspecvae.latent import DEFAULT_DIVERGENCE, DIVERGENCES
@@ -72,6 +75,14 @@ fetch('download/selection.' + kind, {method: 'POST',
 TAPPED = """
 const hit = cb_data.source.inspected.indices;
 if (hit.length > 0) tapped.data = {row: [hit[0]]};
+"""
+
+
+#: The hover's text of an identifier sent as a number (:func:`~xspecvae.serve.data.map_columns`):
+#: a name by its code, or the integer zero-padded to its catalogue's width.
+WRITTEN = """
+if (names.length > 0) return names[value] ?? '';
+return String(value).padStart(width, '0');
 """
 
 
@@ -122,8 +133,8 @@ class Page:
         self.doc = None  # set by attach
         table = catalogue.table
         self.options = data.colour_options(table)
-        colour, _ = data.colours(table, self.options[0])
-        columns = data.map_columns(table, catalogue.xy) | {"colour": colour}
+        columns, self.written_as = data.map_columns(table, catalogue.xy)
+        columns["colour"] = data.colours(table, self.options[0]).values
         self.source = ColumnDataSource(columns, name="map_source")
         self.status = Div(text="tap a source; box or lasso to select", name="status")
         self._map()
@@ -141,7 +152,7 @@ class Page:
     def _map(self) -> None:
         table = self.cat.table
         snr = np.asarray(table["snr"], float)
-        self.filter = BooleanFilter(booleans=[True] * len(snr))
+        self.filter = BooleanFilter(booleans=np.ones(len(snr), bool))
         self.map = figure(
             name="map",
             title=f"{self.cat.run.name}: {len(snr):,} posteriors (PaCMAP)",
@@ -151,13 +162,17 @@ class Page:
             width=640,
             height=560,
         )
+        self.mapper = LinearColorMapper(palette=["#000000"])  # set by _recolour
         points = self.map.scatter(
-            "x", "y", source=self.source, view=CDSView(filter=self.filter), color="colour",
-            size=5, alpha=0.8, nonselection_alpha=0.25, selection_line_color="black",
+            "x", "y", source=self.source, view=CDSView(filter=self.filter),
+            color=transform("colour", self.mapper), size=5, alpha=0.8, nonselection_alpha=0.25,
+            selection_line_color="black",
         )  # fmt: skip
-        tips = [("SRCID", "@source_id"), ("OBS_ID", "@obs_id"), ("SNR", "@snr{0.0}")]
-        tips += [("class", "@label"), ("row", "@row")]
-        self.map.add_tools(HoverTool(renderers=[points], tooltips=tips))
+        texts = ("source_id", "obs_id", "label")
+        tips = [("SRCID", "@source_id{custom}"), ("OBS_ID", "@obs_id{custom}")]
+        tips += [("SNR", "@snr{0.0}"), ("class", "@label{custom}"), ("row", "@row")]
+        written = {f"@{c}": CustomJSHover(args=self.written_as[c], code=WRITTEN) for c in texts}
+        self.map.add_tools(HoverTool(renderers=[points], tooltips=tips, formatters=written))
         self.tapped = ColumnDataSource({"row": []}, name="tapped_source")
         self.tapped.on_change("data", self._tapped)
         tap = TapTool(behavior="inspect", renderers=[points])
@@ -191,14 +206,18 @@ class Page:
         self.snr.on_change("value_throttled", self._filter)
 
     def _recolour(self, attr, old, new) -> None:
-        colour, legend = data.colours(self.cat.table, new)
-        self.source.data["colour"] = colour
+        colouring = data.colours(self.cat.table, new)
+        self.mapper.update(
+            palette=colouring.palette, low=colouring.low, high=colouring.high,
+            nan_color=colouring.palette[0],
+        )  # fmt: skip
+        self.source.data["colour"] = colouring.values
         self.legend.text = " ".join(
-            f'<span style="color:{c}">&#9679;</span> {html.escape(t)}' for t, c in legend
+            f'<span style="color:{c}">&#9679;</span> {html.escape(t)}' for t, c in colouring.legend
         )
 
     def _filter(self, attr, old, new) -> None:
-        self.filter.booleans = (np.asarray(self.cat.table["snr"]) >= new).tolist()
+        self.filter.booleans = np.asarray(self.cat.table["snr"]) >= new
         self._search()
 
     def _source_panel(self) -> None:

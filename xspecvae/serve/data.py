@@ -13,6 +13,7 @@ import io
 import tempfile
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from astropy.table import Table
@@ -32,6 +33,7 @@ from xspecvae.tables import IDENTITY, IN_FILES, cached_table, made_by, tables_fo
 __all__ = [
     "COLOURS",
     "Catalogue",
+    "Colouring",
     "colours",
     "epochs",
     "map_columns",
@@ -161,10 +163,23 @@ def colour_options(table) -> list[str]:
     return [c for c in COLOURS if c != "class" or labelled]
 
 
-def colours(table, by: str) -> tuple[list[str], list[tuple[str, str]]]:
-    """A colour (hex) for every row of ``table`` by :data:`COLOURS` ``by``, and the legend:
-    ``(text, colour)`` per class, or at the low and high ends of a scale (2nd and 98th
-    percentiles; log scales over the positive values)."""
+class Colouring(NamedTuple):
+    """The map's colours as a colour mapper draws them: ``values`` (one number per row),
+    ``palette`` (hex colours spread evenly from ``low`` to ``high``; NaN takes the first), and
+    the ``legend``: ``(text, colour)`` per class, or at the low and high ends of a scale."""
+
+    values: np.ndarray
+    palette: list[str]
+    low: float
+    high: float
+    legend: list[tuple[str, str]]
+
+
+def colours(table, by: str) -> Colouring:
+    """The :class:`Colouring` of ``table`` by :data:`COLOURS` ``by``: a class's code (its place
+    among the sorted names), or a value between the 2nd and 98th percentiles (log scales over
+    the positive values). Numbers rather than colours, so the browser receives a binary
+    column."""
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
@@ -174,31 +189,60 @@ def colours(table, by: str) -> tuple[list[str], list[tuple[str, str]]]:
     values = np.asarray(get(table))
     if kind == "class":
         names, codes = np.unique(values.astype(str), return_inverse=True)
-        palette = np.array([to_hex(colormaps["tab10"](i % 10)) for i in range(len(names))])
-        return palette[codes].tolist(), list(zip(names.tolist(), palette.tolist()))
+        palette = [to_hex(colormaps["tab10"](i % 10)) for i in range(len(names))]
+        legend = list(zip(names.tolist(), palette))
+        return Colouring(codes.astype(np.float32), palette, -0.5, len(names) - 0.5, legend)
     x = np.asarray(values, float)
     if kind == "log":
         x = np.log10(np.where(x > 0, x, np.nan))
     lo, hi = np.nanpercentile(x, [2, 98]) if np.isfinite(x).any() else (0.0, 1.0)
-    scaled = np.clip((x - lo) / max(hi - lo, 1e-12), 0, 1)
-    palette = np.array([to_hex(c) for c in colormaps["viridis"](np.linspace(0, 1, 256))])
-    hexes = palette[np.round(255 * np.nan_to_num(scaled, nan=0.0)).astype(int)]
+    hi = max(hi, lo + 1e-12)
+    palette = [to_hex(c) for c in colormaps["viridis"](np.linspace(0, 1, 256))]
     ends = (lo, hi) if kind == "linear" else (10**lo, 10**hi)
-    return hexes.tolist(), [(f"{by} {e:.3g}", palette[i]) for e, i in zip(ends, (0, -1))]
+    legend = [(f"{by} {e:.3g}", palette[i]) for e, i in zip(ends, (0, -1))]
+    return Colouring(x.astype(np.float32), palette, float(lo), float(hi), legend)
 
 
-def map_columns(table, xy) -> dict[str, np.ndarray]:
-    """The map's data source: coordinates, the table's row, and what the hover shows."""
+def map_columns(table, xy) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """The map's data source (coordinates, the table's row, and what the hover shows), every
+    column a number so that the browser receives it as binary; and, for the hover's text
+    columns, how to show each number (:func:`_as_numbers`)."""
     n = len(xy)
-    return {
+    columns = {
         "x": np.asarray(xy[:, 0], float),
         "y": np.asarray(xy[:, 1], float),
-        "row": np.arange(n),
-        "source_id": np.asarray(table["source_id"]).astype(str),
-        "obs_id": np.asarray(table["obs_id"]).astype(str),
-        "snr": np.asarray(table["snr"], float),
-        "label": np.asarray(table.get("label", np.full(n, "-"))).astype(str),
+        "row": np.arange(n, dtype=np.int32),
+        "snr": np.asarray(table["snr"], np.float32),
     }
+    shown = {}
+    for name, values in (
+        ("source_id", table["source_id"]),
+        ("obs_id", table["obs_id"]),
+        ("label", table.get("label", np.full(n, "-"))),
+    ):
+        columns[name], shown[name] = _as_numbers(values)
+    return columns, shown
+
+
+#: Integers a float64 holds exactly.
+_EXACT = 2**53
+
+
+def _as_numbers(values) -> tuple[np.ndarray, dict]:
+    """Identifiers as numbers and how to write them back: integers (or strings of digits, all
+    of one width or none starting with 0) as themselves, ``{"width": w}`` to zero-pad to;
+    anything else as codes into ``{"names": [...]}``, its sorted distinct values."""
+    values = np.asarray(values)
+    if values.dtype.kind in "iu" and (values.size == 0 or np.abs(values).max() < _EXACT):
+        return values.astype(np.float64), {"width": 0, "names": []}
+    text = values.astype(str)
+    widths = np.char.str_len(text)
+    digits = text.size > 0 and np.char.isdigit(text).all() and widths.max() <= 15
+    if digits and (widths.min() == widths.max() or not np.char.startswith(text, "0").any()):
+        width = int(widths.max()) if widths.min() == widths.max() else 0
+        return text.astype(np.int64).astype(np.float64), {"width": width, "names": []}
+    names, codes = np.unique(text, return_inverse=True)
+    return codes.astype(np.float64), {"width": 0, "names": names.tolist()}
 
 
 # ---------------------------------------------------------------------------------------------
