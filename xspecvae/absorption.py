@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 __all__ = ["CrossSection", "absorption", "partial_covering"]
 
@@ -125,7 +126,7 @@ class CrossSection:
         name = f"{label} ({table})" if table else label
         return cls(energy, sigma, name)
 
-    def at(self, energy) -> np.ndarray:
+    def at(self, energy: ArrayLike) -> np.ndarray:
         """sigma (cm^2) at ``energy`` (keV), log-log interpolated (numpy float64)."""
         x = np.log(np.asarray(energy, dtype=float))
         le = np.log(self.energy)
@@ -135,7 +136,7 @@ class CrossSection:
         y = np.where(x > le[-1], ls[-1] + (x - le[-1]) * (ls[-1] - ls[-2]) / (le[-1] - le[-2]), y)
         return np.exp(y)
 
-    def on(self, energy_edges) -> np.ndarray:
+    def on(self, energy_edges: ArrayLike) -> np.ndarray:
         """sigma (cm^2 per H atom) per bin of ``energy_edges`` (keV, (..., n + 1)): the value
         at the bin's geometric centre, except in bins that contain an absorption edge (the
         table rising with energy), where it is the mean over 16 equal sub-bins in log E.
@@ -156,7 +157,7 @@ class CrossSection:
 
 
 @jax.jit
-def absorption(sigma, nh) -> jax.Array:
+def absorption(sigma: ArrayLike, nh: ArrayLike) -> jax.Array:
     """Photoelectric transmission ``exp(-nh 1e22 sigma)``: ``sigma`` cm^2 per H atom per bin
     (e.g. :meth:`CrossSection.on`), ``nh`` in 1e22 cm^-2 (XSPEC), broadcast over leading axes.
     Result (..., n)."""
@@ -164,7 +165,7 @@ def absorption(sigma, nh) -> jax.Array:
 
 
 @jax.jit
-def partial_covering(sigma, nh, fraction) -> jax.Array:
+def partial_covering(sigma: ArrayLike, nh: ArrayLike, fraction: ArrayLike) -> jax.Array:
     """Partial covering (XSPEC ``pcfabs``): ``fraction exp(-nh 1e22 sigma) + 1 - fraction``.
     Result (..., n)."""
     fraction = jnp.asarray(fraction)[..., None]

@@ -51,7 +51,7 @@ def path(run: str | os.PathLike) -> Path:
     return Path(run) / FILE
 
 
-def save(run: str | os.PathLike, meta: dict, trees: dict, state=None) -> Path:
+def save(run: str | os.PathLike, meta: dict, trees: dict, state: Any = None) -> Path:
     """Write ``run``'s checkpoint atomically: ``meta`` (JSON-able), ``trees`` (``params``,
     ``instrument``, ``grid``: nested dictionaries of arrays) and the optimizer ``state`` (any
     pytree; :func:`restore_state` rebuilds it on a template)."""
@@ -118,7 +118,7 @@ def load(run: str | os.PathLike) -> tuple[dict, dict, list[np.ndarray]]:
     return meta, trees, [leaves[i] for i in range(len(leaves))]
 
 
-def restore_state(run: str | os.PathLike, meta: dict, leaves: list, template) -> Any:
+def restore_state(run: str | os.PathLike, meta: dict, leaves: list, template: Any) -> Any:
     """The optimizer state of a checkpoint on the structure of ``template`` (a fresh
     ``svi.init``), refused unless every leaf has the template's shape."""
     reference, treedef = jax.tree.flatten(template)
@@ -156,7 +156,7 @@ def convert_legacy(run: str | os.PathLike) -> Path:
     return save(run, meta, trees, saved["state"])
 
 
-def _flatten_dict(tree: dict, keys=()):
+def _flatten_dict(tree: dict, keys: tuple[str, ...] = ()):
     for key, value in tree.items():
         if "/" in str(key):
             raise ValueError(f"a checkpoint key holds '/': {key}")
@@ -166,7 +166,7 @@ def _flatten_dict(tree: dict, keys=()):
             yield (*keys, str(key)), value
 
 
-def _insert(tree: dict, keys: list[str], value) -> bool:
+def _insert(tree: dict, keys: list[str], value: np.ndarray) -> bool:
     """Put ``value`` at ``keys``; False where an array and a dictionary would share a name."""
     for key in keys[:-1]:
         tree = tree.setdefault(key, {})

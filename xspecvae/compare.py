@@ -21,7 +21,9 @@ not a whole catalogue. Steps are skipped when their file is newer than the run's
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,19 +39,20 @@ from xspecvae.products import PPS_NAME
 from xspecvae.report import Section, write_report
 from xspecvae.run import Run, load_run, run_pack
 from xspecvae.tables import IDENTITY, cached_table, write_table
+from xspecvae.vae import VAE
 
 __all__ = ["column", "compare", "fit_table", "source_table"]
 
 
 def compare(
-    run,
-    pack,
-    folder=None,
+    run: str | os.PathLike,
+    pack: str | os.PathLike,
+    folder: str | os.PathLike | None = None,
     *,
-    reference=None,
-    models=("powerlaw", "diskbb+powerlaw"),
-    absorption=None,
-    show=(),
+    reference: str | os.PathLike | None = None,
+    models: Sequence[str] = ("powerlaw", "diskbb+powerlaw"),
+    absorption: str | os.PathLike | None = None,
+    show: Sequence[str] = (),
     n_shown: int = 6,
     k: int = 10,
     divergence: str = DEFAULT_DIVERGENCE,
@@ -74,7 +77,7 @@ def compare(
     header |= {"REFPACK": str(reference)}
     header |= {"MODELS": ",".join(models), "ABSORB": str(absorption)}  # what the tables hold
 
-    def step(name, make):
+    def step(name: str, make: Callable[[], dict]):
         return cached_table(folder / f"{name}.fits", model, make, header=header, progress=progress)
 
     with Pack(pack) as target, run_pack(origin, given_reference) as known:
@@ -99,7 +102,14 @@ def compare(
     )
 
 
-def fit_table(vae, pack: Pack, models, cross_section=None, *, progress: bool = False) -> dict:
+def fit_table(
+    vae: VAE,
+    pack: Pack,
+    models: Sequence[str],
+    cross_section: CrossSection | None = None,
+    *,
+    progress: bool = False,
+) -> dict:
     """For every spectrum of ``pack``: each classical model's ``<model>_statistic``,
     ``_dof``, ``_<parameter>`` and ``_<parameter>_err`` and ``_total`` (expected counts per
     channel in the source region), and the same ``decoder_...`` of the decoder's fit
@@ -141,7 +151,15 @@ def column(model: str, key: str) -> str:
     return f"{model.replace('+', '_')}_{key}"
 
 
-def source_table(table, fits, ref, models, *, k: int = 10, divergence=DEFAULT_DIVERGENCE) -> dict:
+def source_table(
+    table: dict[str, np.ndarray],
+    fits: dict[str, np.ndarray],
+    ref: dict[str, np.ndarray],
+    models: Sequence[str],
+    *,
+    k: int = 10,
+    divergence: str = DEFAULT_DIVERGENCE,
+) -> dict:
     """One row per spectrum: its identity, SNR, the W/dof of the encoder's fit
     (``w_dof``), of the decoder's fit and of each classical model, the classical model
     with the lowest W/dof, and its ``k`` nearest reference posteriors (``neighbours``, rows of
@@ -178,7 +196,7 @@ def source_table(table, fits, ref, models, *, k: int = 10, divergence=DEFAULT_DI
     return out
 
 
-def source_name(file) -> str:
+def source_name(file: str | os.PathLike) -> str:
     """A short name: ``src NNNN`` for pipeline products (``...SRSPECNNNN...``), otherwise the
     spectrum's folder."""
     match = PPS_NAME.match(Path(str(file)).name)
@@ -187,7 +205,7 @@ def source_name(file) -> str:
     return Path(str(file)).parent.name
 
 
-def _joint_map(ref, table) -> dict:
+def _joint_map(ref: dict[str, np.ndarray], table: dict[str, np.ndarray]) -> dict:
     """PaCMAP of the reference and the spectra together (``set``: reference or target)."""
     xy = project(np.concatenate([ref["z_loc"], table["z_loc"]]))
     n = len(ref["row"])
@@ -196,14 +214,26 @@ def _joint_map(ref, table) -> dict:
     return {"set": kind, "row": rows, "x": xy[:, 0], "y": xy[:, 1]}
 
 
-def _shown(table, patterns, n: int) -> list[int]:
+def _shown(table: dict[str, np.ndarray], patterns: Sequence[str], n: int) -> list[int]:
     files = np.asarray(table["file"]).astype(str)
     named = [i for i, f in enumerate(files) if any(p in f for p in patterns)]
     bright = [int(i) for i in np.argsort(-np.asarray(table["snr"])) if i not in named]
     return named + bright[:n]
 
 
-def _sections(vae, pack, info, table, fits, ref, placed, summary, models, shown, plots):
+def _sections(
+    vae: VAE,
+    pack: Pack,
+    info: dict,
+    table: dict[str, np.ndarray],
+    fits: dict[str, np.ndarray],
+    ref: dict[str, np.ndarray],
+    placed: dict[str, np.ndarray],
+    summary: dict[str, np.ndarray],
+    models: Sequence[str],
+    shown: list[int],
+    plots: Path,
+):
     """The report's sections, their figures drawn into ``plots``; ``info`` the run's settings."""
     names = summary["name"]
     marked = np.array([names[i] if i in shown else "" for i in range(len(names))])
@@ -246,7 +276,9 @@ def _sections(vae, pack, info, table, fits, ref, placed, summary, models, shown,
     return sections
 
 
-def _map_figures(ref, placed, marked, plots) -> None:
+def _map_figures(
+    ref: dict[str, np.ndarray], placed: dict[str, np.ndarray], marked: np.ndarray, plots: Path
+) -> None:
     """The joint map coloured by reference class and by reference SNR, the spectra on top."""
     is_target = placed["set"] == "target"
     xy = np.stack([placed["x"], placed["y"]], -1)
@@ -271,7 +303,16 @@ def _map_figures(ref, placed, marked, plots) -> None:
     )
 
 
-def _fit_figure(vae, pack, i, table, fits, summary, models, plots) -> Path:
+def _fit_figure(
+    vae: VAE,
+    pack: Pack,
+    i: int,
+    table: dict[str, np.ndarray],
+    fits: dict[str, np.ndarray],
+    summary: dict[str, np.ndarray],
+    models: Sequence[str],
+    plots: Path,
+) -> Path:
     """Spectrum ``i`` with the VAE's reconstruction and every other fit; the figure's path."""
     fit_ = reconstruction(vae, pack, i)
     others = {"decoder fit": fits["decoder_total"][i]}
@@ -291,7 +332,13 @@ def _fit_figure(vae, pack, i, table, fits, summary, models, plots) -> Path:
     return path
 
 
-def _shown_row(i, table, fits, summary, models) -> dict:
+def _shown_row(
+    i: int,
+    table: dict[str, np.ndarray],
+    fits: dict[str, np.ndarray],
+    summary: dict[str, np.ndarray],
+    models: Sequence[str],
+) -> dict:
     """Spectrum ``i``'s line of the shown spectra: every W/dof, parameters, nearest classes."""
     row = {"name": summary["name"][i], "obs_id": summary["obs_id"][i]}
     row["SNR"] = float(table["snr"][i])
@@ -307,7 +354,7 @@ def _shown_row(i, table, fits, summary, models) -> dict:
     return row
 
 
-def _statistics_text(summary, models) -> str:
+def _statistics_text(summary: dict[str, np.ndarray], models: Sequence[str]) -> str:
     """The median W/dof of every fit and how often the encoder's beats the classical fits."""
     w = {"VAE (encoder)": summary["w_dof"], "decoder fit": summary["decoder_w_dof"]}
     w |= {m: summary[column(m, "w_dof")] for m in models}

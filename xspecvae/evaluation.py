@@ -15,8 +15,10 @@ a latent that should not encode brightness, is :func:`xspecvae.vae.thin`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.stats import spearmanr
 
 from xspecvae.catalog import Pack
@@ -37,12 +39,12 @@ __all__ = [
 
 def purity(
     features: dict,
-    labels,
+    labels: ArrayLike,
     *,
     k: int = 10,
-    queries=None,
-    groups=None,
-    keep=None,
+    queries: ArrayLike | None = None,
+    groups: ArrayLike | None = None,
+    keep: ArrayLike | None = None,
 ) -> dict[str, dict]:
     """Share of the ``k`` nearest neighbours that have the query's label, for each way of
     measuring nearness in ``features``: name -> ``(divergence, loc, scale)`` (scale None for
@@ -95,7 +97,9 @@ def _vote(near: np.ndarray, n_classes: int) -> np.ndarray:
     return votes[:, :n_classes].argmax(1)
 
 
-def knn_predict(reference, labels, queries, k: int = 10, *, chunk: int = 1024) -> np.ndarray:
+def knn_predict(
+    reference: ArrayLike, labels: ArrayLike, queries: np.ndarray, k: int = 10, *, chunk: int = 1024
+) -> np.ndarray:
     """The majority label among the ``k`` nearest ``reference`` points (Euclidean) of each
     query; ties go to the label of the nearer neighbours."""
     reference, labels = np.asarray(reference, np.float64), np.asarray(labels)
@@ -133,7 +137,9 @@ def shape_features(batch: dict) -> np.ndarray:
 COUNTS_EDGES = (0, 100, 300, 1_000, 3_000, 10_000, math.inf)
 
 
-def fit_by_counts(statistic, dof, net, edges=COUNTS_EDGES) -> list[dict]:
+def fit_by_counts(
+    statistic: ArrayLike, dof: ArrayLike, net: ArrayLike, edges: Sequence[float] = COUNTS_EDGES
+) -> list[dict]:
     """Median fit statistic per degree of freedom of the spectra in each net-counts range
     ``[edges[i], edges[i + 1])``: ``lo``, ``hi``, ``n`` and ``median`` (NaN when empty)."""
     per_dof = np.asarray(statistic, np.float64) / np.maximum(np.asarray(dof), 1)
@@ -146,7 +152,7 @@ def fit_by_counts(statistic, dof, net, edges=COUNTS_EDGES) -> list[dict]:
     return out
 
 
-def counts_correlation(loc, net) -> np.ndarray:
+def counts_correlation(loc: ArrayLike, net: ArrayLike) -> np.ndarray:
     """Pearson correlation of each latent dimension of ``loc`` (N, D) with log10 of the net
     counts (clipped at 1): near 0 for a latent that describes shape and not brightness."""
     x = np.log10(np.clip(np.asarray(net, np.float64), 1.0, None))
@@ -156,7 +162,15 @@ def counts_correlation(loc, net) -> np.ndarray:
     return np.divide(x @ loc, denominator, out=np.zeros(loc.shape[1]), where=denominator > 0)
 
 
-def line_residual(counts, model, good, channel_lo, channel_hi, energy, half_width) -> np.ndarray:
+def line_residual(
+    counts: ArrayLike,
+    model: ArrayLike,
+    good: ArrayLike,
+    channel_lo: ArrayLike,
+    channel_hi: ArrayLike,
+    energy: ArrayLike,
+    half_width: ArrayLike,
+) -> np.ndarray:
     """What a fit leaves at a line, in sigma: ``(sum n - sum m) / sqrt(sum m)`` over the good
     channels whose centre lies within ``half_width`` (keV) of ``energy`` (B,) (observed frame),
     with ``m`` the fit's expected counts in the source region (B, C); NaN when no channel."""
@@ -176,8 +190,8 @@ def line_residual(counts, model, good, channel_lo, channel_hi, energy, half_widt
 def quality(
     vae: VAE,
     pack: Pack,
-    train_rows,
-    validation_rows,
+    train_rows: ArrayLike,
+    validation_rows: ArrayLike,
     *,
     k: int = 10,
     snr: float = 10.0,
@@ -242,10 +256,10 @@ def quality(
     return figures
 
 
-def _commonest(labels):
+def _commonest(labels: np.ndarray):
     values, counts = np.unique(labels, return_counts=True)
     return values[counts.argmax()]
 
 
-def _balanced(guess, truth) -> float:
+def _balanced(guess: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([np.mean(guess[truth == c] == c) for c in np.unique(truth)]))

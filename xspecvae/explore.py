@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
 import jax
 import numpy as np
 from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
 
 from xspecvae import figures
 from xspecvae.catalog import Pack
@@ -70,7 +72,7 @@ __all__ = [
 ]
 
 
-def project(loc, scale=None, *, seed: int = 0) -> np.ndarray:
+def project(loc: ArrayLike, scale: ArrayLike | None = None, *, seed: int = 0) -> np.ndarray:
     """PaCMAP projection (N, 2) of posterior means ``loc`` (N, D); with ``scale``, each
     dimension is first divided by its RMS posterior width (distances in units of how well the
     catalogue pins that dimension down)."""
@@ -87,7 +89,9 @@ def project(loc, scale=None, *, seed: int = 0) -> np.ndarray:
     return model.fit_transform(x.astype(np.float32), init="pca").astype(np.float64)
 
 
-def components(vae: VAE, n: int = 256, band=FLUX_BAND) -> tuple[np.ndarray, np.ndarray]:
+def components(
+    vae: VAE, n: int = 256, band: tuple[float, float] = FLUX_BAND
+) -> tuple[np.ndarray, np.ndarray]:
     """The decoder's K rest-frame templates (K, n) on ``n`` energies log-spaced over ``band``
     (keV), with the energies."""
     energy = np.geomspace(*band, n)
@@ -98,7 +102,7 @@ def components(vae: VAE, n: int = 256, band=FLUX_BAND) -> tuple[np.ndarray, np.n
     return energy, np.asarray(values, np.float64).T
 
 
-def mean_activation(coefficients, labels) -> tuple[np.ndarray, np.ndarray]:
+def mean_activation(coefficients: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """The classes (sorted) and the mean branch coefficients of each (n_class, K)."""
     labels = np.asarray(labels).astype(str)
     classes = np.unique(labels)
@@ -134,7 +138,9 @@ def worst_row(checks: dict) -> int:
     return int(checks["row"][np.lexsort((-per_dof, checks["p_value"]))[0]])
 
 
-def check_figure(vae: VAE, pack: Pack, row: int, path, *, n_draws: int = 200) -> Figure:
+def check_figure(
+    vae: VAE, pack: Pack, row: int, path: str | os.PathLike, *, n_draws: int = 200
+) -> Figure:
     """The ArviZ predictive check (:func:`~xspecvae.predictive.plot_checks`) of one spectrum
     of ``pack``, against channel energy; returns the figure."""
     one = pack.read(np.array([row]))
@@ -153,7 +159,12 @@ def posterior_table(vae: VAE, pack: Pack, *, progress: bool = False, **options) 
 
 
 def encode_files(
-    vae: VAE, files, like: Pack, *, rmf_dirs=(), substitutes: dict | None = None
+    vae: VAE,
+    files: Sequence[str | os.PathLike],
+    like: Pack,
+    *,
+    rmf_dirs: Sequence[str | os.PathLike] = (),
+    substitutes: dict | None = None,
 ) -> tuple[dict | None, list[dict]]:
     """Spectrum files (OGIP, with the background, ARF and RMF they name) put on the grids of
     the pack ``like`` (the model's) and encoded: the :func:`posterior_table` of those packed
@@ -178,9 +189,9 @@ def encode_files(
 
 
 def explore(
-    run,
-    pack=None,
-    folder=None,
+    run: str | os.PathLike,
+    pack: str | os.PathLike | None = None,
+    folder: str | os.PathLike | None = None,
     *,
     snr_min: float = 10.0,
     k: int = 10,
@@ -243,14 +254,14 @@ def explore(
 # The steps
 
 
-def map_table(table, *, whiten: bool = False, seed: int = 0) -> dict:
+def map_table(table: dict[str, np.ndarray], *, whiten: bool = False, seed: int = 0) -> dict:
     """:func:`project` of a posterior table (whitened by the scales if asked) with its keys:
     columns ``x``, ``y``."""
     xy = project(table["z_loc"], table["z_scale"] if whiten else None, seed=seed)
     return {**_keys(table), "x": xy[:, 0], "y": xy[:, 1]}
 
 
-def _keys(table, rows=None) -> dict:
+def _keys(table: dict[str, np.ndarray], rows: np.ndarray | None = None) -> dict:
     rows = slice(None) if rows is None else rows
     keys = ("source_id", "obs_id", "ra", "dec", "row")
     return {k: np.asarray(table[k])[rows] for k in keys if k in table}
@@ -260,7 +271,7 @@ def _keys(table, rows=None) -> dict:
 TRACK = ("hardness", "photon_flux")
 
 
-def trajectory_table(table, divergence: str = DEFAULT_DIVERGENCE) -> dict:
+def trajectory_table(table: dict[str, np.ndarray], divergence: str = DEFAULT_DIVERGENCE) -> dict:
     """:func:`~xspecvae.latent.trajectories` of a posterior table, with each epoch's keys and,
     where known, label, SNR, model hardness and photon flux (the hardness-intensity track)."""
     steps = trajectories(table, divergence=divergence)
@@ -270,7 +281,10 @@ def trajectory_table(table, divergence: str = DEFAULT_DIVERGENCE) -> dict:
 
 
 def anomaly_table(
-    table, k: int = 10, divergence: str = DEFAULT_DIVERGENCE, reference: int = 20_000
+    table: dict[str, np.ndarray],
+    k: int = 10,
+    divergence: str = DEFAULT_DIVERGENCE,
+    reference: int = 20_000,
 ) -> dict:
     """:func:`~xspecvae.latent.anomalies` of a posterior table with its keys, most anomalous
     first."""
@@ -280,7 +294,9 @@ def anomaly_table(
     return {**_keys(table, order), **extra, **{c: v[order] for c, v in ranks.items()}}
 
 
-def example_searches(table, k, divergence, snr_min, n_queries: int = 5) -> dict:
+def example_searches(
+    table: dict[str, np.ndarray], k: int, divergence: str, snr_min: float, n_queries: int = 5
+) -> dict:
     """Searches around a few bright sources (of distinct classes when labelled)."""
     bright = np.flatnonzero(table["snr"] >= snr_min)
     if len(bright) == 0:
@@ -312,7 +328,9 @@ def calibration_table(vae: VAE, pack: Pack, n: int = 2000, **options) -> dict:
     return {**identity_columns(pack.meta, rows), **checks}
 
 
-def _purity_section(table, k, high, snr_min) -> Section:
+def _purity_section(
+    table: dict[str, np.ndarray], k: int, high: np.ndarray, snr_min: float
+) -> Section:
     features = {
         name: (name, table["z_loc"], table["z_scale"])
         for name in ("kl_symmetric", "bhattacharyya", "wasserstein", "euclidean")
@@ -333,7 +351,7 @@ def _purity_section(table, k, high, snr_min) -> Section:
     return Section("Purity of the neighbourhoods", text, table=rows)
 
 
-def _table_section(title, table, divergence) -> Section:
+def _table_section(title: str, table: dict[str, np.ndarray], divergence: str) -> Section:
     columns = ("query_label", "query_row", "rank", "row", "source_id", "label")
     shown = {c: table[c] for c in columns if c in table}
     shown[divergence] = table["divergence"]
@@ -341,7 +359,18 @@ def _table_section(title, table, divergence) -> Section:
     return Section(title, text, table=shown)
 
 
-def _sections(vae, pack, run, table, xy, tables, plots, snr_min, k, divergence) -> list:
+def _sections(
+    vae: VAE,
+    pack: Pack,
+    run: Path,
+    table: dict[str, np.ndarray],
+    xy: np.ndarray,
+    tables: dict[str, dict[str, np.ndarray]],
+    plots: Path,
+    snr_min: float,
+    k: int,
+    divergence: str,
+) -> list:
     """The report's sections, in order, with their figures drawn into ``plots``."""
     high = table["snr"] >= snr_min
     labelled = "label" in table and len(np.unique(table["label"])) > 1
@@ -359,7 +388,7 @@ def _sections(vae, pack, run, table, xy, tables, plots, snr_min, k, divergence) 
     return [section for section in sections if section is not None]
 
 
-def _labels(table) -> np.ndarray:
+def _labels(table: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray(table.get("label", np.full(len(table["row"]), "all"))).astype(str)
 
 
@@ -369,12 +398,16 @@ def _training_section(run: Path, plots: Path) -> Section:
     return Section("Training", _training_text(run, metrics), [plots / "training.png"])
 
 
-def _map_section(table, xy, plots: Path, snr_min: float) -> Section:
+def _map_section(
+    table: dict[str, np.ndarray], xy: np.ndarray, plots: Path, snr_min: float
+) -> Section:
     maps = figures.map_figures(table, xy, plots, snr_min=snr_min, prefix="map_")
     return Section("Latent map (PaCMAP)", "PaCMAP projection of the posterior means.", maps)
 
 
-def _components_section(vae: VAE, table, plots: Path, high, snr_min: float) -> Section:
+def _components_section(
+    vae: VAE, table: dict[str, np.ndarray], plots: Path, high: np.ndarray, snr_min: float
+) -> Section:
     energy, values = components(vae)
     figures.templates(energy, values, plots / "templates.png")
     shown = [plots / "templates.png"]
@@ -401,7 +434,9 @@ def _components_section(vae: VAE, table, plots: Path, high, snr_min: float) -> S
     return Section("Decoder components", text, shown)
 
 
-def _reconstruction_section(vae: VAE, pack: Pack, table, plots: Path, high) -> Section:
+def _reconstruction_section(
+    vae: VAE, pack: Pack, table: dict[str, np.ndarray], plots: Path, high: np.ndarray
+) -> Section:
     labels = _labels(table)
     fits_ = []
     for c in np.unique(labels):
@@ -443,7 +478,9 @@ def _anomaly_section(ranked: dict) -> Section:
     return Section("Most anomalous sources", "Ranked by misfit or isolation.", table=top)
 
 
-def _trajectory_section(table, tracks, xy, plots: Path) -> Section | None:
+def _trajectory_section(
+    table: dict[str, np.ndarray], tracks: dict[str, np.ndarray], xy: np.ndarray, plots: Path
+) -> Section | None:
     if not len(tracks["row"]):
         return None
     sources = most_moving(tracks)
@@ -467,7 +504,7 @@ def _trajectory_section(table, tracks, xy, plots: Path) -> Section | None:
     )
 
 
-def most_moving(tracks, n: int = 6) -> list:
+def most_moving(tracks: dict[str, np.ndarray], n: int = 6) -> list:
     """The ``n`` source ids of a trajectory table with the largest steps."""
     steps = np.nan_to_num(tracks["step"], nan=-np.inf)
     order = np.argsort(-steps, kind="stable")

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm, Normalize, to_rgba_array
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
+from numpy.typing import ArrayLike
 
 from xspecvae.files import write_atomic
 from xspecvae.latent import HARD, SOFT
@@ -73,16 +75,16 @@ def _point_size(n: int) -> float:
     return float(np.clip(3e3 / max(n, 1), 0.3, 12.0))
 
 
-def _scatter(ax, xy: np.ndarray, **style):
+def _scatter(ax: Axes, xy: np.ndarray, **style):
     """A rasterized scatter without marker edges (fast and light for large N)."""
     return ax.scatter(xy[:, 0], xy[:, 1], rasterized=True, linewidths=0, **style)
 
 
-def _background(ax, xy: np.ndarray) -> None:
+def _background(ax: Axes, xy: np.ndarray) -> None:
     _scatter(ax, xy, s=_point_size(len(xy)), color=_GREY, zorder=0)
 
 
-def _tracks(ax, tracks: Sequence, names: Sequence[str] | None) -> None:
+def _tracks(ax: Axes, tracks: Sequence, names: Sequence[str] | None) -> None:
     """Each (T, 2) track as a line with arrows between consecutive epochs, the first epoch a
     large open circle; a legend when ``names`` are given."""
     if names is not None and len(names) != len(tracks):
@@ -107,16 +109,16 @@ def _tracks(ax, tracks: Sequence, names: Sequence[str] | None) -> None:
 
 
 def latent_map(
-    xy,
-    values,
-    path,
+    xy: ArrayLike,
+    values: ArrayLike,
+    path: str | os.PathLike,
     *,
     title: str,
     label: str,
     categorical: bool | None = None,
     log: bool = False,
-    keep=None,
-    overlay=None,
+    keep: ArrayLike | None = None,
+    overlay: tuple[ArrayLike, Iterable[str], str] | None = None,
 ) -> Figure:
     """The 2-D map ``xy`` (N, 2) coloured by ``values`` (N,): class names (legend with the
     counts drawn) or numbers (colour bar ``label``, log colours when ``log``; non-finite and,
@@ -152,7 +154,9 @@ def latent_map(
     return _save(figure, path)
 
 
-def _draw_classes(ax, xy, names, order, style) -> tuple[list, list]:
+def _draw_classes(
+    ax: Axes, xy: np.ndarray, names: np.ndarray, order: np.ndarray, style: dict[str, float]
+) -> tuple[list, list]:
     """The points ``order`` coloured by class name (colours from the classes of every point);
     the legend's handles and labels (with the counts drawn)."""
     classes, index = np.unique(names, return_inverse=True)
@@ -164,7 +168,17 @@ def _draw_classes(ax, xy, names, order, style) -> tuple[list, list]:
     return handles, [f"{classes[i]} ({counts[i]:,})" for i in shown]
 
 
-def _draw_values(figure, ax, xy, numbers, order, style, *, log: bool, label: str) -> None:
+def _draw_values(
+    figure: Figure,
+    ax: Axes,
+    xy: np.ndarray,
+    numbers: np.ndarray,
+    order: np.ndarray,
+    style: dict[str, float],
+    *,
+    log: bool,
+    label: str,
+) -> None:
     """The points ``order`` coloured by number (non-finite grey), with a colour bar ``label``."""
     norm = LogNorm() if log else Normalize()
     cmap = colormaps["viridis"].with_extremes(bad=_GREY)
@@ -172,7 +186,15 @@ def _draw_values(figure, ax, xy, numbers, order, style, *, log: bool, label: str
     figure.colorbar(points, ax=ax, label=label)
 
 
-def _draw_overlay(ax, points, names, legend, *, classes=None, title=None) -> None:
+def _draw_overlay(
+    ax: Axes,
+    points: ArrayLike,
+    names: Iterable[str],
+    legend: str,
+    *,
+    classes: tuple[list, list] | None = None,
+    title: str | None = None,
+) -> None:
     """Black stars over the map, labelled by their non-empty ``names``, in the legend as
     ``legend`` (after the ``classes`` handles and labels, if any)."""
     points = np.asarray(points, dtype=float).reshape(-1, 2)
@@ -200,7 +222,14 @@ def _draw_overlay(ax, points, names, legend, *, classes=None, title=None) -> Non
         )
 
 
-def trajectory_map(xy, tracks, path, *, title: str, names=None) -> Figure:
+def trajectory_map(
+    xy: ArrayLike,
+    tracks: Sequence[ArrayLike],
+    path: str | os.PathLike,
+    *,
+    title: str,
+    names: Sequence[str] | None = None,
+) -> Figure:
     """The 2-D map ``xy`` in grey and each track, a (T, 2) array in time order, as arrows
     between consecutive epochs from a circled first epoch; ``names`` label the tracks."""
     figure, (ax,) = _figure(7.0, 6.0)
@@ -211,12 +240,12 @@ def trajectory_map(xy, tracks, path, *, title: str, names=None) -> Figure:
 
 
 def hardness_intensity(
-    hardness,
-    intensity,
-    path,
+    hardness: ArrayLike,
+    intensity: ArrayLike,
+    path: str | os.PathLike,
     *,
-    tracks=(),
-    names=None,
+    tracks: Sequence[ArrayLike] = (),
+    names: Sequence[str] | None = None,
     title: str = "Hardness-intensity diagram",
     xlabel: str = "Hardness ratio (H - S) / (H + S)",
     ylabel: str = "Count rate (counts s$^{-1}$)",
@@ -234,7 +263,7 @@ def hardness_intensity(
     return _save(figure, path)
 
 
-def _energy_axis(ax) -> None:
+def _energy_axis(ax: Axes) -> None:
     """A log energy axis over :data:`FLUX_BAND` with ticks in plain keV (0.2 ... 10)."""
     ax.set_xscale("log")
     ticks = [0.2, 0.5, 1, 2, 5, 10]
@@ -243,7 +272,13 @@ def _energy_axis(ax) -> None:
     ax.set_xlabel("Energy (keV)")
 
 
-def templates(energy, values, path, *, title: str = "Decoder templates") -> Figure:
+def templates(
+    energy: ArrayLike,
+    values: ArrayLike,
+    path: str | os.PathLike,
+    *,
+    title: str = "Decoder templates",
+) -> Figure:
     """The K templates ``values`` (K, E) against ``energy`` (E,) keV, log-log, each divided by
     its maximum over :data:`FLUX_BAND`; a legend of the index (K <= 10) or a colour bar."""
     energy = np.asarray(energy, dtype=float)
@@ -270,12 +305,12 @@ def templates(energy, values, path, *, title: str = "Decoder templates") -> Figu
 
 
 def activation(
-    classes,
-    mean,
-    path,
+    classes: Iterable[str],
+    mean: ArrayLike,
+    path: str | os.PathLike,
     *,
     title: str = "Mean activation per class",
-    columns=None,
+    columns: Iterable[str] | None = None,
     xlabel: str = "template index",
     label: str = "mean coefficient",
 ) -> Figure:
@@ -303,15 +338,15 @@ def activation(
 
 
 def spectrum_fit(
-    channel_lo,
-    channel_hi,
-    counts,
-    background,
-    model,
-    path,
+    channel_lo: ArrayLike,
+    channel_hi: ArrayLike,
+    counts: ArrayLike,
+    background: ArrayLike,
+    model: ArrayLike,
+    path: str | os.PathLike,
     *,
-    band=None,
-    good=None,
+    band: tuple[ArrayLike, ArrayLike] | None = None,
+    good: ArrayLike | None = None,
     title: str = "",
     others: Mapping | None = None,
 ) -> Figure:
@@ -377,7 +412,7 @@ def spectrum_fit(
     return _save(figure, path)
 
 
-def training_curves(metrics: Mapping, path) -> Figure:
+def training_curves(metrics: Mapping, path: str | os.PathLike) -> Figure:
     """Training and validation loss per spectrum against ``epoch`` (from ``metrics``, a dict
     of arrays as in ``metrics.csv``), and the KL weight on a right-hand axis if given; the
     legend below the axes, clear of the curves."""
@@ -395,7 +430,15 @@ def training_curves(metrics: Mapping, path) -> Figure:
     return _save(figure, path)
 
 
-def histogram(values, path, *, title: str, xlabel: str, bins=20, marks=None) -> Figure:
+def histogram(
+    values: ArrayLike,
+    path: str | os.PathLike,
+    *,
+    title: str,
+    xlabel: str,
+    bins: int | Sequence[float] | str = 20,
+    marks: Mapping[str, float] | None = None,
+) -> Figure:
     """A histogram of the finite ``values``; ``marks`` (name -> value) as labelled vertical
     lines."""
     values = np.asarray(values, dtype=float)
@@ -411,7 +454,16 @@ def histogram(values, path, *, title: str, xlabel: str, bins=20, marks=None) -> 
     return _save(figure, path)
 
 
-def versus(x, y, path, *, title: str, xlabel: str, ylabel: str, names=None) -> Figure:
+def versus(
+    x: ArrayLike,
+    y: ArrayLike,
+    path: str | os.PathLike,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    names: Iterable[str] | None = None,
+) -> Figure:
     """``y`` against ``x`` (N,) on log axes with the line y = x; points with a non-empty
     name in ``names`` (N,) labelled."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -443,7 +495,14 @@ MAP_VIEWS = {
 }
 
 
-def map_figures(table, xy, folder, *, snr_min: float, prefix: str = "") -> list[Path]:
+def map_figures(
+    table: dict[str, np.ndarray],
+    xy: ArrayLike,
+    folder: str | os.PathLike,
+    *,
+    snr_min: float,
+    prefix: str = "",
+) -> list[Path]:
     """The latent map ``xy`` coloured by class (if the table has labels), SNR and column, each
     over every source and with only SNR >= ``snr_min`` in colour, as ``folder/<prefix><name>.png``
     and ``<prefix><name>_snr.png``: the figures of ``xspecvae map`` and of the report."""
@@ -459,7 +518,16 @@ def map_figures(table, xy, folder, *, snr_min: float, prefix: str = "") -> list[
     return made
 
 
-def trajectory_figures(table, tracks, chosen, names, path, *, xy=None, map_path=None) -> None:
+def trajectory_figures(
+    table: dict[str, np.ndarray],
+    tracks: dict[str, np.ndarray],
+    chosen: Sequence[np.ndarray],
+    names: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    xy: np.ndarray | None = None,
+    map_path: str | os.PathLike | None = None,
+) -> None:
     """The tracks ``chosen`` (rows of the trajectory table ``tracks``, one array per source,
     labelled ``names``) in the model's hardness-intensity diagram (``path``) over the whole
     posterior ``table``, and, given the map coordinates ``xy`` of the table, on the map

@@ -10,6 +10,7 @@ one source instead of read off the encoder.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
@@ -42,23 +43,31 @@ class SpectralModel:
     norms: tuple[int, ...]
     starts: dict
 
-    def unpack(self, theta) -> list:
+    def unpack(self, theta: jax.Array) -> list:
         return [jnp.exp(t) if lg else t for t, lg in zip(theta, self.log)]
 
-    def counts(self, theta, data) -> jax.Array:
+    def counts(self, theta: jax.Array, data: dict[str, jax.Array]) -> jax.Array:
         """Expected source counts per channel: the photons folded by ``data["response"]``."""
         return self.photons(data["edges"], data["sigma"], *self.unpack(theta)) @ data["response"]
 
 
-def _pl(edges, sigma, nh, gamma, norm):
+def _pl(edges: jax.Array, sigma: jax.Array, nh: jax.Array, gamma: jax.Array, norm: jax.Array):
     return absorption(sigma, nh) * powerlaw(edges, gamma, norm)
 
 
-def _disk(edges, sigma, nh, t_in, norm):
+def _disk(edges: jax.Array, sigma: jax.Array, nh: jax.Array, t_in: jax.Array, norm: jax.Array):
     return absorption(sigma, nh) * diskbb(edges, t_in, norm)
 
 
-def _disk_pl(edges, sigma, nh, t_in, disk_norm, gamma, pl_norm):
+def _disk_pl(
+    edges: jax.Array,
+    sigma: jax.Array,
+    nh: jax.Array,
+    t_in: jax.Array,
+    disk_norm: jax.Array,
+    gamma: jax.Array,
+    pl_norm: jax.Array,
+):
     return absorption(sigma, nh) * (
         diskbb(edges, t_in, disk_norm) + powerlaw(edges, gamma, pl_norm)
     )
@@ -199,7 +208,7 @@ def _decoder_counts(vae: VAE):
     """The decoder's counts of ``theta = (z, log_norm)`` through the pack's RMFs (compiled once
     for every pack of the same shapes)."""
 
-    def counts(theta, data):
+    def counts(theta: jax.Array, data: dict):
         model = VAE(vae.config, vae.params, vae.inst._replace(rmf=data["rmf"]))
         return model.decode(theta[None, :-1], theta[-1:], data["batch"])[1][0]
 
@@ -235,13 +244,13 @@ class _Objective:
     """The fit statistic of ``counts(theta, data)``, jitted once for every spectrum of the
     same shapes; :meth:`bind` gives scipy its function."""
 
-    def __init__(self, counts, likelihood: str) -> None:
+    def __init__(self, counts: Callable[..., jax.Array], likelihood: str) -> None:
         make = LIKELIHOODS[likelihood]
 
-        def pair(theta, data):
+        def pair(theta: jax.Array, data: dict):
             return make(counts(theta, data), data["alpha"], data["n"], data["b"], data["good"])
 
-        def statistic(theta, data):
+        def statistic(theta: jax.Array, data: dict):
             return pair(theta, data).deviance(jnp.stack([data["n"], data["b"]], -1))
 
         self.counts = jax.jit(counts)
@@ -252,7 +261,7 @@ class _Objective:
     def bind(self, data: dict):
         dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
-        def value_and_grad(theta):
+        def value_and_grad(theta: np.ndarray):
             value, grad = self._step(jnp.asarray(theta, dtype), data)
             value, grad = float(value), np.asarray(grad, np.float64)
             if not (np.isfinite(value) and np.all(np.isfinite(grad))):
@@ -274,7 +283,13 @@ def _starts(spec: SpectralModel):
         yield start
 
 
-def _errors(objective, theta, data, values, log) -> list[float]:
+def _errors(
+    objective: _Objective,
+    theta: jax.Array,
+    data: dict,
+    values: list[float],
+    log: tuple[bool, ...],
+) -> list[float]:
     """1-sigma errors: the covariance ``2 H^-1`` of the statistic's Hessian ``H``
     (:func:`_hessian`) in the fitted parameters (NaN unless ``H`` is positive definite),
     carried to log-fitted ones by ``d value = value d log value``."""
@@ -285,7 +300,7 @@ def _errors(objective, theta, data, values, log) -> list[float]:
     return [float(s * v if lg else s) for s, v, lg in zip(sd, values, log)]
 
 
-def _hessian(objective, theta, data) -> np.ndarray:
+def _hessian(objective: _Objective, theta: np.ndarray | jax.Array, data: dict) -> np.ndarray:
     """The statistic's Hessian by central differences of its gradient, which is exact with
     the background profiled (envelope theorem); autodiff's Hessian would hold the profiled
     background fixed and understate the errors of background-dominated spectra."""

@@ -3,6 +3,8 @@ header names, and a description of the built-in response (plain dicts, JSON-able
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,7 +29,11 @@ from xspecvae.physics import FLUX_BAND, powerlaw
 __all__ = ["inspect_file", "describe_builtin"]
 
 
-def inspect_file(path: Path, rmf_dirs=(), substitutes=None) -> dict:
+def inspect_file(
+    path: Path,
+    rmf_dirs: Sequence[str | os.PathLike] = (),
+    substitutes: dict[str, str] | None = None,
+) -> dict:
     """One file's report: ``path``, ``status`` (ok, incomplete: a file it names is missing;
     error), ``type``, a ``summary`` and the ``problems`` found; never raises for a bad file."""
     report = {"path": str(path), "status": "ok", "type": None, "summary": {}, "problems": []}
@@ -80,7 +86,12 @@ def _pha_summary(pha: Pha) -> dict:
     }
 
 
-def _check_spectrum(pha: Pha, report: dict, rmf_dirs=(), substitutes=None) -> None:
+def _check_spectrum(
+    pha: Pha,
+    report: dict,
+    rmf_dirs: Sequence[str | os.PathLike] = (),
+    substitutes: dict[str, str] | None = None,
+) -> None:
     """Read the files the spectrum names (its RMF also in ``rmf_dirs``, or a substitute, as
     ``pack`` finds it) and check that they fit; record what does not."""
     from xspecvae.products import locate_rmf

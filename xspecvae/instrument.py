@@ -17,6 +17,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.special import ndtr
 
 from xspecvae.ogip import Arf, OGIPError, Rmf, check_energy_match, read_arf, read_rmf
@@ -83,7 +84,9 @@ class Grouping:
         return cls(starts, stops, n)
 
     @classmethod
-    def from_energy(cls, channel_lo, channel_hi, edges) -> Grouping:
+    def from_energy(
+        cls, channel_lo: ArrayLike, channel_hi: ArrayLike, edges: ArrayLike
+    ) -> Grouping:
         """Bins between consecutive ``edges`` (keV): each channel goes to the bin holding its
         centre; empty bins are skipped."""
         centre = 0.5 * (np.asarray(channel_lo) + np.asarray(channel_hi))
@@ -99,7 +102,7 @@ class Grouping:
         emin: float = FLUX_BAND[0],
         emax: float = FLUX_BAND[1],
         oversample: float = 1.0,
-        breaks=(),
+        breaks: ArrayLike = (),
     ) -> Grouping:
         """Bins from ``emin`` to ``emax`` keV, each at least FWHM/``oversample`` wide, the
         FWHM measured from the response's own matrix at the bin's lower edge. A bin also
@@ -156,11 +159,11 @@ class Response:
 
     def __init__(
         self,
-        energy_edges,
-        channel_lo,
-        channel_hi,
-        matrix,
-        arf=None,
+        energy_edges: ArrayLike,
+        channel_lo: ArrayLike,
+        channel_hi: ArrayLike,
+        matrix: ArrayLike,
+        arf: ArrayLike | None = None,
         *,
         storage: str = "auto",
         name: str = "",
@@ -242,7 +245,9 @@ class Response:
             f"{self.n_channel} channels, {self.storage})"
         )
 
-    def fold(self, photon_flux, exposure=1.0, arf=None) -> jax.Array:
+    def fold(
+        self, photon_flux: ArrayLike, exposure: ArrayLike = 1.0, arf: ArrayLike | None = None
+    ) -> jax.Array:
         """Expected counts per channel (..., n_channel) from photons/cm^2/s per energy bin
         (..., n_energy). ``exposure`` (s) broadcasts over the leading axes; ``arf`` replaces
         the response's own effective area (a per-source ARF, (..., n_energy))."""
@@ -281,7 +286,7 @@ class Response:
         fwhm = (above * widths).sum(axis=1)
         return np.where(peak[:, 0] > 0, fwhm, np.nan)
 
-    def _device_arrays(self, dtype) -> tuple:
+    def _device_arrays(self, dtype: np.dtype) -> tuple:
         """Tiles and ARF on the device in ``dtype``, made once (concrete even when first asked
         for under a trace)."""
         key = jnp.dtype(dtype)
@@ -314,7 +319,13 @@ def _tile_layout(matrix: np.ndarray, storage: str):
     return tuple(tiles)
 
 
-def _fold(layout, flux, exposure, arf, tiles):
+def _fold(
+    layout: tuple[tuple[int, int, int, int], ...],
+    flux: jax.Array,
+    exposure: jax.Array,
+    arf: jax.Array,
+    tiles: tuple[jax.Array, ...],
+):
     dtype = tiles[0].dtype
     weighted = jnp.asarray(flux, dtype) * jnp.asarray(arf, dtype)
     exposure = jnp.asarray(exposure, dtype)
@@ -351,7 +362,7 @@ _PN_AREA = dict(
 )
 
 
-def builtin_pn_area(energy) -> np.ndarray:
+def builtin_pn_area(energy: ArrayLike) -> np.ndarray:
     """Analytic EPIC pn effective area (cm^2) at ``energy`` (keV): a smooth mirror cut-off,
     filter/window absorption with C, O and Si K edges, and the Au M edges. An approximation:
     within about 10% of a real on-axis pn ARF from 0.5 to 10 keV, 20% near the edges."""

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import lru_cache, partial
+from types import ModuleType
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 from tqdm import tqdm
 
 from xspecvae.catalog import PER_SOURCE, Pack, PackError, hardness_ratios
@@ -45,7 +47,7 @@ __all__ = [
 def encode(
     vae: VAE,
     pack: Pack,
-    rows=None,
+    rows: npt.ArrayLike | None = None,
     *,
     batch_size: int = 1024,
     n_draws: int = 4,
@@ -98,7 +100,7 @@ def on_model_grids(vae: VAE, pack: Pack) -> VAE:
 
 
 def model_batches(
-    vae: VAE, pack: Pack, rows, batch_size: int, progress: bool, desc: str
+    vae: VAE, pack: Pack, rows: npt.ArrayLike | None, batch_size: int, progress: bool, desc: str
 ) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
     """The ``rows`` of ``pack`` (all when None) for a jitted step of ``vae``: after checking
     that the pack is on the model's energy grid, yields ``(start, n, batch)`` for every
@@ -124,7 +126,7 @@ def _encoder(vae: VAE, n_draws: int) -> Callable:
     in_band = jnp.asarray(np.stack(bands, -1), jnp.float32)
 
     @jax.jit
-    def step(params, rmf, batch, key):
+    def step(params: dict, rmf: jax.Array, batch: dict[str, jax.Array], key: jax.Array):
         model = VAE(vae.config, params, vae.inst._replace(rmf=rmf))
         q = model.posterior(batch)
         decoded, source = model.decode(q.z_loc, q.norm_loc, batch)
@@ -200,7 +202,13 @@ DIVERGENCES = (
 DEFAULT_DIVERGENCE = "kl_symmetric"
 
 
-def divergence(name: str, loc_a, scale_a, loc_b, scale_b) -> np.ndarray | jax.Array:
+def divergence(
+    name: str,
+    loc_a: npt.ArrayLike,
+    scale_a: npt.ArrayLike,
+    loc_b: npt.ArrayLike,
+    scale_b: npt.ArrayLike,
+) -> np.ndarray | jax.Array:
     """Divergence ``name`` (:data:`DIVERGENCES`) between diagonal Gaussians, over the last axis;
     arrays broadcast, numpy in float64 (or jax arrays in their own dtype)."""
     xp = jnp if isinstance(loc_a, jax.Array) or isinstance(loc_b, jax.Array) else np
@@ -211,7 +219,14 @@ def divergence(name: str, loc_a, scale_a, loc_b, scale_b) -> np.ndarray | jax.Ar
     return _divergence(xp, name, loc_a, scale_a**2, loc_b, scale_b**2)
 
 
-def _divergence(xp, name, ma, va, mb, vb):
+def _divergence(
+    xp: ModuleType,
+    name: str,
+    ma: np.ndarray | jax.Array,
+    va: np.ndarray | jax.Array,
+    mb: np.ndarray | jax.Array,
+    vb: np.ndarray | jax.Array,
+):
     d2 = (ma - mb) ** 2
     if name == "kl":
         return 0.5 * xp.sum((va + d2) / vb - 1.0 + xp.log(vb / va), -1)
@@ -245,7 +260,13 @@ class Index:
     the conditional widths that ``match`` compares instead of the scales (:func:`of_table`).
     """
 
-    def __init__(self, loc, scale, groups=None, conditional=None) -> None:
+    def __init__(
+        self,
+        loc: npt.ArrayLike,
+        scale: npt.ArrayLike,
+        groups: npt.ArrayLike | None = None,
+        conditional: npt.ArrayLike | None = None,
+    ) -> None:
         loc, scale = np.asarray(loc), np.asarray(scale)
         conditional = scale if conditional is None else np.asarray(conditional)
         if loc.ndim != 2 or loc.shape != scale.shape or scale.shape != conditional.shape:
@@ -262,14 +283,14 @@ class Index:
 
     def search(
         self,
-        loc,
-        scale,
+        loc: npt.ArrayLike,
+        scale: npt.ArrayLike,
         k: int = 10,
         *,
         divergence: str = DEFAULT_DIVERGENCE,
-        keep=None,
-        exclude_groups=None,
-        conditional=None,
+        keep: npt.ArrayLike | None = None,
+        exclude_groups: npt.ArrayLike | None = None,
+        conditional: npt.ArrayLike | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest posteriors of each query ``(Q, D)`` (or one ``(D,)``): their rows
         ``(Q, k)`` and divergences, nearest first. ``keep`` (N,) bool restricts the table
@@ -315,7 +336,7 @@ class Index:
         return (rows[0], values[0]) if single else (rows, values)
 
 
-def of_table(table, rows=None) -> Index:
+def of_table(table: dict[str, np.ndarray], rows: np.ndarray | None = None) -> Index:
     """The :class:`Index` of the ``rows`` (default all) of an :func:`encode` table, grouped by
     ``source_id``, with its conditional widths (:func:`conditional_widths`)."""
     rows = slice(None) if rows is None else rows
@@ -323,14 +344,16 @@ def of_table(table, rows=None) -> Index:
     return Index(*(np.asarray(c)[rows] for c in columns))
 
 
-def compared_widths(divergence: str, marginal, conditional) -> np.ndarray | jax.Array:
+def compared_widths(
+    divergence: str, marginal: npt.ArrayLike, conditional: npt.ArrayLike | None
+) -> np.ndarray | jax.Array:
     """The widths ``divergence`` compares: the ``conditional`` ones for ``match`` (whose
     division of the prior per dimension is exact for them only) when given, else the
     ``marginal`` ones."""
     return conditional if divergence == "match" and conditional is not None else marginal
 
 
-def conditional_widths(table) -> np.ndarray:
+def conditional_widths(table: dict[str, np.ndarray]) -> np.ndarray:
     """The conditional widths of an :func:`encode` table, which ``match`` compares: the
     ``z_conditional`` column, or ``z_scale`` in tables made before 2026-12-06 (whose widths
     were the conditional ones)."""
@@ -338,10 +361,20 @@ def conditional_widths(table) -> np.ndarray:
 
 
 @partial(jax.jit, static_argnames=("name", "k"))
-def _search(loc, var, groups, keep, query_loc, query_var, query_groups, name, k):
+def _search(
+    loc: jax.Array,
+    var: jax.Array,
+    groups: jax.Array,
+    keep: jax.Array,
+    query_loc: jax.Array,
+    query_var: jax.Array,
+    query_groups: jax.Array,
+    name: str,
+    k: int,
+):
     by = "bhattacharyya" if name == "hellinger" else name  # same order; H saturates at 1
 
-    def one(m, v, g):
+    def one(m: jax.Array, v: jax.Array, g: jax.Array):
         d = _divergence(jnp, by, m, v, loc, var)
         d = jnp.where(keep & (groups != g), d, jnp.inf)
         top, rows = jax.lax.top_k(-d, k)
@@ -420,7 +453,7 @@ def anomalies(
     }
 
 
-def _rank(values) -> np.ndarray:
+def _rank(values: np.ndarray) -> np.ndarray:
     """1 for the smallest value (NaN last), ties in order of rows."""
     values = np.where(np.isnan(values), np.inf, values)
     rank = np.empty(len(values), np.int64)

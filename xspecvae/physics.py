@@ -21,12 +21,14 @@ closed form.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erfc
+from jax.typing import ArrayLike
 from scipy.special import gamma as _gamma_fn
 from scipy.special import k0e as _k0e_fn
 from scipy.special import k1e as _k1e_fn
@@ -54,7 +56,9 @@ __all__ = [
 FLUX_BAND = (0.2, 12.0)
 
 
-def band_share(energy_edges, lo: float = FLUX_BAND[0], hi: float = FLUX_BAND[1]) -> np.ndarray:
+def band_share(
+    energy_edges: ArrayLike, lo: float = FLUX_BAND[0], hi: float = FLUX_BAND[1]
+) -> np.ndarray:
     """Share of each energy bin inside [lo, hi] keV (a flux per bin times it, summed, is the
     flux in the band)."""
     edges = np.asarray(energy_edges, np.float64)
@@ -68,19 +72,21 @@ _GL_X = 0.5 * (_GL_X + 1.0)  # on [0, 1]
 _GL_W = 0.5 * _GL_W
 
 
-def _f(x):
+def _f(x: np.ndarray):
     """A numpy constant as a JAX array of the default float type (float64 under x64)."""
     return jnp.asarray(x, dtype=jnp.result_type(float))
 
 
-def _bins(energy_edges):
+def _bins(energy_edges: ArrayLike):
     """Lower edges and log widths log(E_hi/E_lo) (exact for narrow bins)."""
     edges = jnp.asarray(energy_edges)
     lo = edges[..., :-1]
     return lo, jnp.log1p(jnp.diff(edges, axis=-1) / lo)
 
 
-def _integrate(density, energy_edges, *params, at=None):
+def _integrate(
+    density: Callable[..., jax.Array], energy_edges: ArrayLike, *params, at: jax.Array | None = None
+):
     """Integral of ``density(E, *params)`` over every bin, Gauss-Legendre in log E.
 
     ``params`` broadcast over the leading axes and are handed to ``density`` with one
@@ -105,7 +111,7 @@ def _integrate(density, energy_edges, *params, at=None):
 
 
 @jax.jit
-def powerlaw(energy_edges, index, norm=1.0) -> jax.Array:
+def powerlaw(energy_edges: ArrayLike, index: ArrayLike, norm: ArrayLike = 1.0) -> jax.Array:
     """Power law ``norm * E**-index`` (photons/cm^2/s/keV at 1 keV) integrated exactly over
     the bins between consecutive ``energy_edges`` (keV). ``index`` and ``norm`` broadcast
     over leading axes: result (..., n_bins)."""
@@ -127,18 +133,18 @@ def powerlaw(energy_edges, index, norm=1.0) -> jax.Array:
 # cotangents of a log-likelihood.
 
 
-def _log_planck(x):
+def _log_planck(x: jax.Array):
     """log(1 / (exp(x) - 1)) for x > 0, without overflow."""
     return -x - jnp.log(-jnp.expm1(-x))
 
 
-def _blackbody_density(energy, kT, norm):
+def _blackbody_density(energy: jax.Array, kT: jax.Array, norm: jax.Array):
     log_shape = 2.0 * jnp.log(energy) - 4.0 * jnp.log(kT) + _log_planck(energy / kT)
     return 8.0525 * norm * jnp.exp(log_shape)
 
 
 @jax.jit
-def blackbody(energy_edges, kT, norm=1.0) -> jax.Array:
+def blackbody(energy_edges: ArrayLike, kT: ArrayLike, norm: ArrayLike = 1.0) -> jax.Array:
     """Blackbody, XSPEC ``bbody``: ``8.0525 norm E^2 / (kT^4 (exp(E/kT) - 1))``
     photons/cm^2/s/keV, ``norm = L39 / D10^2`` (luminosity 1e39 erg/s, distance 10 kpc).
 
@@ -203,7 +209,7 @@ def _diskbb_f_chebyshev(degree: int = 26, points: int = 300) -> np.ndarray:
 _G_POLY = np.polynomial.chebyshev.cheb2poly(_diskbb_f_chebyshev())[::-1]
 
 
-def _horner(coefficients, x):
+def _horner(coefficients: np.ndarray, x: jax.Array):
     """Polynomial with ``coefficients`` highest power first, unrolled (cheap to compile)."""
     result = float(coefficients[0])
     for c in coefficients[1:]:
@@ -212,7 +218,7 @@ def _horner(coefficients, x):
 
 
 @jax.custom_jvp
-def _diskbb_log_g(a):
+def _diskbb_log_g(a: jax.Array):
     """log G(a), G(a) = int_a^inf u^(5/3) / (e^u - 1) du, for a > 0 (derivative exact:
     dG/da = -a^(5/3) / (e^a - 1))."""
     near = jnp.clip(a, 1e-30, _G_SPLIT)
@@ -227,20 +233,20 @@ def _diskbb_log_g(a):
 
 
 @_diskbb_log_g.defjvp
-def _diskbb_log_g_jvp(primals, tangents):
+def _diskbb_log_g_jvp(primals: tuple[jax.Array], tangents: tuple[jax.Array]):
     (a,), (da,) = primals, tangents
     log_g = _diskbb_log_g(a)
     slope = -jnp.exp(5.0 / 3.0 * jnp.log(a) + _log_planck(a) - log_g)
     return log_g, slope * da
 
 
-def _diskbb_density(energy, t_in, norm):
+def _diskbb_density(energy: jax.Array, t_in: jax.Array, norm: jax.Array):
     log_shape = 8.0 / 3.0 * jnp.log(t_in) - 2.0 / 3.0 * jnp.log(energy)
     return _DISKBB_C * norm * jnp.exp(log_shape + _diskbb_log_g(energy / t_in))
 
 
 @jax.jit
-def diskbb(energy_edges, t_in, norm=1.0) -> jax.Array:
+def diskbb(energy_edges: ArrayLike, t_in: ArrayLike, norm: ArrayLike = 1.0) -> jax.Array:
     """Multicolour disc blackbody (XSPEC ``diskbb`` shape): blackbodies with
     T(r) = T_in (r/r_in)^-3/4 from r_in to infinity.
 
@@ -284,7 +290,9 @@ _K1_POLY = ((_HARMONIC[:-1] + _HARMONIC[1:] - 2.0 * np.euler_gamma) / (_FACT[:-1
 ]
 
 
-def _scaled_bessel_fit(function, degree: int = 18, points: int = 400) -> np.ndarray:
+def _scaled_bessel_fit(
+    function: Callable[[np.ndarray], np.ndarray], degree: int = 18, points: int = 400
+) -> np.ndarray:
     """sqrt(y) function(y) on y >= 2 as a power series in x = 4/y - 1, highest power first."""
     x = np.cos(np.pi * (np.arange(points) + 0.5) / points)
     y = 4.0 / (x + 1.0)
@@ -297,7 +305,7 @@ _K1E_POLY = _scaled_bessel_fit(_k1e_fn)
 _HELIUM = 1.0 + 4.0 * 0.085  # n_He/n_H = 0.085, Z^2 = 4 (XSPEC bremss)
 
 
-def _exp_k(y, order: int):
+def _exp_k(y: jax.Array, order: int):
     """exp(y) K_order(y) for y > 0, order 0 or 1."""
     small = jnp.clip(y, 1e-30, 2.0)
     t = (0.5 * small) ** 2
@@ -314,19 +322,19 @@ def _exp_k(y, order: int):
 
 
 @jax.custom_jvp
-def _log_exp_k0(y):
+def _log_exp_k0(y: jax.Array):
     """log(exp(y) K0(y)); derivative 1 - K1(y)/K0(y)."""
     return jnp.log(_exp_k(y, 0))
 
 
 @_log_exp_k0.defjvp
-def _log_exp_k0_jvp(primals, tangents):
+def _log_exp_k0_jvp(primals: tuple[jax.Array], tangents: tuple[jax.Array]):
     (y,), (dy,) = primals, tangents
     k0 = _exp_k(y, 0)
     return jnp.log(k0), (1.0 - _exp_k(y, 1) / k0) * dy
 
 
-def _bremsstrahlung_density(energy, kT, norm):
+def _bremsstrahlung_density(energy: jax.Array, kT: jax.Array, norm: jax.Array):
     # g(x) exp(-x) with the Born Gaunt factor g(x) = sqrt(3)/pi exp(x/2) K0(x/2), x = E/kT
     x = energy / kT
     log_shape = _log_exp_k0(0.5 * x) - x - 0.5 * jnp.log(kT) - jnp.log(energy)
@@ -334,7 +342,7 @@ def _bremsstrahlung_density(energy, kT, norm):
 
 
 @jax.jit
-def bremsstrahlung(energy_edges, kT, norm=1.0) -> jax.Array:
+def bremsstrahlung(energy_edges: ArrayLike, kT: ArrayLike, norm: ArrayLike = 1.0) -> jax.Array:
     """Thermal bremsstrahlung, XSPEC ``bremss`` normalisation:
     ``norm (1 + 4 * 0.085) g(E, kT) kT^-1/2 E^-1 exp(-E/kT)`` photons/cm^2/s/keV with
     ``norm = 3.02e-15 / (4 pi D^2) int n_e n_H dV`` (cm^-5) and n_He/n_H = 0.085.
@@ -359,7 +367,7 @@ _SIGMA_MIN = 1e-12  # keV: narrower lines are this narrow (one bin, finite gradi
 _GL4_X, _GL4_W = np.polynomial.legendre.leggauss(4)
 
 
-def _normal_interval(a, b):
+def _normal_interval(a: jax.Array, b: jax.Array):
     """P(a < X < b) for standard normal X and a <= b, from erfc(|a|/sqrt2) and erfc(|b|/sqrt2):
     tails are differences of two small numbers (no cancellation of CDF values near 1)."""
     ea = erfc(jnp.abs(a) / _SQRT2)
@@ -369,7 +377,9 @@ def _normal_interval(a, b):
 
 
 @jax.jit
-def gaussian_line(energy_edges, line_energy, sigma, norm=1.0) -> jax.Array:
+def gaussian_line(
+    energy_edges: ArrayLike, line_energy: ArrayLike, sigma: ArrayLike, norm: ArrayLike = 1.0
+) -> jax.Array:
     """Gaussian line (XSPEC ``gaussian``) of total flux ``norm`` photons/cm^2/s, centre
     ``line_energy`` and width ``sigma`` (keV), integrated exactly over each bin.
 
@@ -425,7 +435,7 @@ PLASMA_LINES = np.array(
 )
 
 
-def _equivalent_width(kT):
+def _equivalent_width(kT: jax.Array):
     """EW (keV) of each line in :data:`PLASMA_LINES` at solar abundance: (..., n_lines)."""
     _, _, peak, ew, below, above = _f(PLASMA_LINES.T)
     x = jnp.log(kT / peak)
@@ -433,7 +443,9 @@ def _equivalent_width(kT):
 
 
 @jax.jit
-def plasma(energy_edges, kT, norm=1.0, abundance=1.0) -> jax.Array:
+def plasma(
+    energy_edges: ArrayLike, kT: ArrayLike, norm: ArrayLike = 1.0, abundance: ArrayLike = 1.0
+) -> jax.Array:
     """Hot optically thin plasma, an approximation (not APEC): :func:`bremsstrahlung`
     continuum plus the Gaussian lines of :data:`PLASMA_LINES` (O, Ne, Mg, Si, S, Fe L, Fe K).
 
@@ -455,7 +467,9 @@ def plasma(energy_edges, kT, norm=1.0, abundance=1.0) -> jax.Array:
     return continuum + jnp.sum(lines, axis=-2)
 
 
-def redshifted(model, energy_edges, z, *args, **kwargs) -> jax.Array:
+def redshifted(
+    model: Callable[..., jax.Array], energy_edges: ArrayLike, z: ArrayLike, *args, **kwargs
+) -> jax.Array:
     """``model`` at redshift ``z``: evaluated on the rest-frame edges ``E (1 + z)`` and
     divided by ``1 + z`` (time dilation).
 

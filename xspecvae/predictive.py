@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
 
 from xspecvae.catalog import PER_SOURCE, Pack
 from xspecvae.latent import model_batches
@@ -49,7 +50,13 @@ def draw(
     return {k: np.asarray(v) for k, v in out.items()}
 
 
-def inference_data(draws: dict, batch: dict, *, ids=None, channel_energy=None) -> az.InferenceData:
+def inference_data(
+    draws: dict,
+    batch: dict,
+    *,
+    ids: ArrayLike | None = None,
+    channel_energy: ArrayLike | None = None,
+) -> az.InferenceData:
     """:func:`draw`'s output and its ``batch`` as ArviZ data (one chain):
 
     ``posterior``: ``z`` (chain, draw, source, latent), ``log_norm`` (chain, draw, source);
@@ -96,7 +103,7 @@ def inference_data(draws: dict, batch: dict, *, ids=None, channel_energy=None) -
 def calibration(
     vae: VAE,
     pack: Pack,
-    rows=None,
+    rows: ArrayLike | None = None,
     *,
     n_draws: int = 64,
     batch_size: int = 256,
@@ -196,7 +203,14 @@ def _simulator(vae: VAE) -> Callable:
     likelihood = LIKELIHOODS[config.likelihood]
 
     @partial(jax.jit, static_argnames="n_draws")
-    def simulate(params, rmf, batch, keys, prior, n_draws):
+    def simulate(
+        params: dict,
+        rmf: jax.Array,
+        batch: dict,
+        keys: jax.Array,
+        prior: bool | jax.Array,
+        n_draws: int,
+    ):
         model = VAE(config, params, vae.inst._replace(rmf=rmf))
         dim = config.latent_dim
         noise_keys, poisson_keys = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)

@@ -74,7 +74,7 @@ def write_report(
     return write_atomic(path, page.encode("utf-8"))
 
 
-def _escape(text) -> str:
+def _escape(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
@@ -133,7 +133,7 @@ def _table(table: Sequence[Mapping] | Mapping[str, Sequence]) -> str:
     return "\n".join(lines)
 
 
-def _cell(value) -> str:
+def _cell(value: object) -> str:
     """A table cell: numbers right-aligned, floats to 4 significant digits, None blank."""
     if value is None:
         return "<td></td>"

@@ -142,7 +142,9 @@ _REPLACED = (
 )
 
 
-def run_pack(info: dict, pack=None, instrument: str | None = None) -> Pack:
+def run_pack(
+    info: dict, pack: str | os.PathLike | None = None, instrument: str | None = None
+) -> Pack:
     """The pack a run reads (``info`` from :func:`load_run`): ``pack`` when given, else the
     run's own, refused with a :class:`~xspecvae.catalog.PackError` if another pack has been
     written at its path since training."""

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,12 +28,14 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 from astropy.utils.exceptions import AstropyWarning
+from numpy.typing import ArrayLike
 
 from xspecvae import __version__
 from xspecvae.errors import InputError
 from xspecvae.files import write_atomic
 
 if TYPE_CHECKING:
+    from xspecvae.catalog import Pack  # the packs whose tables these are
     from xspecvae.run import Run  # the run folders whose products these tables are
 
 __all__ = [
@@ -177,7 +180,9 @@ def _format(path: Path) -> str:
     return "parquet" if path.suffix.lower() in (".parquet", ".pq") else "fits"
 
 
-def write_table(columns: dict, path, *, extname: str, header: dict | None = None) -> Path:
+def write_table(
+    columns: dict, path: str | os.PathLike, *, extname: str, header: dict | None = None
+) -> Path:
     """Write ``columns`` to ``path`` (``.parquet`` or ``.pq``: Parquet, otherwise FITS, gzipped
     when the name ends in ``.gz``) atomically, as the table ``extname``, each column with its
     unit and description (:func:`describe`); ``header`` (short keys, scalar values: the
@@ -218,7 +223,9 @@ def write_table(columns: dict, path, *, extname: str, header: dict | None = None
 POSTERIOR = ("row", "z_loc", "z_scale")
 
 
-def read_table(path, *, with_header: bool = False, required=()) -> dict | tuple[dict, dict]:
+def read_table(
+    path: str | os.PathLike, *, with_header: bool = False, required: Sequence[str] = ()
+) -> dict | tuple[dict, dict]:
     """A table written by :func:`write_table` (or any FITS/Parquet table) as numpy columns;
     with ``with_header``, also its header keywords: ``(columns, header)``. A file that is not
     a table, or lacks a ``required`` column, is refused with an :class:`InputError`."""
@@ -241,7 +248,7 @@ def read_table(path, *, with_header: bool = False, required=()) -> dict | tuple[
     return (columns, dict(table.meta)) if with_header else columns
 
 
-def made_by(run, info: dict, pack) -> dict:
+def made_by(run: str | os.PathLike, info: dict, pack: Pack) -> dict:
     """Header keywords naming the run that made a table (absolute path, and the ``run_id`` of
     its ``config.json`` ``info``), the pack it read (absolute path and :attr:`Pack.identity`)
     and the kind of posterior widths (``WIDTHS``: marginal; tables made before 2026-12-06 have
@@ -256,7 +263,7 @@ def made_by(run, info: dict, pack) -> dict:
     }
 
 
-def identity_columns(meta: dict, rows) -> dict[str, np.ndarray]:
+def identity_columns(meta: dict, rows: ArrayLike) -> dict[str, np.ndarray]:
     """The :data:`IDENTITY` columns of a pack's ``meta`` at ``rows`` (those it has; a pack made
     without a catalogue has ``catalogue_id`` false: every source id is the package's own)."""
     rows = np.asarray(rows)
@@ -272,8 +279,8 @@ def cached_table(
     make: Callable[[], dict],
     *,
     header: dict,
-    parquet=False,
-    progress=True,
+    parquet: bool = False,
+    progress: bool = True,
 ) -> dict:
     """The table at ``path`` if written after the ``model`` was saved and made with the
     same ``header`` (the settings it depends on), otherwise made by ``make`` and written (FITS

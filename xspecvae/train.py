@@ -37,6 +37,7 @@ import numpy as np
 import optax
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
+from jax.typing import ArrayLike
 from numpyro import handlers
 from numpyro.infer import SVI, TraceMeanField_ELBO
 from numpyro.infer.svi import SVIState
@@ -83,15 +84,15 @@ class TrainOptions:
 
 
 def train(
-    pack_path,
+    pack_path: str | os.PathLike,
     run: str | os.PathLike,
     *,
     config: Config | None = None,
     options: TrainOptions | None = None,
     instrument: str | None = None,
-    absorption=None,
+    absorption: str | os.PathLike | None = None,
     resume: bool = False,
-    init=None,
+    init: str | os.PathLike | None = None,
     max_steps: int | None = None,
     progress: bool = True,
 ) -> dict:
@@ -196,7 +197,16 @@ class _Steps(NamedTuple):
     save: Callable
 
 
-def _plan(folder: Run, pack_path, config, options, instrument, absorption, resume, init) -> _Plan:
+def _plan(
+    folder: Run,
+    pack_path: str | os.PathLike,
+    config: Config | None,
+    options: TrainOptions | None,
+    instrument: str | None,
+    absorption: str | os.PathLike | None,
+    resume: bool,
+    init: str | os.PathLike | None,
+) -> _Plan:
     """The settings of the run: the arguments, or a resumed run's own; a fine-tuned run takes
     its config and instrument from the run it starts from."""
     run, trained = folder.folder, folder.trained
@@ -319,11 +329,19 @@ def _start(folder: Run, plan: _Plan, data: _Data, svi: SVI) -> _Progress:
     return _Progress(state)
 
 
-def _resolved(path) -> str | None:
+def _resolved(path: str | os.PathLike | None) -> str | None:
     return None if path is None else str(Path(path).resolve())
 
 
-def _epoch(now: _Progress, steps: _Steps, data: _Data, options, folder: Run, bar, max_steps):
+def _epoch(
+    now: _Progress,
+    steps: _Steps,
+    data: _Data,
+    options: TrainOptions,
+    folder: Run,
+    bar: tqdm,
+    max_steps: int | None,
+):
     """The rest of the epoch under way (from its first step not yet taken), then validation;
     False if ``max_steps`` stopped it."""
     per_epoch, batch_rows = data.steps_per_epoch, data.local_batch
@@ -402,7 +420,7 @@ def make_svi(
     """The SVI of :func:`train`: model and guide over ``n_train`` sources, their ELBO divided
     by ``n_train`` (losses are per spectrum), the optimizer of ``options`` over ``total_steps``."""
 
-    def per_spectrum(program):
+    def per_spectrum(program: Callable[..., None]):
         program = partial(program, inst=inst, config=config, n_sources=n_train)
         return handlers.scale(program, scale=1.0 / n_train)
 
@@ -411,7 +429,13 @@ def make_svi(
 
 
 def checked_update(
-    svi: SVI, state, batch, kl_weight, free_bits, key=None, thin_share=0.0
+    svi: SVI,
+    state: SVIState,
+    batch: dict[str, jax.Array],
+    kl_weight: ArrayLike,
+    free_bits: ArrayLike,
+    key: jax.Array | None = None,
+    thin_share: float = 0.0,
 ) -> tuple[SVIState, jax.Array, jax.Array]:
     """One step of :func:`train` (jit it with ``svi`` and ``thin_share`` bound):
     ``svi.update`` on ``batch`` (a ``thin_share`` of its rows replaced by thinned copies, drawn
@@ -455,7 +479,7 @@ def _chunks(n: int, size: int, multiple: int) -> list[tuple[int, int]]:
     return [(j, m - m % multiple) for j, m in spans if m >= multiple]
 
 
-def _weighted_mean(pairs) -> float:
+def _weighted_mean(pairs: list[tuple[int, float]]) -> float:
     total = sum(m for m, _ in pairs)
     return sum(m * v for m, v in pairs) / total if total else math.nan
 
@@ -471,7 +495,7 @@ def _reference(data: dict) -> tuple[np.ndarray, np.ndarray]:
     return moments[2:], np.array([moments[0], max(2.0, 2.0 * spread)])
 
 
-def _local(tree):
+def _local(tree: SVIState | jax.Array):
     """The copy held by this process of replicated arrays (fetchable in multi-process runs)."""
     return jax.tree.map(lambda x: x.addressable_data(0), tree)
 

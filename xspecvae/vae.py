@@ -10,9 +10,10 @@ are dicts of arrays as served by :meth:`xspecvae.catalog.Pack.batches`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +26,10 @@ from numpyro.contrib.module import flax_module
 
 from xspecvae.absorption import CrossSection
 from xspecvae.likelihood import LIKELIHOODS
-from xspecvae.networks import LINES, DecoderOutput, DeepONet, MixerEncoder
+from xspecvae.networks import LINES, DecoderOutput, DeepONet, EncoderOutput, MixerEncoder
+
+if TYPE_CHECKING:
+    from xspecvae.catalog import Pack
 
 # ---------------------------------------------------------------------------------------------
 # The generative model and the guide
@@ -97,7 +101,7 @@ class ModelArrays(NamedTuple):
     @classmethod
     def from_pack(
         cls,
-        pack,
+        pack: Pack,
         arf: ArrayLike,
         norm_prior: ArrayLike,
         cross_section: CrossSection | None = None,
@@ -243,7 +247,7 @@ class Posterior(NamedTuple):
         draws = self.loc + self.conditional * noise
         return draws[..., :-1], draws[..., -1]
 
-    def kl(self, norm_prior) -> jax.Array:
+    def kl(self, norm_prior: jax.Array) -> jax.Array:
         """KL of the draws' Gaussian to the prior, N(0, I) on ``z`` and N(``norm_prior``) on
         ``log_norm``, per source."""
         prior_loc, prior_scale = norm_prior
@@ -260,20 +264,31 @@ def standard_normal_kl(loc: jax.Array, scale: jax.Array) -> jax.Array:
     return 0.5 * (loc**2 + scale**2 - 1.0) - jnp.log(scale)
 
 
-def _posterior(encoder, batch: dict) -> Posterior:
+def _posterior(encoder: Callable[..., EncoderOutput], batch: dict) -> Posterior:
     out = encoder(*encoder_inputs(batch))
     norm_loc = rough_log_rate(batch) + out.norm_loc
     scale = jnp.concatenate([out.z_scale, out.norm_scale[:, None]], -1)
     return Posterior(out.z_loc, out.z_scale, norm_loc, out.norm_scale, scale)
 
 
-def _source_counts(decoder, z, log_norm, batch: dict, inst: ModelArrays):
+def _source_counts(
+    decoder: Callable[..., DecoderOutput],
+    z: jax.Array,
+    log_norm: jax.Array,
+    batch: dict,
+    inst: ModelArrays,
+):
     decoded = decoder(z, _log_centres(inst.energy_edges))
     return decoded, expected_counts(photon_flux(decoded, log_norm, inst), batch, inst)
 
 
 def model(
-    batch: dict, inst: ModelArrays, config: Config, n_sources: int, kl_weight=1.0, free_bits=0.0
+    batch: dict,
+    inst: ModelArrays,
+    config: Config,
+    n_sources: int,
+    kl_weight: ArrayLike = 1.0,
+    free_bits: ArrayLike = 0.0,
 ) -> None:
     """The generative model of a minibatch of ``batch`` rows out of ``n_sources``: shape latent
     ``z ~ N(0, I)`` and ``log_norm ~ N(prior)``; DeepONet decoder; absorption; folding through
@@ -299,7 +314,12 @@ def model(
 
 
 def guide(
-    batch: dict, inst: ModelArrays, config: Config, n_sources: int, kl_weight=1.0, free_bits=0.0
+    batch: dict,
+    inst: ModelArrays,
+    config: Config,
+    n_sources: int,
+    kl_weight: ArrayLike = 1.0,
+    free_bits: ArrayLike = 0.0,
 ) -> None:
     """The amortized posterior: the Mixer encoder reads the counts and gives a diagonal
     Gaussian for ``z`` and one for ``log_norm`` (around :func:`rough_log_rate`).
@@ -398,16 +418,16 @@ def refine(vae: VAE, q: Posterior, batch: dict) -> Posterior:
     decoder = config.decoder(np.asarray(inst.energy_edges))
     apply = partial(decoder.apply, {"params": vae.params["decoder$params"]})
 
-    def source_counts(theta):
+    def source_counts(theta: jax.Array):
         return _source_counts(apply, theta[:, :dim], theta[:, dim], batch, inst)[1]
 
-    def half_deviance(source):  # (B,)
+    def half_deviance(source: jax.Array):  # (B,)
         return 0.5 * likelihood(source, alpha, n, b, good).deviance(observed)
 
-    def objective(theta, source):
+    def objective(theta: jax.Array, source: jax.Array):
         return half_deviance(source) + 0.5 * jnp.sum(precision * (theta - mean) ** 2, -1)
 
-    def curvature(theta):
+    def curvature(theta: jax.Array):
         """Objective, gradient (B, K) and Gauss-Newton Hessian (B, K, K) at ``theta``."""
         source, jvp = jax.linearize(source_counts, theta)
         tangents = jnp.broadcast_to(jnp.eye(dim + 1)[:, None], (dim + 1, *theta.shape))
@@ -419,7 +439,7 @@ def refine(vae: VAE, q: Posterior, batch: dict) -> Posterior:
         hessian = jnp.einsum("kbc,bc,lbc->bkl", jac, fisher, jac) + jnp.diag(precision)
         return objective(theta, source), grad, hessian
 
-    def step(carry, _):
+    def step(carry: tuple[jax.Array, jax.Array], _: None):
         theta, damping = carry
         value, grad, hessian = curvature(theta)
         diagonal = jnp.diagonal(hessian, axis1=1, axis2=2)
@@ -435,7 +455,7 @@ def refine(vae: VAE, q: Posterior, batch: dict) -> Posterior:
     (theta, _), _ = jax.lax.scan(step, (start, damping), None, length=config.refine_steps)
     scale = jnp.diagonal(curvature(theta)[2], axis1=1, axis2=2) ** -0.5
 
-    def negative_elbo(loc, scale):  # (B,), on common draws
+    def negative_elbo(loc: jax.Array, scale: jax.Array):  # (B,), on common draws
         p = q._replace(z_loc=loc[:, :dim], norm_loc=loc[:, dim], conditional=scale)
         z, log_norm = p.sample(jax.random.key(1), 16)
         draws = jnp.concatenate([z, log_norm[..., None]], -1)

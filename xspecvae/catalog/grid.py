@@ -3,6 +3,7 @@ model energy grid, made from a response and checked against others."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import h5py
@@ -46,7 +47,7 @@ class Grid:
         emin: float = FLUX_BAND[0],
         emax: float = FLUX_BAND[1],
         oversample: float = 1.0,
-        breaks=(),
+        breaks: Iterable[float] = (),
     ) -> Grid:
         """Analysis bins ``emin``-``emax`` keV at least one FWHM/``oversample`` wide, and
         starting at each energy of ``breaks`` and of :data:`QUALITY_BREAKS` (see

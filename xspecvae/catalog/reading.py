@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import h5py
@@ -33,7 +33,7 @@ class Pack:
     per-source arrays as numpy without loading the whole pack; :meth:`load` loads it.
     """
 
-    def __init__(self, path, instrument: str | None = None) -> None:
+    def __init__(self, path: str | Path, instrument: str | None = None) -> None:
         self.path = Path(path)
         try:
             self.file = h5py.File(self.path, "r")
@@ -89,7 +89,9 @@ class Pack:
             for m, name in zip(self.rmf, self.rmf_names)
         ]
 
-    def read(self, index=None) -> dict[str, np.ndarray]:
+    def read(
+        self, index: slice | Sequence[int] | np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Per-source arrays for rows ``index`` (a slice, or integer indices in any order;
         all rows when None), with ``row`` giving the row numbers. Each HDF5 chunk holding a
         wanted row is read once."""
@@ -163,7 +165,7 @@ def _rows_of(dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def grids_of(path) -> list[Grid]:
+def grids_of(path: str | Path) -> list[Grid]:
     """The grids of every instrument section of the pack at ``path``."""
     grids = []
     for instrument in _instruments(Path(path)):

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 # ---------------------------------------------------------------------------------------------
 # Sources seen several times
 
 
-def match_positions(ra, dec, radius_arcsec: float = 5.0) -> np.ndarray:
+def match_positions(ra: ArrayLike, dec: ArrayLike, radius_arcsec: float = 5.0) -> np.ndarray:
     """Source ids (0, 1, ... in order of first appearance) grouping positions (degrees)
     linked by separations below ``radius_arcsec`` (friends of friends). Non-finite
     positions get ids of their own."""
@@ -37,14 +40,16 @@ def match_positions(ra, dec, radius_arcsec: float = 5.0) -> np.ndarray:
 BANDS_4XMM = ((0.2, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 4.5), (4.5, 12.0))
 
 
-def band_matrix(channel_lo, channel_hi, bands=BANDS_4XMM) -> np.ndarray:
+def band_matrix(
+    channel_lo: ArrayLike, channel_hi: ArrayLike, bands: Iterable[tuple[float, float]] = BANDS_4XMM
+) -> np.ndarray:
     """(C, n_bands) 0/1: which band holds each channel's centre (channels outside: none), so
     that ``per_channel @ band_matrix(...)`` sums counts into bands."""
     centre = 0.5 * (np.asarray(channel_lo) + np.asarray(channel_hi))
     return np.stack([(centre >= lo) & (centre < hi) for lo, hi in bands], -1).astype(float)
 
 
-def hardness_ratios(batch: dict, channel_lo, channel_hi) -> np.ndarray:
+def hardness_ratios(batch: dict, channel_lo: ArrayLike, channel_hi: ArrayLike) -> np.ndarray:
     """The 4XMM hardness ratios HR1-HR4 (B, 4), ``(R_{i+1} - R_i) / (R_{i+1} + R_i)`` of the
     net counts ``N - alpha B`` of good channels in the bands :data:`BANDS_4XMM` (one exposure per
     spectrum, so counts stand for rates). Negative net counts are clipped at 0; a ratio of two

@@ -8,9 +8,11 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from types import TracebackType
 
 import h5py
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from xspecvae.catalog.grid import Grid
 from xspecvae.catalog.layout import (
@@ -46,7 +48,7 @@ class PackWriter:
 
     def __init__(
         self,
-        path,
+        path: str | Path,
         *,
         provenance: dict | None = None,
         resume: bool = False,
@@ -88,7 +90,12 @@ class PackWriter:
     def __enter__(self) -> PackWriter:
         return self
 
-    def __exit__(self, kind, value, traceback) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         if self.file is None:  # closed or abandoned inside the block
             return
         if kind is None:
@@ -166,14 +173,14 @@ class PackWriter:
         self,
         instrument: str,
         *,
-        counts,
-        background,
-        alpha,
-        exposure,
-        arf,
-        rmf_index,
+        counts: ArrayLike,
+        background: ArrayLike,
+        alpha: ArrayLike,
+        exposure: ArrayLike,
+        arf: ArrayLike,
+        rmf_index: ArrayLike,
         meta: dict,
-        good=None,
+        good: ArrayLike | None = None,
         truth: dict | None = None,
     ) -> None:
         """Append a batch of rows (arrays with a leading batch axis, already on the grid).
@@ -237,7 +244,7 @@ class PackWriter:
             return np.array([])
         return _column(sections[instrument]["meta"][column], int(sections[instrument].attrs["n"]))
 
-    def set_column(self, instrument: str, column: str, values) -> None:
+    def set_column(self, instrument: str, column: str, values: ArrayLike) -> None:
         """Overwrite (or add) a metadata column over all committed rows."""
         group = self.file["instruments"][instrument]
         n = int(group.attrs["n"])
@@ -274,7 +281,7 @@ _DERIVED_META = ("counts", "background")
 _ASSIGNED_META = {"catalogue_id": False, "src_num": -1}
 
 
-def _growing(group: h5py.Group, name: str, width: int | None, dtype) -> None:
+def _growing(group: h5py.Group, name: str, width: int | None, dtype: DTypeLike) -> None:
     shape, chunks = ((0, width), (CHUNK_ROWS, width)) if width else ((0,), (CHUNK_ROWS * 8,))
     group.create_dataset(
         name,
@@ -305,7 +312,7 @@ def _truncate(group: h5py.Group, n: int) -> None:
             dataset.resize(min(n, dataset.shape[0]), axis=0)
 
 
-def append_pack(path, other) -> None:
+def append_pack(path: str | Path, other: str | Path) -> None:
     """Append every section of pack ``other`` to pack ``path`` (same grids), atomically: the
     result is built in a copy and renamed over ``path``."""
     path, other = Path(path), Path(other)
@@ -339,7 +346,7 @@ def _append_section(writer: PackWriter, other: Path, instrument: str) -> None:
             )
 
 
-def made_already(path, provenance: dict, overwrite: bool = False) -> bool:
+def made_already(path: str | Path, provenance: dict, overwrite: bool = False) -> bool:
     """Whether the finished pack at ``path`` was made by this very ``provenance`` (same
     command, inputs and options: nothing left to do). Any other file there is refused with a
     :class:`PackError` unless ``overwrite``."""
@@ -363,7 +370,7 @@ def made_already(path, provenance: dict, overwrite: bool = False) -> bool:
     )
 
 
-def resumable(path, provenance: dict) -> bool:
+def resumable(path: str | Path, provenance: dict) -> bool:
     """Whether the pack ``path`` has an interrupted ``<path>.partial`` started with this very
     ``provenance`` (same command, inputs and options): only then may it be continued."""
     try:

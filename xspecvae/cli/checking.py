@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from xspecvae.fitting import MODELS
 from xspecvae.latent import DEFAULT_DIVERGENCE, DIVERGENCES
 
 
-def add_parsers(commands) -> None:
+def add_parsers(commands: argparse._SubParsersAction) -> None:
     """check, sample, report, compare."""
     check = command(
         commands,
@@ -88,7 +89,7 @@ def add_parsers(commands) -> None:
     compare.add_argument("--quiet", action="store_true", help="no progress")
 
 
-def _check(args) -> int:
+def _check(args: argparse.Namespace) -> int:
     from xspecvae.explore import calibration_table, check_figure, worst_row
     from xspecvae.tables import made_by, write_table
 
@@ -110,7 +111,7 @@ def _check(args) -> int:
     return 0
 
 
-def _sample(args) -> int:
+def _sample(args: argparse.Namespace) -> int:
     import jax
 
     from xspecvae.predictive import draw
@@ -138,7 +139,7 @@ def _sample(args) -> int:
     return 0
 
 
-def _report(args) -> int:
+def _report(args: argparse.Namespace) -> int:
     from xspecvae.explore import explore
 
     path = explore(
@@ -155,7 +156,7 @@ def _report(args) -> int:
     return 0
 
 
-def _compare(args) -> int:
+def _compare(args: argparse.Namespace) -> int:
     from xspecvae.compare import compare
 
     path = compare(

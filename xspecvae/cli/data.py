@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +17,13 @@ from xspecvae.physics import FLUX_BAND
 from xspecvae.simulator import DEMO_PACK
 
 
-def add_parsers(commands) -> None:
+def add_parsers(commands: argparse._SubParsersAction) -> None:
     _inspect_parser(commands)
     _pack_parser(commands)
     _simulate_parser(commands)
 
 
-def _inspect_parser(commands) -> None:
+def _inspect_parser(commands: argparse._SubParsersAction) -> None:
     inspect = command(
         commands,
         "inspect",
@@ -37,7 +39,12 @@ def _inspect_parser(commands) -> None:
     rmf_options(inspect)
 
 
-def _inspect(files: list[Path], as_json: bool, rmf_dirs=(), substitutes=None) -> int:
+def _inspect(
+    files: list[Path],
+    as_json: bool,
+    rmf_dirs: Sequence[Path] = (),
+    substitutes: dict[str, str] | None = None,
+) -> int:
     if not files:
         report = describe_builtin()
         print(json.dumps(report, indent=2) if as_json else _builtin_text(report))
@@ -64,7 +71,7 @@ def _file_line(report: dict) -> str:
     return line + "".join(f"\n      - {p}" for p in report["problems"])
 
 
-def _short(value) -> str:
+def _short(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -97,7 +104,7 @@ def _builtin_text(report: dict) -> str:
 # pack
 
 
-def _pack_parser(commands) -> None:
+def _pack_parser(commands: argparse._SubParsersAction) -> None:
     pack = command(
         commands,
         "pack",
@@ -147,7 +154,7 @@ def _pack_parser(commands) -> None:
     pack.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _pack(args) -> int:
+def _pack(args: argparse.Namespace) -> int:
     from xspecvae.catalog import grids_of
     from xspecvae.products import ingest
 
@@ -209,7 +216,7 @@ def _catalogued(path: Path, catalogue: Path) -> str:
 # simulate
 
 
-def _simulate_parser(commands) -> None:
+def _simulate_parser(commands: argparse._SubParsersAction) -> None:
     simulate = command(
         commands,
         "simulate",
@@ -278,7 +285,7 @@ def _simulate_parser(commands) -> None:
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _simulate(args) -> int:
+def _simulate(args: argparse.Namespace) -> int:
     from xspecvae.catalog import Pack
     from xspecvae.simulator import CLASS_FRACTIONS, simulate_pack, write_ogip
     from xspecvae.simulator.making import DEMO_SIZE  # read when called (tests make it small)

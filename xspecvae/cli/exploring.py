@@ -3,15 +3,19 @@ anomalies (the checks and reports are in :mod:`.checking`)."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from xspecvae.cli.options import command, fail, load_run_and_pack, run_and_pack
 from xspecvae.latent import DEFAULT_DIVERGENCE, DIVERGENCES
 
 
-def _table_and_search(sub, default_output: str, neighbours: bool = True) -> None:
+def _table_and_search(
+    sub: argparse.ArgumentParser, default_output: str, neighbours: bool = True
+) -> None:
     sub.add_argument("table", type=Path, help="posterior table made by 'xspecvae encode'")
     sub.add_argument("-o", "--output", type=Path, help=f"table written (default {default_output})")
     sub.add_argument(
@@ -21,7 +25,7 @@ def _table_and_search(sub, default_output: str, neighbours: bool = True) -> None
         sub.add_argument("-k", type=int, default=10, help="neighbours")
 
 
-def add_parsers(commands) -> None:
+def add_parsers(commands: argparse._SubParsersAction) -> None:
     """encode, similar, map, trajectory, anomalies."""
     encode = command(
         commands,
@@ -114,7 +118,7 @@ def _made_from(table: Path, header: dict) -> dict:
     return known | {"TABLE": str(table)}
 
 
-def _encode(args) -> int:
+def _encode(args: argparse.Namespace) -> int:
     from xspecvae.explore import posterior_table
     from xspecvae.tables import made_by, write_table
 
@@ -145,7 +149,7 @@ def _encode(args) -> int:
     return 0
 
 
-def _similar(args) -> int:
+def _similar(args: argparse.Namespace) -> int:
     from xspecvae.latent import conditional_widths, of_table
     from xspecvae.tables import POSTERIOR, read_table, write_table
 
@@ -219,7 +223,7 @@ def _similar(args) -> int:
     return 0
 
 
-def _query_row(args, table) -> int | str:
+def _query_row(args: argparse.Namespace, table: dict[str, np.ndarray]) -> int | str:
     """The table row of ``--row`` or ``--source`` (its first observation, or ``--obs``), or
     why there is none."""
     if args.row is not None:
@@ -236,12 +240,12 @@ def _query_row(args, table) -> int | str:
     return int(np.flatnonzero(match)[np.argmin(table["mjd"][match])])
 
 
-def _rounded(value) -> str:
+def _rounded(value: object) -> str:
     """A value as printed for people: floats to 4 significant digits."""
     return f"{value:.4g}" if isinstance(value, float | np.floating) else str(value)
 
 
-def _same_id(column, text: str) -> np.ndarray:
+def _same_id(column: npt.ArrayLike, text: str) -> np.ndarray:
     """Where ``column`` holds the id ``text``: as numbers when both are integers (an OBS_ID
     typed without its leading zeros), else as strings."""
     values = np.asarray(column)
@@ -253,7 +257,7 @@ def _same_id(column, text: str) -> np.ndarray:
     return values.astype(str) == text
 
 
-def _encode_query(args, header: dict) -> dict | str:
+def _encode_query(args: argparse.Namespace, header: dict) -> dict | str:
     """The posterior table of ``--spectrum``, or why it could not be made."""
     from xspecvae.explore import encode_files
 
@@ -267,7 +271,7 @@ def _encode_query(args, header: dict) -> dict | str:
     return query
 
 
-def _map(args) -> int:
+def _map(args: argparse.Namespace) -> int:
     from xspecvae.explore import map_table
     from xspecvae.figures import map_figures
     from xspecvae.tables import POSTERIOR, read_table, write_table
@@ -286,7 +290,7 @@ def _map(args) -> int:
     return 0
 
 
-def _trajectory(args) -> int:
+def _trajectory(args: argparse.Namespace) -> int:
     from xspecvae.explore import most_moving, trajectory_table
     from xspecvae.figures import trajectory_figures
     from xspecvae.tables import POSTERIOR, read_table, write_table
@@ -332,7 +336,7 @@ def _trajectory(args) -> int:
     return 0
 
 
-def _anomalies(args) -> int:
+def _anomalies(args: argparse.Namespace) -> int:
     from xspecvae.explore import anomaly_table
     from xspecvae.tables import POSTERIOR, read_table, write_table
 

@@ -17,20 +17,20 @@ if TYPE_CHECKING:
 class Help(argparse.ArgumentDefaultsHelpFormatter):
     """Help that shows every option's default, except where there is none to show."""
 
-    def _get_help_string(self, action):
+    def _get_help_string(self, action: argparse.Action):
         none = action.default is None or action.default is False or action.default == []
         if none or action.default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
 
 
-def command(commands, name: str, **options) -> argparse.ArgumentParser:
+def command(commands: argparse._SubParsersAction, name: str, **options) -> argparse.ArgumentParser:
     """A subcommand whose help shows defaults and whose description is its help if not given."""
     options.setdefault("description", options.get("help"))
     return commands.add_parser(name, formatter_class=Help, **options)
 
 
-def rmf_options(command) -> None:
+def rmf_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--rmf-dir", type=Path, action="append", default=[], help="where RMFs are (repeatable)"
     )
@@ -60,7 +60,7 @@ def fail(command: str, message: str) -> int:
     return 1
 
 
-def run_and_pack(sub) -> None:
+def run_and_pack(sub: argparse.ArgumentParser) -> None:
     """The arguments RUN [PACK] [--instrument] of the commands that read a run and a pack."""
     sub.add_argument("run", type=Path, nargs="?", default=Path("xspecvae-run"), help="run")
     sub.add_argument("pack", type=Path, nargs="?", help="pack (default: the run's own)")

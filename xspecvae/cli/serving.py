@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from xspecvae.cli.options import command
 
 
-def add_parsers(commands) -> None:
+def add_parsers(commands: argparse._SubParsersAction) -> None:
     serve = command(
         commands,
         "serve",
@@ -34,7 +35,7 @@ def add_parsers(commands) -> None:
     serve.add_argument("--instrument", help="pack section (needed if it has several)")
 
 
-def _serve(args) -> int:
+def _serve(args: argparse.Namespace) -> int:
     from xspecvae.errors import InputError
     from xspecvae.serve import serve
 

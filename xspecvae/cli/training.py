@@ -14,7 +14,7 @@ from xspecvae.run import Run
 from xspecvae.simulator import DEMO_PACK
 
 
-def add_parsers(commands) -> None:
+def add_parsers(commands: argparse._SubParsersAction) -> None:
     _train_parser(commands)
     demo = command(
         commands,
@@ -35,7 +35,7 @@ def add_parsers(commands) -> None:
     convert.add_argument("--trust", action="store_true", help="unpickle it: you trust the file")
 
 
-def _train_parser(commands) -> None:
+def _train_parser(commands: argparse._SubParsersAction) -> None:
     from xspecvae.likelihood import LIKELIHOODS
     from xspecvae.train import TrainOptions
     from xspecvae.vae import Config
@@ -91,7 +91,7 @@ def _train_parser(commands) -> None:
         )
 
 
-def _train(args) -> int:
+def _train(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
     from xspecvae.simulator import demo_pack
@@ -157,7 +157,7 @@ def _train(args) -> int:
     return 0
 
 
-def _demo(args) -> int:
+def _demo(args: argparse.Namespace) -> int:
     from xspecvae.explore import explore
     from xspecvae.simulator import demo_pack
     from xspecvae.train import TrainOptions, train
@@ -183,7 +183,7 @@ def _demo(args) -> int:
     return 0
 
 
-def _convert_run(args) -> int:
+def _convert_run(args: argparse.Namespace) -> int:
     from xspecvae.run import load_run
 
     warning = f"{args.run / checkpoint.LEGACY} is a pickle: unpickling it runs any code it holds"

@@ -12,6 +12,7 @@ import os
 import warnings
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -145,7 +146,9 @@ def _check_complete(path: Path, raw: bytes) -> None:
 _SIZE_KEYS = (b"BITPIX", b"PCOUNT", b"GCOUNT")
 
 
-def _find_hdu(hdul, path, names: tuple[str, ...], hduclas: tuple[str, str] | None = None):
+def _find_hdu(
+    hdul: fits.HDUList, path: Path, names: tuple[str, ...], hduclas: tuple[str, str] | None = None
+):
     for name in names:  # by name first: later HDUs (e.g. many GTIs) are never parsed
         try:
             hdu = hdul[name]
@@ -163,7 +166,7 @@ def _find_hdu(hdul, path, names: tuple[str, ...], hduclas: tuple[str, str] | Non
     raise OGIPError(path, f"no {' or '.join(names)} extension")
 
 
-def _column(hdu, path, name: str, required: bool = True):
+def _column(hdu: fits.BinTableHDU, path: Path, name: str, required: bool = True):
     if name in hdu.columns.names:
         return hdu.data[name]
     if required:
@@ -171,7 +174,7 @@ def _column(hdu, path, name: str, required: bool = True):
     return None
 
 
-def _text(value) -> str:
+def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bytes):
@@ -179,12 +182,12 @@ def _text(value) -> str:
     return str(value).strip()
 
 
-def _filename(value) -> str | None:
+def _filename(value: Any) -> str | None:
     text = _text(value)
     return None if text.upper() in _NONE else text
 
 
-def _number(path, name: str, value) -> float:
+def _number(path: Path, name: str, value: Any) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -192,7 +195,7 @@ def _number(path, name: str, value) -> float:
     return number
 
 
-def _tlmin(hdu, name: str) -> int | None:
+def _tlmin(hdu: fits.BinTableHDU, name: str) -> int | None:
     index = hdu.columns.names.index(name) + 1
     value = hdu.header.get(f"TLMIN{index}")
     try:
@@ -201,7 +204,7 @@ def _tlmin(hdu, name: str) -> int | None:
         return None
 
 
-def _check_energy_grid(path, lo: np.ndarray, hi: np.ndarray, what: str) -> None:
+def _check_energy_grid(path: Path, lo: np.ndarray, hi: np.ndarray, what: str) -> None:
     if lo.size == 0:
         raise OGIPError(path, f"{what} energy grid is empty")
     if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):

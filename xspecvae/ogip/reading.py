@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from xspecvae.ogip.access import (
     OGIPError,
@@ -19,6 +21,9 @@ from xspecvae.ogip.access import (
     _tlmin,
 )
 from xspecvae.ogip.records import Arf, Pha, Rmf
+
+if TYPE_CHECKING:
+    from astropy.io import fits
 
 # ---------------------------------------------------------------------------------------------
 # PHA
@@ -47,13 +52,13 @@ def read_pha_rows(path: str | os.PathLike) -> list[Pha]:
         return _pha_rows_from(hdul, path)
 
 
-def _pha_rows_from(hdul, path: Path) -> list[Pha]:
+def _pha_rows_from(hdul: fits.HDUList, path: Path) -> list[Pha]:
     hdu, n_rows = _spectrum_table(hdul, path)
     rows = [None] if n_rows is None else range(n_rows)
     return [_pha_from_hdu(path, hdul[0].header, hdu, r) for r in rows]
 
 
-def _spectrum_table(hdul, path):
+def _spectrum_table(hdul: fits.HDUList, path: Path):
     """The SPECTRUM extension and its number of spectra (None for type I)."""
     hdu = _find_hdu(hdul, path, ("SPECTRUM",), ("HDUCLAS1", "SPECTRUM"))
     name = "COUNTS" if "COUNTS" in hdu.columns.names else "RATE"
@@ -67,10 +72,10 @@ def _spectrum_table(hdul, path):
     return hdu, n_rows
 
 
-def _pha_from_hdu(path: Path, primary, hdu, row: int | None) -> Pha:
+def _pha_from_hdu(path: Path, primary: fits.Header, hdu: fits.BinTableHDU, row: int | None) -> Pha:
     header = hdu.header
 
-    def value(name: str, default=None):
+    def value(name: str, default: Any = None):
         """Column value (this row for type II) if there is a column, else keyword, else default."""
         if name in hdu.columns.names:
             column = hdu.data[name]
@@ -148,7 +153,7 @@ def _pha_from_hdu(path: Path, primary, hdu, row: int | None) -> Pha:
     )
 
 
-def _per_channel(path, name: str, raw, n: int, dtype) -> np.ndarray:
+def _per_channel(path: Path, name: str, raw: ArrayLike, n: int, dtype: DTypeLike) -> np.ndarray:
     array = np.asarray(raw)
     if array.ndim == 0:
         array = np.full(n, raw)
@@ -160,7 +165,7 @@ def _per_channel(path, name: str, raw, n: int, dtype) -> np.ndarray:
         raise OGIPError(path, f"{name} is not numeric") from None
 
 
-def _scale(path, name: str, raw, n: int, good: np.ndarray) -> float | np.ndarray:
+def _scale(path: Path, name: str, raw: ArrayLike, n: int, good: np.ndarray) -> float | np.ndarray:
     """BACKSCAL or AREASCAL: a keyword (float) or a column (per channel, checked where good)."""
     if np.ndim(raw) == 0:
         scale = _number(path, name, raw)
@@ -174,7 +179,7 @@ def _scale(path, name: str, raw, n: int, good: np.ndarray) -> float | np.ndarray
     return scale
 
 
-def _mjd(mjd_obs, date_obs: str) -> float:
+def _mjd(mjd_obs: Any, date_obs: str) -> float:
     try:
         if mjd_obs is not None:
             return float(mjd_obs)
@@ -208,7 +213,7 @@ def read_arf(path: str | os.PathLike) -> Arf:
         return _arf_from(hdul, path)
 
 
-def _arf_from(hdul, path: Path) -> Arf:
+def _arf_from(hdul: fits.HDUList, path: Path) -> Arf:
     hdu = _find_hdu(hdul, path, ("SPECRESP",), ("HDUCLAS2", "SPECRESP"))
     lo = np.asarray(_column(hdu, path, "ENERG_LO"), dtype=float)
     hi = np.asarray(_column(hdu, path, "ENERG_HI"), dtype=float)
@@ -241,7 +246,7 @@ def read_rmf(path: str | os.PathLike) -> Rmf:
         return _rmf_from(hdul, path)
 
 
-def _rmf_from(hdul, path: Path) -> Rmf:
+def _rmf_from(hdul: fits.HDUList, path: Path) -> Rmf:
     hdu = _find_hdu(hdul, path, ("MATRIX", "SPECRESP MATRIX"), ("HDUCLAS2", "RSP_MATRIX"))
     ebounds = _find_hdu(hdul, path, ("EBOUNDS",))
     channel = np.asarray(_column(ebounds, path, "CHANNEL"), dtype=np.int64)
@@ -294,7 +299,9 @@ def _rmf_from(hdul, path: Path) -> Rmf:
     )
 
 
-def _ragged(column, n_rows: int, width_of_row: np.ndarray, path, name: str) -> np.ndarray:
+def _ragged(
+    column: np.ndarray, n_rows: int, width_of_row: np.ndarray, path: Path, name: str
+) -> np.ndarray:
     """Concatenate the first ``width_of_row[i]`` entries of each row of a fixed-width or
     variable-length column, without a Python loop over elements."""
     if isinstance(column, np.ndarray) and column.dtype != object:
@@ -319,7 +326,7 @@ def _ramp(lengths: np.ndarray) -> np.ndarray:
     return np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
 
 
-def _dense_matrix(hdu, path, offset: int, n_channel: int) -> np.ndarray:
+def _dense_matrix(hdu: fits.BinTableHDU, path: Path, offset: int, n_channel: int) -> np.ndarray:
     n_energy = hdu.data.shape[0]
     n_grp = np.asarray(_column(hdu, path, "N_GRP"), dtype=np.int64).reshape(-1)
     if np.any(n_grp < 0):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from numpy.typing import ArrayLike
 
 from xspecvae.files import write_atomic
 
@@ -25,13 +26,13 @@ _OGIP = {"HDUCLASS": "OGIP"}
 
 def write_pha(
     path: str | os.PathLike,
-    counts,
+    counts: ArrayLike,
     *,
     exposure: float,
     backscal: float = 1.0,
     first_channel: int = 0,
     header: dict | None = None,
-    quality=None,
+    quality: ArrayLike | None = None,
 ) -> Path:
     """Write a type I spectrum of integer ``counts`` per channel (CHANNEL, COUNTS columns;
     GROUPING 0 as a keyword; QUALITY 0 as a keyword, or a column when ``quality`` is given).
@@ -80,7 +81,12 @@ def write_pha(
 
 
 def write_arf(
-    path: str | os.PathLike, energy_lo, energy_hi, specresp, *, header: dict | None = None
+    path: str | os.PathLike,
+    energy_lo: ArrayLike,
+    energy_hi: ArrayLike,
+    specresp: ArrayLike,
+    *,
+    header: dict | None = None,
 ) -> Path:
     """Write an ARF: SPECRESP (cm^2) on the energy bins ``energy_lo``..``energy_hi`` (keV)."""
     lo, hi = np.asarray(energy_lo, dtype=float), np.asarray(energy_hi, dtype=float)
@@ -102,11 +108,11 @@ def write_arf(
 
 def write_rmf(
     path: str | os.PathLike,
-    energy_lo,
-    energy_hi,
-    matrix,
-    e_min,
-    e_max,
+    energy_lo: ArrayLike,
+    energy_hi: ArrayLike,
+    matrix: ArrayLike,
+    e_min: ArrayLike,
+    e_max: ArrayLike,
     *,
     first_channel: int = 0,
     header: dict | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from xspecvae.errors import InputError
@@ -32,7 +33,7 @@ _SUFFIXES = (".gz", ".ftz", ".z", ".rmf", ".rsp")
 # Finding files
 
 
-def _files(inputs) -> list[Path]:
+def _files(inputs: Iterable[str | Path]) -> list[Path]:
     found = []
     for entry in inputs:
         entry = Path(entry)
@@ -94,7 +95,9 @@ def _is_fits(path: Path) -> bool:
     return head == b"SIMPLE"
 
 
-def locate_rmf(pha: Pha, directories=(), substitutes=None) -> tuple[Path | None, str | None]:
+def locate_rmf(
+    pha: Pha, directories: Sequence[str | Path] = (), substitutes: dict[str, str] | None = None
+) -> tuple[Path | None, str | None]:
     """The RMF file of the spectrum's RESPFILE (:func:`find_rmf` in its folder, then in
     ``directories``), else the substitute of the first glob pattern of ``substitutes`` it
     matches; with the name it stands in for when substituted (else None)."""
@@ -111,7 +114,7 @@ def locate_rmf(pha: Pha, directories=(), substitutes=None) -> tuple[Path | None,
     return None, None
 
 
-def find_rmf(name: str, directories) -> Path | None:
+def find_rmf(name: str, directories: Iterable[str | Path]) -> Path | None:
     """The RMF a RESPFILE ``name`` refers to in ``directories``: the same base name in any
     letter case, with or without compression suffix, or with a version suffix (``_v19.0``)
     that the header name lacks; the highest version wins."""

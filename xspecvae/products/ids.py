@@ -58,7 +58,7 @@ def _with_given_ids(groups: np.ndarray, known: np.ndarray) -> np.ndarray:
     return np.where(has, known, np.where(chosen[groups] >= 0, chosen[groups], own))
 
 
-def catalogue_ids(path) -> dict[tuple[str, int], int]:
+def catalogue_ids(path: str | Path) -> dict[tuple[str, int], int]:
     """``(OBS_ID, SRC_NUM) -> SRCID`` from a catalogue table (FITS or any format astropy
     reads, e.g. the 4XMM catalogue or an extract); rows without an observation are skipped."""
     from astropy.table import Table

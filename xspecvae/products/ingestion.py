@@ -8,10 +8,11 @@ import io
 import json
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xspecvae.catalog import PackWriter, made_already
+from xspecvae.catalog import Grid, PackWriter, made_already
 from xspecvae.files import write_atomic
 from xspecvae.ogip import (
     OGIPError,
@@ -43,20 +44,20 @@ class Ingestion:
 
 
 def ingest(
-    inputs,
-    pack,
+    inputs: Sequence[str | Path],
+    pack: str | Path,
     *,
-    rmf_dirs=(),
+    rmf_dirs: Sequence[str | Path] = (),
     substitutes: dict[str, str] | None = None,
     emin: float = FLUX_BAND[0],
     emax: float = FLUX_BAND[1],
     match_radius: float = 5.0,
-    catalogue=None,
+    catalogue: str | Path | None = None,
     jobs: int | None = None,
     resume: bool = True,
     append: bool = False,
     overwrite: bool = False,
-    grids=(),
+    grids: Sequence[Grid] = (),
     progress: bool = True,
 ) -> Ingestion:
     """Pack the spectra found in ``inputs`` (files or directories, searched recursively).
@@ -120,7 +121,17 @@ def ingest(
     return Ingestion(result_pack, rows, csv_path, json_path, packed)
 
 
-def _pack_sources(writer, files, roles, report, rmfs, jobs, progress, emin, emax) -> None:
+def _pack_sources(
+    writer: PackWriter,
+    files: list[Path],
+    roles: dict[Path, tuple[str, str]],
+    report: dict[Path, dict],
+    rmfs: _RmfCache,
+    jobs: int | None,
+    progress: bool,
+    emin: float,
+    emax: float,
+) -> None:
     """Read the source spectra not yet in the pack (in ``jobs`` processes) and append them;
     a spectrum that cannot be used is marked rejected in ``report`` with its reason (and its
     background and ARF unused)."""
@@ -153,7 +164,7 @@ def _pack_sources(writer, files, roles, report, rmfs, jobs, progress, emin, emax
         _append(writer, section, rows)
 
 
-def _account(writer: PackWriter, report: dict, rmfs) -> Counter:
+def _account(writer: PackWriter, report: dict, rmfs: _RmfCache) -> Counter:
     """Fill in ``report`` from what the pack holds (packed spectra, the backgrounds, ARFs and
     RMFs they use; anything else unused); the spectra packed per section."""
     packed: Counter = Counter()

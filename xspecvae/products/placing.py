@@ -127,7 +127,9 @@ def _onto_grid(record: dict, rmfs: _RmfCache, writer: PackWriter, emin: float, e
     return section, arrays
 
 
-def _bin_alpha(grid: Grid, alpha, background, binned: np.ndarray) -> np.ndarray:
+def _bin_alpha(
+    grid: Grid, alpha: np.ndarray, background: np.ndarray, binned: np.ndarray
+) -> np.ndarray:
     """Alpha of each analysis bin: the background-weighted mean of its channels' alphas, so
     that ``alpha * B`` of the bin is the sum of the channels' scaled background counts; the
     plain mean where the bin has no background count (alpha is one number for PPS

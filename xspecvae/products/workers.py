@@ -6,15 +6,19 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from xspecvae.ogip import (
+    Arf,
     OGIPError,
+    Pha,
     background_ratio,
     read_arf,
     read_pha,
@@ -61,7 +65,7 @@ def _died(path: Path) -> dict:
     return {"path": path, "problem": problem, "background_file": "", "arf_file": ""}
 
 
-def _read_auxiliary(reader, path: Path, record: dict):
+def _read_auxiliary(reader: Callable[[Path], Pha | Arf], path: Path, record: dict):
     """``reader(path)``, noting ``path`` as a bad file in ``record`` if it cannot be read."""
     try:
         return reader(path)
@@ -70,7 +74,13 @@ def _read_auxiliary(reader, path: Path, record: dict):
         raise
 
 
-def _map(function, items: list, jobs: int | None, progress: bool, crashed):
+def _map(
+    function: Callable[[Any], Any],
+    items: list,
+    jobs: int | None,
+    progress: bool,
+    crashed: Callable[[Any], Any],
+):
     """``function`` over ``items`` in order, in ``jobs`` processes, with a progress bar.
 
     A worker that dies (killed for memory, a crash inside a library) breaks its pool: the
@@ -91,7 +101,9 @@ def _map(function, items: list, jobs: int | None, progress: bool, crashed):
     bar.close()
 
 
-def _pool_map(function, todo: deque, jobs: int, crashed):
+def _pool_map(
+    function: Callable[[Any], Any], todo: deque, jobs: int, crashed: Callable[[Any], Any]
+):
     """Results of ``function`` over ``todo`` (consumed) from one pool, until it is done or
     broken; then the items it had in flight, the unfinished ones retried alone."""
     context = multiprocessing.get_context("spawn")  # no fork of a JAX process
@@ -112,7 +124,7 @@ def _pool_map(function, todo: deque, jobs: int, crashed):
         yield future.result() if done else _alone(function, item, crashed)
 
 
-def _alone(function, item, crashed):
+def _alone(function: Callable[[Any], Any], item: Any, crashed: Callable[[Any], Any]):
     """``function(item)`` in a process of its own, or ``crashed(item)`` if that process dies."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=context) as pool:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import html
 import threading
+from collections.abc import Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 from bokeh.layouts import column, row
@@ -44,6 +46,9 @@ from bokeh.transform import transform
 from xspecvae.errors import InputError
 from xspecvae.latent import DEFAULT_DIVERGENCE, DIVERGENCES
 from xspecvae.serve import data, samp
+
+if TYPE_CHECKING:
+    from bokeh.document import Document
 
 __all__ = ["build_document"]
 
@@ -86,7 +91,7 @@ return String(value).padStart(width, '0');
 """
 
 
-def build_document(catalogue: data.Catalogue, doc) -> None:
+def build_document(catalogue: data.Catalogue, doc: Document) -> None:
     """Fill the Bokeh document ``doc`` (one browser session) with the app; a page opened as
     ``/?row=N`` opens on source ``N`` (a link to a source)."""
     page = Page(catalogue)
@@ -205,7 +210,7 @@ class Page:
         self.snr.name = "min_snr"
         self.snr.on_change("value_throttled", self._filter)
 
-    def _recolour(self, attr, old, new) -> None:
+    def _recolour(self, attr: str | None, old: object, new: str) -> None:
         colouring = data.colours(self.cat.table, new)
         self.mapper.update(
             palette=colouring.palette, low=colouring.low, high=colouring.high,
@@ -216,7 +221,7 @@ class Page:
             f'<span style="color:{c}">&#9679;</span> {html.escape(t)}' for t, c in colouring.legend
         )
 
-    def _filter(self, attr, old, new) -> None:
+    def _filter(self, attr: str, old: object, new: float) -> None:
         self.filter.booleans = np.asarray(self.cat.table["snr"]) >= new
         self._search()
 
@@ -287,7 +292,7 @@ class Page:
     def _pick(self, listing: DataTable):
         """A callback: the row picked in ``listing`` becomes the selected source."""
 
-        def pick(attr, old, new) -> None:
+        def pick(attr: str, old: object, new: list[int]) -> None:
             if len(new) == 1:
                 chosen = int(listing.source.data["row"][new[0]])
                 listing.source.selected.indices = []
@@ -295,14 +300,14 @@ class Page:
 
         return pick
 
-    def _tapped(self, attr, old, new) -> None:
+    def _tapped(self, attr: str, old: object, new: dict[str, list[int]]) -> None:
         if len(new["row"]) == 1:
             try:
                 self.show(self.cat.row(new["row"][0]))
             except InputError as err:  # not a row, or its spectrum unreadable
                 self.status.text = html.escape(str(err))
 
-    def _selected(self, attr, old, new) -> None:
+    def _selected(self, attr: str, old: object, new: list[int]) -> None:
         self.status.text = f"{len(new)} selected"
         if len(new) == 1:
             self.show(int(new[0]))
@@ -340,11 +345,11 @@ class Page:
         track = steps["row"] if len(steps["row"]) > 1 else steps["row"][:0]  # in time
         self.track.data = self._on_map(track)
 
-    def _on_map(self, rows) -> dict[str, np.ndarray]:
+    def _on_map(self, rows: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
         """The map coordinates of ``rows``, as the overlay sources hold them."""
         return {"x": self.cat.xy[rows, 0], "y": self.cat.xy[rows, 1]}
 
-    def _new_divergence(self, attr, old, new) -> None:
+    def _new_divergence(self, attr: str, old: object, new: str) -> None:
         if self.current is not None:
             self._trajectory()
             self._search()
@@ -384,7 +389,7 @@ class Page:
 
         threading.Thread(target=send, daemon=True, name="xspecvae-samp").start()
 
-    def samp(self, rows) -> str:
+    def samp(self, rows: list[int]) -> str:
         """Send ``rows`` over SAMP now (blocking); what happened, in a line."""
         body = self.cat.selection(rows, "votable")
         try:
@@ -406,7 +411,7 @@ class Page:
             buttons.append(button)
         return buttons
 
-    def attach(self, doc) -> None:
+    def attach(self, doc: Document) -> None:
         """Lay the page out in ``doc`` (the anomaly list is filled here: it may take a search)."""
         ranked = self.cat.anomalies
         shown = {c: ranked[c][:ANOMALIES_SHOWN] for c in self.anomalies.source.data if c in ranked}

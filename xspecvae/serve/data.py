@@ -10,12 +10,15 @@ and, on first use, the anomaly ranking; a source's reconstruction is computed on
 from __future__ import annotations
 
 import io
+import os
 import tempfile
+from collections.abc import Callable, Sequence
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 from astropy.table import Table
 
 from xspecvae.errors import InputError
@@ -29,6 +32,10 @@ from xspecvae.latent import (
 )
 from xspecvae.run import Run, load_run, run_pack
 from xspecvae.tables import IDENTITY, IN_FILES, cached_table, made_by, tables_folder, write_table
+
+if TYPE_CHECKING:
+    from xspecvae.catalog import Pack
+    from xspecvae.vae import VAE
 
 __all__ = [
     "COLOURS",
@@ -55,7 +62,15 @@ class Catalogue:
     :func:`~xspecvae.tables.tables_folder`: ``RUN/explore``, or the demo's report beside the
     run)."""
 
-    def __init__(self, run, pack=None, folder=None, *, instrument=None, progress=False) -> None:
+    def __init__(
+        self,
+        run: str | os.PathLike,
+        pack: str | os.PathLike | None = None,
+        folder: str | os.PathLike | None = None,
+        *,
+        instrument: str | None = None,
+        progress: bool = False,
+    ) -> None:
         self.run = Path(run)
         self.vae, info = load_run(self.run)
         self.pack = run_pack(info, pack, instrument)
@@ -70,7 +85,7 @@ class Catalogue:
         self.index = of_table(self.table)
         self.spectrum = lru_cache(maxsize=256)(self._spectrum)
 
-    def _cached(self, name: str, make, **settings) -> dict:
+    def _cached(self, name: str, make: Callable[[], dict], **settings) -> dict:
         return cached_table(
             self.folder / f"{name}.fits",
             Run(self.run),
@@ -92,14 +107,14 @@ class Catalogue:
             K=ANOMALY_K,
         )
 
-    def row(self, value) -> int:
+    def row(self, value: int | str) -> int:
         """``value`` as a row of the table, or an :class:`InputError` saying why not."""
         return check_row(value, len(self))
 
     def _spectrum(self, row: int) -> dict:
         return spectrum_panel(self.vae, self.pack, self.row(row))
 
-    def selection(self, rows, kind: str) -> bytes:
+    def selection(self, rows: Sequence[int] | np.ndarray, kind: str) -> bytes:
         """:func:`selection_file` of ``rows``, its header naming the run and pack it came
         from (their ids, not their paths)."""
         header = {k: self.origin[k] for k in ("RUNID", "PACKID")} | {"NROWS": len(rows)}
@@ -109,7 +124,7 @@ class Catalogue:
         self.pack.close()
 
 
-def check_row(value, n: int) -> int:
+def check_row(value: int | str, n: int) -> int:
     """``value`` (int or text) as a row in ``[0, n)``, or an :class:`InputError`."""
     try:
         row = int(str(value).strip())
@@ -142,7 +157,7 @@ def parse_rows(text: str, n: int) -> np.ndarray:
 # The map
 
 
-def _misfit(table) -> np.ndarray:
+def _misfit(table: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray(table["statistic"], float) / np.maximum(np.asarray(table["dof"]), 1)
 
 
@@ -157,7 +172,7 @@ COLOURS = {
 }
 
 
-def colour_options(table) -> list[str]:
+def colour_options(table: dict[str, np.ndarray]) -> list[str]:
     """The :data:`COLOURS` a table has (class only where it is labelled)."""
     labelled = "label" in table and len(np.unique(table["label"])) > 1
     return [c for c in COLOURS if c != "class" or labelled]
@@ -175,7 +190,7 @@ class Colouring(NamedTuple):
     legend: list[tuple[str, str]]
 
 
-def colours(table, by: str) -> Colouring:
+def colours(table: dict[str, np.ndarray], by: str) -> Colouring:
     """The :class:`Colouring` of ``table`` by :data:`COLOURS` ``by``: a class's code (its place
     among the sorted names), or a value between the 2nd and 98th percentiles (log scales over
     the positive values). Numbers rather than colours, so the browser receives a binary
@@ -203,7 +218,9 @@ def colours(table, by: str) -> Colouring:
     return Colouring(x.astype(np.float32), palette, float(lo), float(hi), legend)
 
 
-def map_columns(table, xy) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+def map_columns(
+    table: dict[str, npt.ArrayLike], xy: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
     """The map's data source (coordinates, the table's row, and what the hover shows), every
     column a number so that the browser receives it as binary; and, for the hover's text
     columns, how to show each number (:func:`_as_numbers`)."""
@@ -228,7 +245,7 @@ def map_columns(table, xy) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
 _EXACT = 2**53
 
 
-def _as_numbers(values) -> tuple[np.ndarray, dict]:
+def _as_numbers(values: npt.ArrayLike) -> tuple[np.ndarray, dict]:
     """Identifiers as numbers and how to write them back: integers (or strings of digits, all
     of one width or none starting with 0) as themselves, ``{"width": w}`` to zero-pad to;
     anything else as codes into ``{"names": [...]}``, its sorted distinct values."""
@@ -249,7 +266,7 @@ def _as_numbers(values) -> tuple[np.ndarray, dict]:
 # A source
 
 
-def spectrum_panel(vae, pack, row: int) -> dict[str, np.ndarray]:
+def spectrum_panel(vae: VAE, pack: Pack, row: int) -> dict[str, np.ndarray]:
     """One spectrum against energy, per keV: the observed ``counts`` (``error``: Poisson), the
     ``model`` (the :func:`~xspecvae.explore.reconstruction`'s median expected total counts)
     with its 90% band ``band_lo``, ``band_hi``, the scaled ``background``; channel edges
@@ -296,11 +313,11 @@ SUMMARY = {
 PRECISE = {"ra": ".5f", "dec": ".5f", "mjd": ".3f"}
 
 
-def _text(value, spec: str) -> str:
+def _text(value: object, spec: str) -> str:
     return format(value, spec) if isinstance(value, float | np.floating) else str(value)
 
 
-def summary(table, row: int) -> dict[str, str]:
+def summary(table: dict[str, np.ndarray], row: int) -> dict[str, str]:
     """What a source's panel lists, as text: its ids, position, the decoder's column and
     redshift, the fit, and its posterior (``z`` mean +- sd per dimension)."""
     row = check_row(row, len(table["row"]))
@@ -316,7 +333,7 @@ def summary(table, row: int) -> dict[str, str]:
     return out
 
 
-def epochs(table, row: int) -> np.ndarray:
+def epochs(table: dict[str, np.ndarray], row: int) -> np.ndarray:
     """All the rows of the source of ``row`` (its observations), in time order."""
     row = check_row(row, len(table["row"]))
     same = np.flatnonzero(np.asarray(table["source_id"]) == np.asarray(table["source_id"])[row])
@@ -325,7 +342,9 @@ def epochs(table, row: int) -> np.ndarray:
     return same
 
 
-def trajectory(table, row: int, divergence=DEFAULT_DIVERGENCE) -> dict[str, np.ndarray]:
+def trajectory(
+    table: dict[str, np.ndarray], row: int, divergence: str = DEFAULT_DIVERGENCE
+) -> dict[str, np.ndarray]:
     """The observations of the source of ``row`` in time order (:func:`epochs`): ``row``,
     ``obs_id``, ``mjd`` (where known), ``step`` (the ``divergence`` of each posterior from
     the previous epoch's, NaN at the first; :func:`~xspecvae.latent.trajectories`), and the
@@ -347,7 +366,13 @@ def trajectory(table, row: int, divergence=DEFAULT_DIVERGENCE) -> dict[str, np.n
 
 
 def similar(
-    index: Index, table, row: int, *, k: int = 10, divergence=DEFAULT_DIVERGENCE, min_snr=0.0
+    index: Index,
+    table: dict[str, np.ndarray],
+    row: int,
+    *,
+    k: int = 10,
+    divergence: str = DEFAULT_DIVERGENCE,
+    min_snr: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """The ``k`` nearest posteriors of ``row`` under ``divergence`` among the sources with
     SNR >= ``min_snr``, its own observations left out (:meth:`Index.search`), nearest first."""
@@ -398,13 +423,15 @@ SELECTED = (
 )
 
 
-def selection_table(table, rows) -> dict[str, np.ndarray]:
+def selection_table(table: dict[str, np.ndarray], rows: npt.ArrayLike) -> dict[str, np.ndarray]:
     """The :data:`SELECTED` columns of ``rows`` of ``table``."""
     rows = np.asarray(rows, int)
     return {c: np.asarray(table[c])[rows] for c in SELECTED if c in table}
 
 
-def selection_file(table, rows, kind: str, header: dict | None = None) -> bytes:
+def selection_file(
+    table: dict[str, np.ndarray], rows: npt.ArrayLike, kind: str, header: dict | None = None
+) -> bytes:
     """:func:`selection_table` as a file: ``fits`` (the package's tables, 4XMM names, units,
     ``header`` in the FITS header), ``votable`` (the same, ``header`` as PARAMs; for SAMP) or
     ``csv`` (4XMM names; vector columns as ``Z_LOC_1``, ``Z_LOC_2``, ...)."""

@@ -10,8 +10,12 @@ import contextlib
 import tempfile
 import xmlrpc.client
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xspecvae.errors import InputError
+
+if TYPE_CHECKING:
+    from pyvo.samp import SAMPIntegratedClient
 
 __all__ = ["MTYPE", "send_table"]
 
@@ -49,7 +53,13 @@ def send_table(votable: bytes, name: str, *, timeout: int = 10) -> list[str]:
             client.disconnect()
 
 
-def _call_each(client, votable: bytes, name: str, timeout: int, failed) -> list[str]:
+def _call_each(
+    client: SAMPIntegratedClient,
+    votable: bytes,
+    name: str,
+    timeout: int,
+    failed: tuple[type[Exception], ...],
+) -> list[str]:
     receivers = client.get_subscribed_clients(MTYPE)
     if not receivers:
         raise InputError("SAMP", "no client that loads tables (TOPCAT, Aladin) is connected")

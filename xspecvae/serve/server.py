@@ -8,6 +8,7 @@ A download names its rows in the query or a form body (``rows=3,7,10-12``); anyt
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import threading
@@ -65,7 +66,11 @@ class DownloadHandler(tornado.web.RequestHandler):
 
 
 def make_server(
-    catalogue: Catalogue, *, port: int = 8765, host: str = "127.0.0.1", io_loop=None
+    catalogue: Catalogue,
+    *,
+    port: int = 8765,
+    host: str = "127.0.0.1",
+    io_loop: IOLoop | None = None,
 ) -> Server:
     """The Bokeh :class:`Server` of ``catalogue`` on ``host:port`` (not started); its pages
     accept websockets only from the :func:`origins` of that address."""
@@ -91,7 +96,15 @@ def origins(host: str, port: int) -> list[str]:
     return [f"{name}:{port}" for name in dict.fromkeys(names)]
 
 
-def serve(run, pack=None, *, port=8765, host="127.0.0.1", folder=None, instrument=None) -> None:
+def serve(
+    run: str | os.PathLike,
+    pack: str | os.PathLike | None = None,
+    *,
+    port: int = 8765,
+    host: str = "127.0.0.1",
+    folder: str | os.PathLike | None = None,
+    instrument: str | None = None,
+) -> None:
     """Open ``run`` on ``pack`` and serve it until interrupted (Ctrl-C); an address that is
     taken or not this machine's is an :class:`InputError`."""
     catalogue = Catalogue(run, pack, folder, instrument=instrument, progress=True)

@@ -4,11 +4,12 @@ ARFs, RMFs), to exercise the real-data path."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from xspecvae.catalog import Pack
+from xspecvae.catalog import Grid, Pack
 from xspecvae.errors import InputError
 from xspecvae.instrument import Response
 from xspecvae.ogip import (
@@ -19,7 +20,7 @@ from xspecvae.ogip import (
 from xspecvae.simulator.telescope import _full_response
 
 
-def _ogip_names(obs_ids) -> list[dict[str, str]]:
+def _ogip_names(obs_ids: np.ndarray) -> list[dict[str, str]]:
     """PPS-like file names of each row's source spectrum, background and ARF: the rows of an
     observation numbered 1, 2, ... as 4-digit hexadecimal source numbers."""
     seen: Counter = Counter()
@@ -32,7 +33,13 @@ def _ogip_names(obs_ids) -> list[dict[str, str]]:
 
 
 def write_ogip(
-    pack_path, directory, *, instrument: str = "pn", rows=None, rmfs=(), overwrite: bool = False
+    pack_path: str | Path,
+    directory: str | Path,
+    *,
+    instrument: str = "pn",
+    rows: int | slice | Sequence[int] | np.ndarray | None = None,
+    rmfs: str | Path | Iterable[str | Path] = (),
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write rows of a pack as OGIP files that ``xspecvae pack`` reads back.
 
@@ -70,7 +77,7 @@ def write_ogip(
     return written
 
 
-def _refuse_existing(directory: Path, names, overwrite: bool) -> None:
+def _refuse_existing(directory: Path, names: Iterable[str], overwrite: bool) -> None:
     """An :class:`~xspecvae.errors.InputError` if any of ``names`` is in ``directory`` already,
     unless ``overwrite``."""
     there = [directory / n for n in names]
@@ -83,7 +90,9 @@ def _refuse_existing(directory: Path, names, overwrite: bool) -> None:
         )
 
 
-def _write_rmfs(directory: Path, pack, indices, known) -> tuple[dict[int, Response], list[Path]]:
+def _write_rmfs(
+    directory: Path, pack: Pack, indices: np.ndarray, known: list[Path]
+) -> tuple[dict[int, Response], list[Path]]:
     """The full RMFs of the pack's RMFs ``indices`` (checked against the pack's), written under
     their pack names: the responses by index and the paths written."""
     grid, names = pack.grid, pack.rmf_names
@@ -134,7 +143,14 @@ def _row_header(meta: dict, i: int, rmf_name: str, names: dict[str, str]) -> dic
     return header
 
 
-def _write_row(directory: Path, grid, row: dict, response, names, header) -> list[Path]:
+def _write_row(
+    directory: Path,
+    grid: Grid,
+    row: dict,
+    response: Response,
+    names: dict[str, str],
+    header: dict,
+) -> list[Path]:
     """One row's source and background spectra (counts on the first channel of each bin, the
     bad bins' channels QUALITY 5 in the source) and its ARF on the full RMF energy grid."""
     written = []

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from xspecvae.catalog import QUALITY_BREAKS, PackWriter, made_already
+from xspecvae.catalog import QUALITY_BREAKS, Grid, PackWriter, made_already
 from xspecvae.simulator.population import (
     _FLOATS,
     ALPHA_RANGE,
@@ -39,15 +40,15 @@ DEMO_PACK = "xspecvae-demo.h5"
 
 
 def simulate_pack(
-    path,
+    path: str | Path,
     n: int = 20_000,
     *,
     seed: int = 0,
-    rmfs=(),
-    arf=None,
-    background=None,
-    background_spectra=(),
-    absorption=None,
+    rmfs: str | Path | Iterable[str | Path] = (),
+    arf: str | Path | None = None,
+    background: str | Path | None = None,
+    background_spectra: Sequence[str | Path] = (),
+    absorption: str | Path | None = None,
     min_counts: float = 200,
     repeat_fraction: float = 0.1,
     chunk: int = 4096,
@@ -116,7 +117,9 @@ def simulate_pack(
     return Path(path)
 
 
-def _check_options(n, chunk, repeat_fraction, flagged_fraction, counts_slope) -> None:
+def _check_options(
+    n: int, chunk: int, repeat_fraction: float, flagged_fraction: float, counts_slope: float
+) -> None:
     """A ValueError for an option out of its range."""
     if n < 1 or chunk < 1:
         raise ValueError("n and chunk must be positive")
@@ -150,7 +153,15 @@ def _add_instrument(writer: PackWriter, instrument: Telescope) -> None:
         raise ValueError("the pack holds other RMFs; start it afresh (resume=False)")
 
 
-def _write_chunks(writer, instrument, n, seed, chunk, progress, draw: dict) -> None:
+def _write_chunks(
+    writer: PackWriter,
+    instrument: Telescope,
+    n: int,
+    seed: int,
+    chunk: int,
+    progress: bool,
+    draw: dict,
+) -> None:
     """The chunks not yet in the pack, each from its own seed (``draw``: the options of
     :func:`_simulate_chunk`)."""
     done = len(writer.committed("pn", "source_id"))
@@ -168,14 +179,21 @@ def _write_chunks(writer, instrument, n, seed, chunk, progress, draw: dict) -> N
             bar.update(size)
 
 
-def demo_pack(path=DEMO_PACK, *, progress: bool = True) -> Path:
+def demo_pack(path: str | Path = DEMO_PACK, *, progress: bool = True) -> Path:
     """The built-in demo catalogue: :data:`DEMO_SIZE` spectra on the built-in pn response,
     seed 0, default options."""
     return simulate_pack(path, DEMO_SIZE, seed=0, progress=progress)
 
 
 def _simulate_sources(
-    instrument, rng, m, *, min_counts, repeat_fraction, weights, counts_slope
+    instrument: Telescope,
+    rng: np.random.Generator,
+    m: int,
+    *,
+    min_counts: float,
+    repeat_fraction: float,
+    weights: np.ndarray,
+    counts_slope: float,
 ) -> dict:
     """``m`` sources whose first epochs pass the cut, with all their epochs whose observed
     counts pass it too: a dict of per-row arrays."""
@@ -222,7 +240,14 @@ def _simulate_sources(
     )
 
 
-def _observing(instrument, rng, first, source, later, owner) -> dict:
+def _observing(
+    instrument: Telescope,
+    rng: np.random.Generator,
+    first: dict[str, np.ndarray],
+    source: np.ndarray,
+    later: np.ndarray,
+    owner: np.ndarray,
+) -> dict:
     """How each row is observed: exposure, off-axis angle, background scaling ``alpha``,
     particle share of the background, RMF and expected background counts (a later epoch's
     exposure and background close to its first epoch's)."""
@@ -247,7 +272,14 @@ def _observing(instrument, rng, first, source, later, owner) -> dict:
     )
 
 
-def _region_counts(instrument, rng, total, source_counts, arf, seen):
+def _region_counts(
+    instrument: Telescope,
+    rng: np.random.Generator,
+    total: np.ndarray,
+    source_counts: np.ndarray,
+    arf: np.ndarray,
+    seen: dict[str, np.ndarray],
+):
     """The counts of the source region (``total`` of them, source and background) and of the
     background region, and each row's background template (None without templates)."""
     rmf_index, particle_fraction = seen["rmf_index"], seen["particle_fraction"]
@@ -268,7 +300,15 @@ def _region_counts(instrument, rng, total, source_counts, arf, seen):
     return counts, rng.poisson(background_counts / seen["alpha"][:, None]), template
 
 
-def _truth(row, k, flux, spectra, expected, seen, template) -> dict:
+def _truth(
+    row: dict[str, np.ndarray],
+    k: np.ndarray,
+    flux: np.ndarray,
+    spectra: dict,
+    expected: np.ndarray,
+    seen: dict[str, np.ndarray],
+    template: np.ndarray | None,
+) -> dict:
     """The truth of the kept rows ``k``: their parameters, fluxes, expected counts and SNR."""
     truth = {name: row[name][k] for name in (*_FLOATS, "state", "flux_factor")}
     truth["state"] = truth["state"].astype(str)
@@ -290,17 +330,17 @@ def _truth(row, k, flux, spectra, expected, seen, template) -> dict:
 
 
 def _simulate_chunk(
-    instrument,
-    rng,
-    size,
+    instrument: Telescope,
+    rng: np.random.Generator,
+    size: int,
     *,
-    first_row,
-    min_counts,
-    repeat_fraction,
-    weights,
-    lattice,
-    flagged_fraction=0.0,
-    counts_slope,
+    first_row: int,
+    min_counts: float,
+    repeat_fraction: float,
+    weights: np.ndarray,
+    lattice: int,
+    flagged_fraction: float = 0.0,
+    counts_slope: float,
 ) -> dict:
     """``size`` rows (spectra) for :meth:`PackWriter.append`, rows ``first_row`` onwards."""
     parts, have, sources = [], 0, 0
@@ -352,7 +392,7 @@ def _simulate_chunk(
     )
 
 
-def _flags(grid, rng, size: int, fraction: float) -> np.ndarray:
+def _flags(grid: Grid, rng: np.random.Generator, size: int, fraction: float) -> np.ndarray:
     """``good`` (size, C): False below :data:`FLAGGED_BELOW` keV in a ``fraction`` of rows
     (no random draw when the fraction is 0, so that such packs stay as they were)."""
     good = np.ones((size, grid.n_channel), bool)
@@ -378,7 +418,9 @@ def _concatenate(values: list):
 _LATTICE_BITS = 24
 
 
-def _positions(source_id, offset: int, rng) -> tuple[np.ndarray, np.ndarray]:
+def _positions(
+    source_id: np.ndarray, offset: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     size = 1 << _LATTICE_BITS
     index = np.asarray(source_id, dtype=np.uint64) * np.uint64(0x9E3779B1) + np.uint64(offset)
     index = (index % np.uint64(size)).astype(float)

@@ -3,6 +3,8 @@ repeat observations and how sources vary between them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from scipy.special import ndtr, ndtri
 
@@ -79,7 +81,7 @@ TRUTH = (
 # Drawing the population
 
 
-def _class_weights(fractions) -> np.ndarray:
+def _class_weights(fractions: Mapping[str, float] | None) -> np.ndarray:
     fractions = CLASS_FRACTIONS if fractions is None else dict(fractions)
     unknown = set(fractions) - set(CLASSES)
     if unknown:
@@ -90,16 +92,18 @@ def _class_weights(fractions) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _loguniform(rng, lo, hi, size):
+def _loguniform(rng: np.random.Generator, lo: float, hi: float, size: int):
     return np.exp(rng.uniform(np.log(lo), np.log(hi), size))
 
 
-def _truncated_normal(rng, mean, sd, lo, hi, size):
+def _truncated_normal(
+    rng: np.random.Generator, mean: float, sd: float, lo: float, hi: float, size: int
+):
     a, b = ndtr((lo - mean) / sd), ndtr((hi - mean) / sd)
     return mean + sd * ndtri(rng.uniform(a, b, size))
 
 
-def _first_epochs(rng, m: int, min_counts: float, slope: float) -> dict:
+def _first_epochs(rng: np.random.Generator, m: int, min_counts: float, slope: float) -> dict:
     """Exposure, expected source and background counts and observed total counts of ``m``
     first observations that pass the ``min_counts`` cut (candidates drawn until enough do);
     source counts from N(>S) ~ S^-slope (log-uniform for 0)."""
@@ -126,13 +130,13 @@ def _first_epochs(rng, m: int, min_counts: float, slope: float) -> dict:
     return out
 
 
-def _exposures(rng, size):
+def _exposures(rng: np.random.Generator, size: int):
     e = EXPOSURE
     log_lo, log_hi = np.log(e["minimum"]), np.log(e["maximum"])
     return np.exp(_truncated_normal(rng, np.log(e["median"]), e["sigma"], log_lo, log_hi, size))
 
 
-def _source_parameters(rng, labels) -> dict:
+def _source_parameters(rng: np.random.Generator, labels: np.ndarray) -> dict:
     """Parameters of each source at its first epoch, plus what its later epochs need."""
     m = labels.size
     p = {name: np.full(m, np.nan) for name in _FLOATS}
@@ -159,7 +163,7 @@ def _source_parameters(rng, labels) -> dict:
     return p
 
 
-def _draw_agn(rng, k: int) -> dict:
+def _draw_agn(rng: np.random.Generator, k: int) -> dict:
     """AGN: absorbed power law with a scattered fraction and Fe K-alpha, at a redshift."""
     segments = np.array([[20, 21], [21, 22], [22, 23], [23, 24]])
     pick = rng.choice(4, size=k, p=[0.35, 0.35, 0.2, 0.1])
@@ -175,7 +179,7 @@ def _draw_agn(rng, k: int) -> dict:
     )
 
 
-def _draw_star(rng, k: int) -> dict:
+def _draw_star(rng: np.random.Generator, k: int) -> dict:
     """star: one or two coronal plasmas."""
     kt = _loguniform(rng, 0.2, 0.7, k)
     two = rng.random(k) < 0.6
@@ -188,7 +192,7 @@ def _draw_star(rng, k: int) -> dict:
     )
 
 
-def _draw_xrb(rng, k: int) -> dict:
+def _draw_xrb(rng: np.random.Generator, k: int) -> dict:
     """XRB: disc + power law, a soft and a hard state (one drawn)."""
     return dict(
         nh=_loguniform(rng, 0.1, 10.0, k),
@@ -202,7 +206,7 @@ def _draw_xrb(rng, k: int) -> dict:
     )
 
 
-def _draw_cv(rng, k: int) -> dict:
+def _draw_cv(rng: np.random.Generator, k: int) -> dict:
     """CV: hot plasma behind a partial coverer, with Fe K-alpha."""
     return dict(
         kt=_loguniform(rng, 5.0, 40.0, k),
@@ -215,7 +219,7 @@ def _draw_cv(rng, k: int) -> dict:
     )
 
 
-def _draw_ulx(rng, k: int) -> dict:
+def _draw_ulx(rng: np.random.Generator, k: int) -> dict:
     """ULX: hot disc with a cool blackbody or a soft power law."""
     cool_bb = rng.random(k) < 0.6
     return dict(
@@ -227,12 +231,12 @@ def _draw_ulx(rng, k: int) -> dict:
     )
 
 
-def _draw_sss(rng, k: int) -> dict:
+def _draw_sss(rng: np.random.Generator, k: int) -> dict:
     """SSS: a soft blackbody."""
     return dict(bb_kt=_loguniform(rng, 0.03, 0.1, k), nh=_loguniform(rng, 1e-3, 0.05, k))
 
 
-def _draw_cluster(rng, k: int) -> dict:
+def _draw_cluster(rng: np.random.Generator, k: int) -> dict:
     """cluster: a plasma at a redshift."""
     return dict(
         kt=_loguniform(rng, 1.0, 8.0, k),
@@ -241,7 +245,7 @@ def _draw_cluster(rng, k: int) -> dict:
     )
 
 
-def _draw_tde(rng, k: int) -> dict:
+def _draw_tde(rng: np.random.Generator, k: int) -> dict:
     """TDE: a soft blackbody or a steep power law, fading."""
     thermal = rng.random(k) < 0.75
     return dict(
@@ -265,7 +269,9 @@ _DRAWS = {
 }
 
 
-def _epochs(rng, labels, repeat_fraction) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _epochs(
+    rng: np.random.Generator, labels: np.ndarray, repeat_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: source index, epoch (1, 2, ...) and MJD, increasing over a source's epochs
     (TDEs re-observed within 30-1500 days, other sources any time until 2025)."""
     m = labels.size
@@ -296,7 +302,14 @@ def _since_first(values: np.ndarray, source: np.ndarray) -> np.ndarray:
 VARIABILITY = dict(AGN=0.2, star=0.2, cluster=0.0, XRB=0.3, CV=0.1, ULX=0.15, SSS=0.1, TDE=0.0)
 
 
-def _row_parameters(rng, labels, params, source, epoch, mjd) -> dict:
+def _row_parameters(
+    rng: np.random.Generator,
+    labels: np.ndarray,
+    params: dict[str, np.ndarray],
+    source: np.ndarray,
+    epoch: np.ndarray,
+    mjd: np.ndarray,
+) -> dict:
     """Parameters per row (epoch), with the drift of later epochs and the flux factor (the
     epoch's unabsorbed flux over the first epoch's)."""
     label = labels[source]

@@ -26,7 +26,7 @@ _KEV_TO_ERG = 1.602176634e-9
 
 
 @partial(jax.jit, static_argnames="kind")
-def _block(kind, edges, z, a, b):
+def _block(kind: str, edges: jax.Array, z: jax.Array, a: jax.Array, b: jax.Array):
     one = jax.numpy.ones_like(a)
     if kind == "powerlaw":
         return physics.redshifted(physics.powerlaw, edges, z, a, one)
@@ -41,7 +41,9 @@ def _block(kind, edges, z, a, b):
     raise ValueError(kind)
 
 
-def _evaluate(kind, edges, z, a, b=None) -> np.ndarray:
+def _evaluate(
+    kind: str, edges: np.ndarray, z: np.ndarray, a: np.ndarray, b: np.ndarray | None = None
+) -> np.ndarray:
     """A component for each row (z, a, b), computed BLOCK rows at a time: (rows, E)."""
     z, a = np.asarray(z, np.float32), np.asarray(a, np.float32)
     b = np.ones_like(a) if b is None else np.asarray(b, np.float32)
@@ -123,7 +125,7 @@ def _shares(label: np.ndarray, p: dict) -> dict[str, np.ndarray]:
     }
 
 
-def _continua(instrument: Telescope, share: dict, z, p: dict):
+def _continua(instrument: Telescope, share: dict, z: np.ndarray, p: dict):
     """The sum of the continuum components (rows, E), each scaled to its ``share`` of the band
     flux; their coefficients (``line`` still 0) and the plasma rows and unscaled spectra (or
     None), for the lines."""
@@ -147,7 +149,14 @@ def _continua(instrument: Telescope, share: dict, z, p: dict):
     return continuum, coefficient, raw_plasma
 
 
-def _lines(instrument: Telescope, label, z, p: dict, coefficient: dict, raw_plasma) -> np.ndarray:
+def _lines(
+    instrument: Telescope,
+    label: np.ndarray,
+    z: np.ndarray,
+    p: dict,
+    coefficient: dict,
+    raw_plasma: tuple[np.ndarray, np.ndarray] | None,
+) -> np.ndarray:
     """The lines (rows, E): EW (rest frame) against the power law (AGN) or the plasma
     continuum (CV); sets ``coefficient["line"]``."""
     edges = instrument.edges
@@ -176,7 +185,7 @@ def _lines(instrument: Telescope, label, z, p: dict, coefficient: dict, raw_plas
     return lines
 
 
-def _transmission(instrument: Telescope, label, z, p: dict) -> np.ndarray:
+def _transmission(instrument: Telescope, label: np.ndarray, z: np.ndarray, p: dict) -> np.ndarray:
     """The intrinsic absorbers' transmission (rows, E): at the source's redshift (AGN: all but
     a scattered fraction), and partial covering for CVs (lines escape it; Galactic
     absorption comes on top, for all)."""

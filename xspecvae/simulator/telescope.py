@@ -3,10 +3,13 @@ background shapes (particle and sky, or real background spectra)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.special import ndtr
 
 from xspecvae import physics
@@ -26,7 +29,7 @@ from xspecvae.simulator.spectra import _evaluate
 BUILTIN_RMF_NAME = "builtin_pn.rmf"
 
 
-def vignetting(energy, offaxis) -> np.ndarray:
+def vignetting(energy: ArrayLike, offaxis: ArrayLike) -> np.ndarray:
     """Fraction of the on-axis effective area at ``offaxis`` arcmin: a simple model,
     ``exp(-(theta / theta0(E))^2)`` with theta0 falling linearly in log E from 20' at 1 keV
     to 12' at 8 keV (20' below 1 keV, extrapolated above 8 keV). About 0.8 at 1 keV and 0.5
@@ -38,7 +41,7 @@ def vignetting(energy, offaxis) -> np.ndarray:
     return np.exp(-((theta / theta0) ** 2))
 
 
-def builtin_particle_background(channel_lo, channel_hi) -> np.ndarray:
+def builtin_particle_background(channel_lo: ArrayLike, channel_hi: ArrayLike) -> np.ndarray:
     """Analytic EPIC pn particle (filter-wheel-closed) background shape per channel (counts,
     arbitrary scale) for channels ``channel_lo``..``channel_hi`` keV: a continuum
     ``0.12 E^-0.35`` per keV, detector noise rising below 0.3 keV, and the fluorescence lines
@@ -79,7 +82,14 @@ class Telescope:
     templates: np.ndarray | None  # (T, C) real background shapes summing to 1, or None
 
     @classmethod
-    def build(cls, rmfs, arf, background, absorption, background_spectra=()) -> Telescope:
+    def build(
+        cls,
+        rmfs: Sequence[str | Path],
+        arf: str | Path | None,
+        background: str | Path | None,
+        absorption: str | Path | None,
+        background_spectra: Sequence[str | Path] = (),
+    ) -> Telescope:
         """The telescope of the RMF files ``rmfs`` (none: the built-in pn response), the ARF
         ``arf``, the particle background spectrum ``background``, the cross-section table
         ``absorption`` and the real ``background_spectra`` (None each: built-in)."""
@@ -141,14 +151,14 @@ class Telescope:
         parts = [p / (p @ soft) for p in parts]
         return parts[0] + screen * (parts[1] + parts[2])
 
-    def sigma_at(self, redshift) -> np.ndarray:
+    def sigma_at(self, redshift: np.ndarray) -> np.ndarray:
         """Cross-sections (rows, E) at the rest-frame energies of the model bins."""
         log_e = np.log(np.sqrt(self.edges[1:] * self.edges[:-1]))
         x = log_e[None, :] + np.log1p(np.asarray(redshift, dtype=float))[:, None]
         return np.interp(x, self.sigma_log_energy, self.sigma_table)
 
 
-def _responses(rmfs) -> tuple[list, list[Response], list[str], int]:
+def _responses(rmfs: Sequence[str | Path]) -> tuple[list, list[Response], list[str], int]:
     """The RMF files read (pure RMFs, of distinct names; none: the built-in pn response), their
     responses and names, and the first channel."""
     if rmfs:
@@ -169,7 +179,7 @@ def _responses(rmfs) -> tuple[list, list[Response], list[str], int]:
     return read, responses, names, first_channel
 
 
-def _on_axis_area(arf, read: list, full_edges: np.ndarray) -> np.ndarray:
+def _on_axis_area(arf: str | Path | None, read: list, full_edges: np.ndarray) -> np.ndarray:
     """The on-axis effective area on the full RMF energy grid: the ARF file ``arf`` (checked
     against the first RMF, or the built-in response's grid), or the built-in pn area."""
     if arf is None:
@@ -184,7 +194,7 @@ def _on_axis_area(arf, read: list, full_edges: np.ndarray) -> np.ndarray:
     return area.specresp
 
 
-def _background_shape(path, grid: Grid, first_channel: int) -> np.ndarray:
+def _background_shape(path: str | Path, grid: Grid, first_channel: int) -> np.ndarray:
     """A background spectrum file on the analysis bins, summing to 1."""
     pha = read_pha(path)
     if pha.n_channel != grid.grouping.n_channel or pha.first_channel != first_channel:
