@@ -122,7 +122,7 @@ def test_fit_latent_improves_on_the_encoder(small_run, small_pack):
     vae, _ = load_run(small_run)
     with Pack(small_pack) as p:
         row = int(np.argmax(p.meta["counts"]))
-        amortized = float(encode(vae, p, rows=[row])["statistic"][0])
+        amortized = float(encode(vae, p, rows=[row], batch_size=1)["statistic"][0])
         result = fit_latent(vae, p, row)
         n_good = int(p.read([row])["good"].sum())
     assert result.statistic < amortized - 1.0  # a 2-epoch encoder leaves much to gain
