@@ -296,7 +296,8 @@ def _start(folder: Run, plan: _Plan, data: _Data, svi: SVI) -> _Progress:
     """The initial state (from the run fine-tuned, if any), or the checkpoint's when resumed;
     a new run writes its settings first."""
     options = plan.options
-    state = svi.init(
+    # compiled: run eagerly, the model and guide's first pass costs hundreds of small compilations
+    state = jax.jit(svi.init)(
         jax.random.key(options.seed),
         {k: v[: data.local_batch] for k, v in data.arrays.items()},
         init_params=None if plan.initial is None else plan.initial.params,
