@@ -439,21 +439,27 @@ def refine(vae: VAE, q: Posterior, batch: dict) -> Posterior:
         hessian = jnp.einsum("kbc,bc,lbc->bkl", jac, fisher, jac) + jnp.diag(precision)
         return objective(theta, source), grad, hessian
 
-    def step(carry: tuple[jax.Array, jax.Array], _: None):
-        theta, damping = carry
-        value, grad, hessian = curvature(theta)
+    def step(carry: tuple, _: None):
+        """One damped Gauss-Newton trial from ``theta``, whose curvature ``at`` the carry holds;
+        the trial's own curvature gives its objective, and is carried on if it is accepted."""
+        theta, at, damping = carry
+        value, grad, hessian = at
         diagonal = jnp.diagonal(hessian, axis1=1, axis2=2)
         damped = hessian + jax.vmap(jnp.diag)(damping[:, None] * diagonal)
         trial = theta - jnp.linalg.solve(damped, grad[..., None])[..., 0]
-        better = objective(trial, source_counts(trial)) < value
-        theta = jnp.where(better[:, None], trial, theta)
+        proposed = curvature(trial)
+        better = proposed[0] < value
+        theta = _where_rows(better, trial, theta)
+        at = jax.tree.map(lambda new, old: _where_rows(better, new, old), proposed, at)
         damping = jnp.clip(jnp.where(better, damping / 3.0, damping * 4.0), 1e-6, 1e6)
-        return (theta, damping), None
+        return (theta, at, damping), None
 
     start = q.loc
+    at_start = curvature(start)
     damping = jnp.full(start.shape[:1], 0.1)
-    (theta, _), _ = jax.lax.scan(step, (start, damping), None, length=config.refine_steps)
-    scale = jnp.diagonal(curvature(theta)[2], axis1=1, axis2=2) ** -0.5
+    carry = (start, at_start, damping)
+    (theta, at_theta, _), _ = jax.lax.scan(step, carry, None, length=config.refine_steps)
+    scale = jnp.diagonal(at_theta[2], axis1=1, axis2=2) ** -0.5
 
     def negative_elbo(loc: jax.Array, scale: jax.Array):  # (B,), on common draws
         p = q._replace(z_loc=loc[:, :dim], norm_loc=loc[:, dim], conditional=scale)
@@ -462,16 +468,24 @@ def refine(vae: VAE, q: Posterior, batch: dict) -> Posterior:
         deviance = jax.vmap(lambda x: half_deviance(source_counts(x)))(draws).mean(0)
         return deviance + p.kl(inst.norm_prior)
 
-    better = (negative_elbo(theta, scale) < negative_elbo(start, q.conditional))[:, None]
-    loc, scale = jnp.where(better, theta, start), jnp.where(better, scale, q.conditional)
+    # both candidates in one vmapped pass (one copy of the decoder to compile, not two)
+    pair = jax.vmap(negative_elbo)(jnp.stack([theta, start]), jnp.stack([scale, q.conditional]))
+    better = pair[0] < pair[1]
+    loc = _where_rows(better, theta, start)
+    scale = _where_rows(better, scale, q.conditional)
     # the marginal standard deviations: the diagonal of the inverse curvature, H = L L^T
-    cholesky = jnp.linalg.cholesky(curvature(loc)[2])
+    cholesky = jnp.linalg.cholesky(_where_rows(better, at_theta[2], at_start[2]))
     eye = jnp.broadcast_to(jnp.eye(dim + 1), cholesky.shape)
     sd = jnp.sqrt(jnp.sum(solve_triangular(cholesky, eye, lower=True) ** 2, -2))
     # a kept encoder's posterior may be wider than the curvature says; a curvature that float32
     # cannot factor (NaN) leaves the conditional widths
     sd = jnp.where(jnp.isfinite(sd), jnp.maximum(sd, scale), scale)
     return Posterior(loc[:, :dim], sd[:, :dim], loc[:, dim], sd[:, dim], scale)
+
+
+def _where_rows(choose: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
+    """``new`` in the rows (leading axis) where ``choose`` (B,) holds, ``old`` elsewhere."""
+    return jnp.where(choose.reshape(-1, *(1,) * (new.ndim - 1)), new, old)
 
 
 def _log_centres(edges: jax.Array) -> jax.Array:
