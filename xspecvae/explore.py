@@ -466,7 +466,7 @@ def _checks_section(vae: VAE, pack: Pack, checks: dict, plots: Path) -> Section:
         marks={"0.01": 0.01},
     )
     worst = worst_row(checks)
-    check_figure(vae, pack, worst, plots / "ppc.png", n_draws=100)
+    check_figure(vae, pack, worst, plots / "ppc.png")  # as many draws as the fits: one compile
     low = np.mean(checks["misfit"])
     text = f"{low:.1%} of {len(checks['p_value'])} checked sources flagged as misfits (p < 0.01)."
     text += f" The check drawn is the worst fit, row {worst}."
