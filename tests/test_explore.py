@@ -228,7 +228,18 @@ def test_explore_draws_the_checks_and_the_most_moving_trajectories(explored, sma
     assert len(ax.collections[0].get_offsets()) == drawable.sum()
 
 
-def test_explore_resumes_and_redoes_after_new_training(explored, small_run, capsys):
+@pytest.fixture
+def tables_only(monkeypatch):
+    """Reports without their figures (drawn by the tests above): what is remade is tables."""
+    import xspecvae.explore as exploring
+
+    def one_section(vae, pack, run, table, xy, tables, plots, snr_min, k, divergence):
+        return [exploring._table_section("Similarity search", tables["similar"], divergence)]
+
+    monkeypatch.setattr(exploring, "_sections", one_section)
+
+
+def test_explore_resumes_and_redoes_after_new_training(explored, small_run, capsys, tables_only):
     folder, _, _ = explored
     tables = sorted(folder.glob("*.fits"))
     before = {p: p.stat().st_mtime_ns for p in tables}
@@ -247,17 +258,10 @@ def test_explore_resumes_and_redoes_after_new_training(explored, small_run, caps
 
 
 def test_explore_remakes_only_the_tables_a_changed_setting_affects(
-    explored, small_run, small_pack, tmp_path, monkeypatch
+    explored, small_run, small_pack, tmp_path, tables_only
 ):
     folder = tmp_path / "explore"
     shutil.copytree(explored[0], folder)  # with the time stamps
-    import xspecvae.explore as exploring
-
-    def tables_only(vae, pack, run, table, xy, tables, plots, snr_min, k, divergence):
-        """The report without its figures: fast."""
-        return [exploring._table_section("Similarity search", tables["similar"], divergence)]
-
-    monkeypatch.setattr(exploring, "_sections", tables_only)
     tables = {p.stem: p for p in folder.glob("*.fits")}
     with Pack(small_pack) as pack:
         settings = {"n_checks": 120, "instrument": pack.instrument}  # the default one, named
