@@ -49,3 +49,20 @@ def pytest_unconfigure(config):
     folder = getattr(config, "_jax_cache", None)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+#: The files that take minutes (their module fixtures train and encode models), longest first:
+#: collected first, so that the two workers of ``-n 2 --dist loadfile`` are handed them early
+#: and end together, instead of one waiting on a long file handed out last.
+SLOW_FIRST = (
+    "tests/test_quality.py",
+    "notebooks/02-predictive-checks.ipynb",
+    "tests/test_train.py",
+    "tests/test_explore.py",
+    "notebooks/01-quickstart.ipynb",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(SLOW_FIRST)))
