@@ -92,14 +92,15 @@ def test_rough_log_rate_counts_good_channels_only(batch):
 
 
 def trained_params(inst, batch, config):
-    """SVI parameters after initialisation (the values do not matter for these tests)."""
+    """SVI parameters after initialisation (the values do not matter for these tests), the
+    initial pass compiled as ``train`` does it."""
     svi = numpyro.infer.SVI(
         lambda b: model(b, inst, config, 100),
         lambda b: guide(b, inst, config, 100),
         numpyro.optim.Adam(1e-3),
         numpyro.infer.TraceMeanField_ELBO(),
     )
-    return svi.get_params(svi.init(jax.random.key(0), batch))
+    return svi.get_params(jax.jit(svi.init)(jax.random.key(0), batch))
 
 
 @pytest.fixture(scope="module")
