@@ -52,7 +52,7 @@ def test_svi_step(benchmark, record, svi_setup, batch, bare):
         update, args = jax.jit(svi.update), ()
     else:  # the KL weight after its warm-up, the default free bits
         update, args = jax.jit(partial(checked_update, svi)), (1.0, TrainOptions().free_bits)
-    state = svi.init(jax.random.key(0), rows)
+    state = jax.jit(svi.init)(jax.random.key(0), rows)
     state = jax.block_until_ready(update(state, rows, *args)[0])  # compile outside the timing
 
     def step():
@@ -71,7 +71,7 @@ def test_encode(benchmark, record, svi_setup, pack, steps):
     """``encode`` with the encoder's posterior alone, and refined as by default (``steps``
     Levenberg-Marquardt steps per source): what the refinement costs."""
     inst, svi, data = svi_setup
-    state = svi.init(jax.random.key(0), {k: v[:256] for k, v in data.items()})
+    state = jax.jit(svi.init)(jax.random.key(0), {k: v[:256] for k, v in data.items()})
     vae = VAE(Config(), svi.get_params(state), inst).with_refinement(steps)
     encode(vae, pack, np.arange(1024))  # compile outside the timing
     benchmark.pedantic(lambda: encode(vae, pack), rounds=3, iterations=1)
