@@ -1,10 +1,10 @@
-"""Shared pytest fixtures for tests/ and benchmarks/: the real XMM-Newton data folder; one JAX
-compilation cache for the whole run."""
+"""Shared pytest fixtures for tests/ and benchmarks/: the real XMM-Newton data folder; the JAX
+compilation cache; the slow files first."""
 
+import hashlib
 import os
-import shutil
+import platform
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,26 +29,42 @@ def xmm() -> Path:
 
 
 def pytest_configure(config):
-    """Share compiled programs between tests, worker processes, notebook kernels and the
-    subprocesses they start, through a JAX compilation cache made for this run (tests train
-    the same models on the same grids many times over); a cache the user set is kept."""
+    """Share compiled programs between tests, worker processes, notebook kernels, the
+    subprocesses they start and later runs, through one persistent JAX compilation cache (tests
+    train the same models on the same grids many times over): ``$XSPECVAE_TEST_JAX_CACHE``, or
+    by default a folder of ``~/.cache/xspecvae`` keyed by this machine's CPU and jaxlib, so
+    that a home shared by computers of other instruction sets never runs another's programs.
+    A ``$JAX_COMPILATION_CACHE_DIR`` of the user's own is kept; ``off`` caches nothing."""
     if "JAX_COMPILATION_CACHE_DIR" in os.environ or hasattr(config, "workerinput"):
         return  # the user's own cache, or an xdist worker that inherited the run's
-    folder = tempfile.mkdtemp(prefix="xspecvae-test-jax-cache-")
-    config._jax_cache = folder
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    if "jax" in sys.modules:
+    folder = os.environ.get("XSPECVAE_TEST_JAX_CACHE") or _machine_cache()
+    if folder == "off":
+        return
+    os.makedirs(folder, exist_ok=True)
+    settings = {
+        "jax_compilation_cache_dir": folder,
+        "jax_persistent_cache_min_compile_time_secs": 0.0,
+        "jax_compilation_cache_max_size": 2**30,  # then the least recently used go
+    }
+    os.environ.update({name.upper(): str(value) for name, value in settings.items()})
+    if "jax" in sys.modules:  # imported already: it has read the environment
         import jax
 
-        jax.config.update("jax_compilation_cache_dir", folder)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        for name, value in settings.items():
+            jax.config.update(name, value)
 
 
-def pytest_unconfigure(config):
-    folder = getattr(config, "_jax_cache", None)
-    if folder:
-        shutil.rmtree(folder, ignore_errors=True)
+def _machine_cache() -> str:
+    cpu = platform.processor()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = "".join(sorted({line for line in f if line.startswith(("model name", "flags"))}))
+    import jaxlib
+
+    key = "\n".join([platform.machine(), platform.system(), cpu, jaxlib.__version__])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    home = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(home, "xspecvae", "test-jax-cache", digest)
 
 
 #: The files that take minutes (their module fixtures train and encode models), longest first:
