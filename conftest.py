@@ -4,6 +4,7 @@ compilation cache; the slow files first."""
 import hashlib
 import os
 import platform
+import shutil
 import sys
 from pathlib import Path
 
@@ -40,18 +41,20 @@ def pytest_configure(config):
     folder = os.environ.get("XSPECVAE_TEST_JAX_CACHE") or _machine_cache()
     if folder == "off":
         return
+    if os.path.isdir(folder) and _size(folder) > 2**30:  # grown over many code changes
+        shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder, exist_ok=True)
-    settings = {
-        "jax_compilation_cache_dir": folder,
-        "jax_persistent_cache_min_compile_time_secs": 0.0,
-        "jax_compilation_cache_max_size": 2**30,  # then the least recently used go
-    }
-    os.environ.update({name.upper(): str(value) for name, value in settings.items()})
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     if "jax" in sys.modules:  # imported already: it has read the environment
         import jax
 
-        for name, value in settings.items():
-            jax.config.update(name, value)
+        jax.config.update("jax_compilation_cache_dir", folder)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def _size(folder: str) -> int:
+    return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
 
 
 def _machine_cache() -> str:
