@@ -253,6 +253,67 @@ def test_damaged_inputs_are_reported_and_the_rest_is_packed(pps, xmm, tmp_path):
         assert list(pack.meta["file"]) == [str(name("SRSPEC", "0001").resolve())]
 
 
+def test_odd_files_and_values_are_reported_and_never_stop_the_batch(pps, xmm, tmp_path):
+    """Inputs found by fuzzing ``xspecvae pack`` (2026-12-07): each once stopped the batch
+    with a traceback, vanished from the report or was packed with unusable values."""
+    ids = ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
+    folder = copy_sources(pps, tmp_path / "products", ids)
+    name = lambda kind, src: folder / f"P0760940101PNS003{kind}{src}.FTZ"  # noqa: E731
+    spectrum = lambda change: lambda h: change(h["SPECTRUM"])  # noqa: E731
+    # 0002 an INSTRUME that is no HDF5 name; 0003 its own background; 0004 an AREASCAL that
+    # makes the exposure overflow; 0005 every channel flagged; 0006 an ARF of zeros;
+    # 0007 background channels numbered from 1, the spectrum's from 0
+    rewrite(name("SRSPEC", "0002"), spectrum(lambda h: h.header.update(INSTRUME="EPN/2")))
+    backfile = name("SRSPEC", "0003").name
+    rewrite(name("SRSPEC", "0003"), spectrum(lambda h: h.header.update(BACKFILE=backfile)))
+    rewrite(name("SRSPEC", "0004"), spectrum(lambda h: h.header.update(AREASCAL=1e305)))
+    rewrite(name("SRSPEC", "0005"), spectrum(lambda h: h.data["QUALITY"].__setitem__(..., 5)))
+    rewrite(name("SRCARF", "0006"), lambda h: h["SPECRESP"].data["SPECRESP"].__setitem__(..., 0))
+    rewrite(name("BGSPEC", "0007"), spectrum(lambda h: h.data["CHANNEL"].__iadd__(1)))
+    # files that are not PPS products: a gzip whose data do not inflate, a spectrum whose
+    # BACKFILE is too long a name for the file system
+    (folder / "bad.fits.gz").write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + b"\xff" * 64)
+    mine = folder / "mine.fits"
+    mine.write_bytes(gzip.decompress(name("SRSPEC", "0001").read_bytes()))
+    fits.setval(mine, "BACKFILE", value="b" * 300 + ".fits", ext=1)
+    # names that are not regular files, or not UTF-8, or another name of a packed file
+    os.symlink(folder / "nowhere.FTZ", folder / "broken.FTZ")
+    os.symlink(folder / "loop_b", folder / "loop_a")
+    os.symlink(folder / "loop_a", folder / "loop_b")
+    os.mkfifo(folder / "pipe.FTZ")
+    os.symlink(name("SRSPEC", "0001"), folder / "alias.FTZ")
+    shutil.copy(name("SRSPEC", "0001"), os.path.join(os.fsencode(folder), b"spec\xff.FTZ"))
+
+    result = ingest(
+        [folder],
+        tmp_path / "p.h5",
+        rmf_dirs=[xmm / "responses"],
+        substitutes=SUBSTITUTE,
+        jobs=1,
+        progress=False,
+    )
+    report = by_name(result)
+    assert len(report) == 7 * 3 + 2 + 6
+    reason = {src: report[f"P0760940101PNS003SRSPEC{src}.FTZ"]["reason"] for src in ids}
+    assert result.packed == {"pn": 1, "epn_2": 1}
+    assert "BACKFILE names the spectrum itself" in reason["0003"]
+    assert "exposure too large" in reason["0004"]
+    assert "no good-quality channel" in reason["0005"]
+    assert "ARF is zero" in reason["0006"]
+    assert "channels start at 1" in reason["0007"]
+    assert "corrupt compressed" in report["bad.fits.gz"]["reason"]
+    assert (
+        report["mine.fits"]["status"] == "rejected" and "not found" in report["mine.fits"]["reason"]
+    )
+    for link in ("broken.FTZ", "loop_a", "loop_b"):
+        assert report[link]["status"] == "ignored" and "broken link" in report[link]["reason"]
+    assert "not a regular file" in report["pipe.FTZ"]["reason"]
+    assert "another name of" in report["alias.FTZ"]["reason"]
+    assert "not valid UTF-8" in report["spec\\xff.FTZ"]["reason"]
+    for row in result.report:
+        assert row["status"] in ("packed", "used", "unused", "rejected", "ignored"), row
+
+
 def test_an_interrupted_ingestion_resumes(pps, xmm, tmp_path, monkeypatch):
     folder = copy_sources(pps, tmp_path / "products", ["0001", "0002", "0003", "0005", "0006"])
     kwargs = dict(rmf_dirs=[xmm / "responses"], substitutes=SUBSTITUTE, jobs=1, progress=False)

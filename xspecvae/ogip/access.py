@@ -40,10 +40,10 @@ def locate(directory: str | os.PathLike, name: str) -> Path | None:
     """
     directory = Path(directory)
     given = Path(name)
-    if given.is_absolute() and given.is_file():
+    if given.is_absolute() and _is_file(given):
         return given
     base = given.name
-    if (directory / base).is_file():
+    if _is_file(directory / base):
         return directory / base
     stem = base
     for suffix in _COMPRESSED:
@@ -56,9 +56,17 @@ def locate(directory: str | os.PathLike, name: str) -> Path | None:
     except OSError:
         return None
     for entry in entries:
-        if entry.lower() in wanted and (directory / entry).is_file():
+        if entry.lower() in wanted and _is_file(directory / entry):
             return directory / entry
     return None
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False where the name cannot be looked up (too long, say)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

@@ -52,8 +52,16 @@ def background_ratio(source: Pha, background: Pha) -> np.ndarray:
             background.path,
             f"{background.n_channel} channels but source {source.path} has {source.n_channel}",
         )
-    src = np.asarray(source.backscal) * source.exposure * np.asarray(source.areascal)
-    bkg = np.asarray(background.backscal) * background.exposure * np.asarray(background.areascal)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    if background.first_channel != source.first_channel:
+        raise OGIPError(
+            background.path,
+            f"channels start at {background.first_channel} but those of source "
+            f"{source.path} at {source.first_channel}",
+        )
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        src = np.asarray(source.backscal) * source.exposure * np.asarray(source.areascal)
+        bkg = (
+            np.asarray(background.backscal) * background.exposure * np.asarray(background.areascal)
+        )
         ratio = np.broadcast_to(src / bkg, (source.n_channel,)).astype(float)
     return np.where(np.isfinite(ratio), ratio, 0.0)

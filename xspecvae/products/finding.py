@@ -4,7 +4,9 @@ where a spectrum's RMF is (beside it, in the folders given, or a substitute)."""
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -24,26 +26,58 @@ PPS_NAME = re.compile(
 )
 _AUXILIARY = {"BGSPEC": "background", "SRCARF": "arf"}
 _SECTIONS = {"EPN": "pn", "EMOS1": "mos1", "EMOS2": "mos2", "RGS1": "rgs1", "RGS2": "rgs2"}
+_UNSAFE = re.compile(r"[^a-z0-9_+-]")
 _VERSION = re.compile(r"_v\d+(\.\d+)*$", re.IGNORECASE)
 _SUFFIXES = (".gz", ".ftz", ".z", ".rmf", ".rsp")
 #: Rows gathered before each append to the pack.
+
+
+def section_of(instrument: str) -> str:
+    """The pack section of an INSTRUME value: ``pn``, ``mos1``... for the known ones, else the
+    value in lower case with anything but letters, digits, ``_+-`` made ``_`` (an HDF5 name)."""
+    known = _SECTIONS.get(instrument.strip().upper())
+    return known or _UNSAFE.sub("_", instrument.strip().lower()) or "unknown"
 
 
 # ---------------------------------------------------------------------------------------------
 # Finding files
 
 
-def _files(inputs: Iterable[str | Path]) -> list[Path]:
-    found = []
+def _files(inputs: Iterable[str | Path]) -> tuple[list[Path], dict[Path, str]]:
+    """The regular files named by ``inputs`` or found under them, resolved, each once; and
+    every other name found with why it is not read (a broken link, a pipe, a name that is not
+    UTF-8, another name of a file already listed), so that the report accounts for it."""
+    names = []
     for entry in inputs:
         entry = Path(entry)
         if entry.is_dir():
-            found += [p for p in entry.rglob("*") if p.is_file()]
-        elif entry.is_file():
-            found.append(entry)
+            names += sorted(p for p in entry.rglob("*") if not p.is_dir())
+        elif entry.exists() or entry.is_symlink():
+            names.append(entry)
         else:
             raise InputError(entry, "no such file or directory")
-    return sorted({p.resolve() for p in found})
+    found: dict[Path, Path] = {}
+    skipped: dict[Path, str] = {}
+    for name in names:
+        try:
+            str(name).encode()
+        except UnicodeEncodeError:
+            shown = Path(os.fsencode(name.absolute()).decode(errors="backslashreplace"))
+            skipped[shown] = "its name is not valid UTF-8: rename it"
+            continue
+        try:
+            real = name.resolve(strict=True)
+            regular = stat.S_ISREG(real.stat().st_mode)
+        except (OSError, RuntimeError):  # RuntimeError: a loop of links (Python < 3.13)
+            skipped[name.absolute()] = "a broken link or a loop of links"
+            continue
+        if not regular:
+            skipped[name.absolute()] = "not a regular file (a pipe, a socket or a device)"
+        elif real not in found:
+            found[real] = name.absolute()
+        elif name.absolute() not in (real, found[real]):
+            skipped[name.absolute()] = f"another name of {real}"
+    return sorted(found), skipped
 
 
 def _roles(files: list[Path]) -> dict[Path, tuple[str, str]]:
@@ -83,14 +117,18 @@ def _roles(files: list[Path]) -> dict[Path, tuple[str, str]]:
 def _is_fits(path: Path) -> bool:
     """Whether ``path`` holds FITS (possibly gzip-compressed), from its first bytes."""
     import gzip
+    import zlib
 
-    with open(path, "rb") as f:
-        head = f.read(6)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return True  # unreadable: let the reader say why
     if head[:2] == b"\x1f\x8b":
         try:
             with gzip.open(path, "rb") as f:
                 head = f.read(6)
-        except (OSError, EOFError):
+        except (OSError, EOFError, zlib.error):
             return True  # damaged gzip: let the reader say what is wrong
     return head == b"SIMPLE"
 

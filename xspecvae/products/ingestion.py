@@ -77,8 +77,8 @@ def ingest(
     (e.g. those of the pack a model was trained on, so that the model can read the new one).
     """
     pack = Path(pack)
-    files = _files(inputs)
-    roles = _roles(files)
+    files, skipped = _files(inputs)
+    roles = {**_roles(files), **{path: ("ignored", why) for path, why in skipped.items()}}
     rmfs = _RmfCache([Path(d) for d in rmf_dirs], substitutes or {})
     given = {} if catalogue is None else catalogue_ids(catalogue)
     provenance = dict(
@@ -97,7 +97,7 @@ def ingest(
         done = _read_report(pack)
         if done is not None:
             return done
-    report: dict[Path, dict] = {p: _row(p, roles[p][0]) for p in files}
+    report: dict[Path, dict] = {p: _row(p, role) for p, (role, _) in roles.items()}
     for path, (role, reason) in roles.items():
         if role == "ignored":
             report[path].update(status="ignored", reason=reason)

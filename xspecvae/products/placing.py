@@ -16,7 +16,7 @@ from xspecvae.ogip import (
     check_match,
     read_rmf,
 )
-from xspecvae.products.finding import _SECTIONS, locate_rmf
+from xspecvae.products.finding import locate_rmf, section_of
 
 # ---------------------------------------------------------------------------------------------
 # Onto the grid (main process)
@@ -78,7 +78,7 @@ def _onto_grid(record: dict, rmfs: _RmfCache, writer: PackWriter, emin: float, e
         check_energy_match(record["arf"], rmf)
     except OGIPError as err:
         raise OGIPError(pha.path, f"ARF {record['arf'].path.name}: {err.problem}") from None
-    section = _SECTIONS.get(pha.instrument.upper(), pha.instrument.lower() or "unknown")
+    section = section_of(pha.instrument)
     grid = writer.grid(section)
     if grid is None:  # bins that do not straddle the quality flags of the first spectrum
         flagged = np.diff((pha.quality != 0).astype(int), prepend=int(pha.quality[0] != 0))
@@ -124,7 +124,22 @@ def _onto_grid(record: dict, rmfs: _RmfCache, writer: PackWriter, emin: float, e
             object=pha.object,
         ),
     )
+    _check_packable(pha.path, arrays)
     return section, arrays
+
+
+def _check_packable(path: Path, arrays: dict) -> None:
+    """What the pack stores (float32) is finite, some analysis bin is good and the ARF is
+    not zero everywhere."""
+    for name in ("counts", "background", "alpha", "exposure", "arf"):
+        with np.errstate(over="ignore"):
+            stored = np.asarray(arrays[name], np.float32)
+        if not np.all(np.isfinite(stored)):
+            raise OGIPError(path, f"{name} too large to store (float32): check the file")
+    if not np.any(arrays["good"]):
+        raise OGIPError(path, "no good-quality channel in the analysis band")
+    if not np.any(arrays["arf"] > 0):
+        raise OGIPError(path, "the ARF is zero at every energy of the analysis band")
 
 
 def _bin_alpha(

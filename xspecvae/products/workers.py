@@ -40,6 +40,9 @@ def _read_source(path: Path) -> dict:
             raise OGIPError(path, f"{pha.kind} spectrum without Poisson counts: not packable")
         if pha.backfile and bkg_path is None:
             raise OGIPError(path, f"background {pha.backfile} (BACKFILE) not found")
+        if bkg_path is not None and bkg_path.resolve() == path.resolve():
+            record["background_file"] = ""  # not used: the spectrum itself
+            raise OGIPError(path, "BACKFILE names the spectrum itself")
         if not pha.ancrfile:
             raise OGIPError(path, "no ARF (ANCRFILE): the pack needs each source's ARF")
         if arf_path is None:
