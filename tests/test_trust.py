@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,6 +142,34 @@ def test_input_mistakes_end_in_one_line(xmm, small_run, small_pack, trashed_pack
     for argv, names in cases:
         assert main(argv) == 1, argv
         one_line_error(capsys, *names)
+
+
+def test_edited_run_files_and_wrong_outputs_end_in_one_line(small_run, tmp_path, capsys):
+    """Found by fuzzing the commands (2026-12-07): each ended in a traceback, or replaced a
+    file of the user's."""
+    notes = tmp_path / "notes.fits"
+    notes.write_text("my notes")
+    folder = tmp_path / "afolder"
+    folder.mkdir()
+    listed, garbled = (Path(shutil.copytree(small_run, tmp_path / n)) for n in ("l", "g"))
+    (listed / "config.json").write_text("[1, 2, 3]")
+    (garbled / "metrics.csv").write_bytes(b"garbage\x00\xff,,,\nnot,a,csv\n")
+    capsys.readouterr()
+    cases = [
+        (["sample", str(small_run), "-n", "2", "-o", str(notes)], [notes, "not a table"]),
+        (["sample", str(small_run), "-n", "2", "-o", str(folder)], [folder, "is a folder"]),
+        (["sample", str(listed), "-n", "2", "-o", str(tmp_path / "s.fits")], ["config.json"]),
+        (["report", str(garbled), "-o", str(tmp_path / "r"), "--quiet"], ["metrics.csv"]),
+        (["train", str(tmp_path / "no.h5"), "-o", str(notes)], [notes, "is a file"]),
+        ([*SIMULATE, "-o", str(tmp_path / "p.h5"), "--ogip", str(notes)], [notes, "is a file"]),
+    ]
+    for argv, names in cases:
+        assert main(argv) == 1, argv
+        one_line_error(capsys, *names)
+    assert notes.read_text() == "my notes" and not (tmp_path / "p.h5").exists()
+    table = tmp_path / "mine.fits"  # a table the package wrote is replaced when made again
+    for _ in range(2):
+        assert main(["sample", str(small_run), "-n", "2", "-o", str(table)]) == 0
 
 
 def test_ids_are_found_as_typed(small_run, tmp_path, capsys):

@@ -71,11 +71,14 @@ class Run:
     def settings(self) -> dict:
         """``config.json``, or an :class:`~xspecvae.errors.InputError` naming it."""
         try:
-            return json.loads(self.settings_path.read_text())
+            settings = json.loads(self.settings_path.read_text())
         except FileNotFoundError:
             raise InputError(self.folder, "not a run folder (no config.json)") from None
         except (OSError, ValueError) as err:
             raise InputError(self.settings_path, f"unreadable ({err})") from None
+        if not isinstance(settings, dict) or not isinstance(settings.get("pack", ""), str):
+            raise InputError(self.settings_path, "not the settings of a run (edited?)")
+        return settings
 
     def write_settings(self, settings: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -85,9 +88,12 @@ class Run:
         """``metrics.csv`` as columns (empty before the first epoch)."""
         if not self.metrics_path.exists():
             return {}
-        with open(self.metrics_path) as f:
-            rows = list(csv.DictReader(f))
-        return {k: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else ())}
+        try:
+            with open(self.metrics_path) as f:
+                rows = list(csv.DictReader(f))
+            return {k: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else ())}
+        except (OSError, ValueError, TypeError) as err:  # UnicodeDecodeError is a ValueError
+            raise InputError(self.metrics_path, f"unreadable ({err})") from None
 
     def epochs_done(self) -> int:
         return len(self.metrics().get("epoch", ()))
@@ -150,6 +156,8 @@ def run_pack(
     written at its path since training."""
     if pack is not None:
         return Pack(pack, instrument)
+    if not info.get("pack"):
+        raise InputError("the run's config.json", "names no pack: give the pack to read")
     opened = Pack(info["pack"], instrument)
     if info.get("pack_id") is not None and opened.identity != info["pack_id"]:
         opened.close()

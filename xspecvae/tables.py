@@ -188,6 +188,10 @@ def write_table(
     unit and description (:func:`describe`); ``header`` (short keys, scalar values: the
     settings that made it) goes into the FITS header or the Parquet metadata."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a folder: give a file name for the table")
+    if path.exists() and not _written_here(path):
+        raise InputError(path, "exists and is not a table of xspecvae: remove it or choose another")
     lengths = {k: len(v) for k, v in columns.items()}
     if len(set(lengths.values())) > 1:
         raise ValueError(f"{path}: columns of different lengths {lengths}")
@@ -221,6 +225,18 @@ def write_table(
 
 #: Columns every posterior table has (what the commands that read one need).
 POSTERIOR = ("row", "z_loc", "z_scale")
+
+
+def _written_here(path: Path) -> bool:
+    """Whether ``path`` is a table :func:`write_table` wrote (its CREATOR), so may be replaced."""
+    try:
+        if _format(path) == "fits":  # the header alone
+            creator = fits.getval(path, "CREATOR", ext=1)
+        else:
+            creator = read_table(path, with_header=True)[1].get("CREATOR", "")
+    except (OSError, ValueError, TypeError, KeyError, IndexError):  # InputError: a ValueError
+        return False
+    return str(creator).startswith("xspecvae")
 
 
 def read_table(

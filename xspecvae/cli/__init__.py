@@ -34,7 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:  # a file or argument the user gave; a bug keeps its traceback
         print(f"xspecvae {args.command}: {err}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
+    except (
+        FileNotFoundError,
+        FileExistsError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+    ) as err:
         where = f"{err.filename}: {err.strerror}" if err.filename else str(err)
         print(f"xspecvae {args.command}: {where}", file=sys.stderr)
         return 1

@@ -293,6 +293,8 @@ def _simulate(args: argparse.Namespace) -> int:
     unknown = set(args.without) - set(CLASS_FRACTIONS)
     if unknown:
         return fail("simulate", f"unknown classes {sorted(unknown)}: {list(CLASS_FRACTIONS)}")
+    if args.ogip is not None and args.ogip.exists() and not args.ogip.is_dir():
+        return fail("simulate", f"{args.ogip}: is a file; --ogip names a folder")
     fractions = {c: w for c, w in CLASS_FRACTIONS.items() if c not in args.without}
     path = simulate_pack(
         args.output,

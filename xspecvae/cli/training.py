@@ -98,6 +98,8 @@ def _train(args: argparse.Namespace) -> int:
     from xspecvae.train import TrainingError, TrainOptions, initialize_distributed, train
     from xspecvae.vae import Config
 
+    if args.run.exists() and not args.run.is_dir():
+        return fail("train", f"{args.run}: is a file; -o names the run's folder")
     if args.distributed or args.coordinator:
         initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     pack = args.pack
