@@ -200,6 +200,18 @@ def rewrite(path: Path, change) -> None:
     raw.unlink()
 
 
+def ingest_folder(folder: Path, xmm: Path, tmp_path: Path):
+    """``ingest`` of ``folder`` into ``tmp_path/p.h5``, the real responses, sdY6 for any sdY."""
+    return ingest(
+        [folder],
+        tmp_path / "p.h5",
+        rmf_dirs=[xmm / "responses"],
+        substitutes=SUBSTITUTE,
+        jobs=1,
+        progress=False,
+    )
+
+
 def test_damaged_inputs_are_reported_and_the_rest_is_packed(pps, xmm, tmp_path):
     ids = ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
     folder = copy_sources(pps, tmp_path / "products", ids)
@@ -225,14 +237,7 @@ def test_damaged_inputs_are_reported_and_the_rest_is_packed(pps, xmm, tmp_path):
     rewrite(name("SRCARF", "0007"), shorter_arf)
     (folder / "notes.txt").write_text("observer's notes")
 
-    result = ingest(
-        [folder],
-        tmp_path / "p.h5",
-        rmf_dirs=[xmm / "responses"],
-        substitutes=SUBSTITUTE,
-        jobs=1,
-        progress=False,
-    )
+    result = ingest_folder(folder, xmm, tmp_path)
     report = by_name(result)
     assert len(report) == 7 * 3 - 1 + 1
     status = {src: report[f"P0760940101PNS003SRSPEC{src}.FTZ"] for src in ids}
@@ -284,14 +289,7 @@ def test_odd_files_and_values_are_reported_and_never_stop_the_batch(pps, xmm, tm
     os.symlink(name("SRSPEC", "0001"), folder / "alias.FTZ")
     shutil.copy(name("SRSPEC", "0001"), os.path.join(os.fsencode(folder), b"spec\xff.FTZ"))
 
-    result = ingest(
-        [folder],
-        tmp_path / "p.h5",
-        rmf_dirs=[xmm / "responses"],
-        substitutes=SUBSTITUTE,
-        jobs=1,
-        progress=False,
-    )
+    result = ingest_folder(folder, xmm, tmp_path)
     report = by_name(result)
     assert len(report) == 7 * 3 + 2 + 6
     reason = {src: report[f"P0760940101PNS003SRSPEC{src}.FTZ"]["reason"] for src in ids}
