@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from xspecvae.cli.options import command, fail, load_run_and_pack, run_and_pack
+from xspecvae.cli.options import (
+    command,
+    fail,
+    load_run_and_pack,
+    parse_substitutes,
+    rmf_options,
+    run_and_pack,
+)
 from xspecvae.latent import DEFAULT_DIVERGENCE, DIVERGENCES
 
 
@@ -61,13 +68,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "encoded on the fly by the table's run (or --run) on its pack's grids",
     )
     similar.add_argument("--run", type=Path, help="the model for --spectrum")
-    similar.add_argument(
-        "--rmf-dir",
-        type=Path,
-        action="append",
-        default=[],
-        help="where the RMF of --spectrum is, if not beside it (repeatable)",
-    )
+    rmf_options(similar)  # where the RMF of --spectrum is, if not beside it
     similar.add_argument("--obs", help="observation id of the query source")
     similar.add_argument("--min-snr", type=float, default=0.0, help="only neighbours this bright")
     similar.add_argument("--only-instrument", help="only neighbours from this instrument")
@@ -264,7 +265,13 @@ def _encode_query(args: argparse.Namespace, header: dict) -> dict | str:
     run = args.run or Path(header.get("RUN", "xspecvae-run"))
     vae, _, pack = load_run_and_pack(run, Path(header["PACK"]) if "PACK" in header else None, None)
     with pack:
-        query, report = encode_files(vae, [args.spectrum], pack, rmf_dirs=args.rmf_dir)
+        query, report = encode_files(
+            vae,
+            [args.spectrum],
+            pack,
+            rmf_dirs=args.rmf_dir,
+            substitutes=parse_substitutes(args.rmf_substitute),
+        )
     if query is None:
         reasons = "; ".join(f"{r['file']}: {r['reason']}" for r in report if r["reason"])
         return f"{args.spectrum} could not be encoded ({reasons or 'nothing packed'})"
