@@ -125,6 +125,9 @@ def test_a_truncated_checkpoint_is_refused_in_one_line(small_run, tmp_path, caps
     assert main(["encode", str(run), "--refine-steps", "0"]) == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith("xspecvae encode:") and str(run) in error and "\n" not in error
+    checkpoint.path(run).write_text("my notes")  # not an archive: said so, not "pickled"
+    with pytest.raises(CheckpointError, match="not an .npz archive"):
+        load_run(run)
 
 
 def _with(meta, **changes):

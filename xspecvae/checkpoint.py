@@ -86,6 +86,8 @@ def load(run: str | os.PathLike) -> tuple[dict, dict, list[np.ndarray]]:
                 f"run code; if you trust it, convert it once with: xspecvae convert-run {run}",
             )
         raise CheckpointError(run, f"no {FILE}: not a trained run (xspecvae train makes one)")
+    if not zipfile.is_zipfile(file):  # else numpy reads any other file as a refused pickle
+        raise CheckpointError(file, "not a readable xspecvae checkpoint (not an .npz archive)")
     try:
         with np.load(file, allow_pickle=False) as content:
             arrays = {name: content[name] for name in content.files}
