@@ -200,8 +200,9 @@ def rewrite(path: Path, change) -> None:
     raw.unlink()
 
 
-def ingest_folder(folder: Path, xmm: Path, tmp_path: Path):
-    """``ingest`` of ``folder`` into ``tmp_path/p.h5``, the real responses, sdY6 for any sdY."""
+def ingest_folder(folder: Path, xmm: Path, tmp_path: Path, **options):
+    """``ingest`` of ``folder`` into ``tmp_path/p.h5``, the real responses, sdY6 for any sdY
+    (``options``: more of ``ingest``'s)."""
     return ingest(
         [folder],
         tmp_path / "p.h5",
@@ -209,6 +210,7 @@ def ingest_folder(folder: Path, xmm: Path, tmp_path: Path):
         substitutes=SUBSTITUTE,
         jobs=1,
         progress=False,
+        **options,
     )
 
 
@@ -486,15 +488,7 @@ def test_catalogue_source_ids(pps, xmm, tmp_path):
     are in the catalogue extract, 0001 is not and keeps a position id."""
     folder = copy_sources(pps, tmp_path / "obs", ["0001", "001C", "0067"])
     catalogue = xmm / "catalog" / "4xmm_dr11s_extract.fits"
-    result = ingest(
-        [folder],
-        tmp_path / "p.h5",
-        rmf_dirs=[xmm / "responses"],
-        substitutes=SUBSTITUTE,
-        catalogue=catalogue,
-        jobs=1,
-        progress=False,
-    )
+    result = ingest_folder(folder, xmm, tmp_path, catalogue=catalogue)
     with Pack(result.pack) as pack:
         numbers = [int(f[-8:-4], 16) for f in pack.meta["file"]]  # ...SRSPEC001C.FTZ: 0x1C
         ids = dict(zip(numbers, pack.meta["source_id"]))
@@ -534,14 +528,7 @@ def test_area_and_background_scales_as_columns(pps, xmm, tmp_path):
     rewrite(name("SRSPEC", "0002"), with_column("AREASCAL", np.linspace(0.5, 1.0, 4096)))
     backscal = np.linspace(1e6, 3e6, 4096)
     rewrite(name("BGSPEC", "0003"), with_column("BACKSCAL", backscal))
-    result = ingest(
-        [folder],
-        tmp_path / "p.h5",
-        rmf_dirs=[xmm / "responses"],
-        substitutes=SUBSTITUTE,
-        jobs=1,
-        progress=False,
-    )
+    result = ingest_folder(folder, xmm, tmp_path)
     assert "AREASCAL column varies" in by_name(result)[name("SRSPEC", "0002").name]["reason"]
     with Pack(result.pack) as pack:
         data, files = pack.read(), [Path(f).name for f in pack.meta["file"]]
