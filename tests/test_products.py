@@ -180,6 +180,21 @@ def test_find_rmf_tolerates_versions_case_and_compression(tmp_path):
     assert find_rmf("epn_e3_ef20_sdY6.rmf", [tmp_path / "absent"]) is None
 
 
+def test_find_rmf_searches_folders_in_order_and_prefers_the_exact_name(tmp_path):
+    """The spectrum's own folder before ``--rmf-dir`` (a newer version elsewhere does not
+    replace the response delivered beside it); in a folder, the RESPFILE's very name before
+    a versioned one."""
+    beside, canned = tmp_path / "obs", tmp_path / "canned"
+    beside.mkdir(), canned.mkdir()
+    (beside / "epn_e3_ef20_sdY6_v18.0.rmf").write_bytes(b"")
+    (canned / "epn_e3_ef20_sdY6_v20.1.rmf").write_bytes(b"")
+    (canned / "epn_e3_ef20_sdY6.rmf").write_bytes(b"")
+    (canned / "m1_e13_im_v3.rmf").write_bytes(b"")
+    assert find_rmf("epn_e3_ef20_sdY6.rmf", [beside, canned]).name == "epn_e3_ef20_sdY6_v18.0.rmf"
+    assert find_rmf("epn_e3_ef20_sdY6.rmf", [canned, beside]).name == "epn_e3_ef20_sdY6.rmf"
+    assert find_rmf("m1_e13_im.rmf", [beside, canned]).name == "m1_e13_im_v3.rmf"
+
+
 def copy_sources(pps: Path, target: Path, sources: list[str]) -> Path:
     target.mkdir(exist_ok=True)
     for src in sources:

@@ -155,20 +155,24 @@ def locate_rmf(
 def find_rmf(name: str, directories: Iterable[str | Path]) -> Path | None:
     """The RMF a RESPFILE ``name`` refers to in ``directories``: the same base name in any
     letter case, with or without compression suffix, or with a version suffix (``_v19.0``)
-    that the header name lacks; the highest version wins."""
+    that the header name lacks. The folders are a search path: the first one holding a match
+    gives it (for :func:`locate_rmf`, the spectrum's own folder before ``--rmf-dir``); within
+    a folder the file of exactly that name wins, else the highest version."""
     wanted = _rmf_key(name)
-    found = []
     for directory in directories:
         try:
             entries = sorted(Path(directory).iterdir())
         except OSError:
             continue
+        found = []
         for entry in entries:
             key = _rmf_key(entry.name)
             if entry.is_file() and (key == wanted or _VERSION.sub("", key) == wanted):
                 version = [int(v) for v in re.findall(r"\d+", key[len(wanted) :])]
-                found.append((version, entry))
-    return max(found, key=lambda f: f[0])[1] if found else None
+                found.append((key == wanted, version, entry))
+        if found:
+            return max(found, key=lambda f: f[:2])[2]
+    return None
 
 
 def _rmf_key(name: str) -> str:
