@@ -235,23 +235,23 @@ def test_refinement_finds_the_maximum_a_posteriori_and_its_curvature(inst, batch
     d = SMALL.latent_dim
     m, s = np.asarray(inst.norm_prior, np.float64)
 
-    def objective(x, i):
-        one = {k: v[i : i + 1] for k, v in batch.items()}
+    def objective(x, one):  # one source's batch, traced: one program for all five
         x = jnp.asarray(x, jnp.float32)[None]
         _, source = vae.decode(x[:, :d], x[:, d], one)
         fit = wstat(source, one["alpha"], one["counts"], one["background"], one["good"])
         deviance = fit.deviance(jnp.stack([one["counts"], one["background"]], -1))[0]
         return 0.5 * deviance + 0.5 * jnp.sum(x[0, :d] ** 2) + 0.5 * (x[0, d] - m) ** 2 / s**2
 
-    value_and_grad = jax.jit(jax.value_and_grad(objective), static_argnums=1)
-    hessian = jax.jit(jax.hessian(objective), static_argnums=1)
+    value_and_grad = jax.jit(jax.value_and_grad(objective))
+    hessian = jax.jit(jax.hessian(objective))
     for i in range(B):
+        one = {k: v[i : i + 1] for k, v in batch.items()}
         refined = np.concatenate([q.z_loc[i], q.norm_loc[i : i + 1]]).astype(np.float64)
-        fun = lambda x, i=i: tuple(np.asarray(v, np.float64) for v in value_and_grad(x, i))  # noqa: E731
+        fun = lambda x, one=one: tuple(np.asarray(v, np.float64) for v in value_and_grad(x, one))  # noqa: E731
         best = minimize(fun, refined + 0.3, jac=True, method="BFGS", options={"gtol": 1e-4})
-        assert float(objective(refined, i)) <= best.fun + 0.01
+        assert float(objective(refined, one)) <= best.fun + 0.01
         np.testing.assert_allclose(refined, best.x, atol=0.02)
-        exact = np.asarray(hessian(refined, i), np.float64)
+        exact = np.asarray(hessian(refined, one), np.float64)
         sd = np.sqrt(np.diag(np.linalg.inv(exact)))
         np.testing.assert_allclose(np.r_[q.z_scale[i], q.norm_scale[i]], sd, rtol=0.1)
         np.testing.assert_allclose(q.conditional[i], np.diag(exact) ** -0.5, rtol=0.1)
