@@ -146,13 +146,18 @@ def test_input_mistakes_end_in_one_line(xmm, small_run, small_pack, trashed_pack
 
 def test_edited_run_files_and_wrong_outputs_end_in_one_line(small_run, tmp_path, capsys):
     """Found by fuzzing the commands (2026-12-07): each ended in a traceback, or replaced a
-    file of the user's."""
+    file of the user's, or (an edited config.json) was silently ignored."""
     notes = tmp_path / "notes.fits"
     notes.write_text("my notes")
     folder = tmp_path / "afolder"
     folder.mkdir()
-    listed, garbled = (Path(shutil.copytree(small_run, tmp_path / n)) for n in ("l", "g"))
+    listed, garbled, edited = (
+        Path(shutil.copytree(small_run, tmp_path / n)) for n in ("l", "g", "e")
+    )
     (listed / "config.json").write_text("[1, 2, 3]")
+    settings = json.loads((edited / "config.json").read_text())
+    settings["config"]["latent_dim"] = 3  # the checkpoint's model has another
+    (edited / "config.json").write_text(json.dumps(settings))
     (garbled / "metrics.csv").write_bytes(b"garbage\x00\xff,,,\nnot,a,csv\n")
     capsys.readouterr()
     cases = [
@@ -160,6 +165,7 @@ def test_edited_run_files_and_wrong_outputs_end_in_one_line(small_run, tmp_path,
         (["sample", str(small_run), "-n", "2", "-o", str(folder)], [folder, "is a folder"]),
         (["sample", str(listed), "-n", "2", "-o", str(tmp_path / "s.fits")], ["config.json"]),
         (["report", str(garbled), "-o", str(tmp_path / "r"), "--quiet"], ["metrics.csv"]),
+        (["sample", str(edited), "-n", "2", "-o", str(tmp_path / "e.fits")], ["latent_dim 3"]),
         (["train", str(tmp_path / "no.h5"), "-o", str(notes)], [notes, "is a file"]),
         ([*SIMULATE, "-o", str(tmp_path / "p.h5"), "--ogip", str(notes)], [notes, "is a file"]),
     ]

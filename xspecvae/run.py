@@ -129,7 +129,9 @@ def load_run(run: str | os.PathLike) -> tuple[VAE, dict]:
     channel grid under ``grid``)."""
     run = Path(run)
     saved, trees, _ = checkpoint.load(run)
-    info = Run(run).settings()
+    folder = Run(run)
+    info = folder.settings()
+    _same_config(folder, info, saved)
     try:
         config = saved_config(saved["config"])
         inst = ModelArrays(**{k: jnp.asarray(v) for k, v in trees["instrument"].items()})
@@ -140,6 +142,22 @@ def load_run(run: str | os.PathLike) -> tuple[VAE, dict]:
         raise checkpoint.CheckpointError(checkpoint.path(run), wrong)
     info["grid"] = trees["grid"]
     return VAE(config, trees["params"], inst), info
+
+
+def _same_config(folder: Run, settings: dict, saved: dict) -> None:
+    """Refuses a ``config.json`` whose model settings differ from the checkpoint's: the
+    checkpoint's are the trained model's, and an edit there would otherwise be ignored."""
+    mine, theirs = settings.get("config"), saved.get("config")
+    if not isinstance(mine, dict) or not isinstance(theirs, dict):
+        return  # a config.json without them says nothing to contradict (checked elsewhere)
+    differ = [k for k in mine.keys() & theirs.keys() if mine[k] != theirs[k]]
+    if differ:
+        shown = ", ".join(f"{k} {mine[k]!r} (trained: {theirs[k]!r})" for k in sorted(differ))
+        raise InputError(
+            folder.settings_path,
+            f"its config differs from the model's checkpoint: {shown}; the checkpoint is what "
+            "was trained, so restore those values (or train a new run with them)",
+        )
 
 
 _REPLACED = (
