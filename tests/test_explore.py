@@ -441,6 +441,14 @@ def test_similar_encodes_a_query_spectrum_file(small_run, small_pack, tmp_path, 
     broken.write_bytes(spectrum.read_bytes()[:2000])
     assert main(["similar", str(posteriors), "--spectrum", str(broken)]) == 1
     assert "broken.FTZ could not be encoded" in capsys.readouterr().err
+    for aux, what in (
+        (".rmf", "an RMF"),
+        ("SRCARF", "an ARF"),
+        ("BGSPEC", "a background spectrum"),
+    ):
+        given = next(p for p in files if aux in p.name)  # given for the source spectrum
+        assert main(["similar", str(posteriors), "--spectrum", str(given)]) == 1
+        assert f"{what}, not a source spectrum" in capsys.readouterr().err
 
 
 def test_similar_only_instrument_keeps_the_neighbours_of_that_instrument(explored, tmp_path):

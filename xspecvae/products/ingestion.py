@@ -184,8 +184,17 @@ def _account(writer: PackWriter, report: dict, rmfs: _RmfCache) -> Counter:
         report[path].update(status="used", reason="RMF of packed spectra")
     for row in report.values():
         if row["status"] == "":
-            row.update(status="unused", reason="no packed spectrum names it")
+            reason, what = "no packed spectrum names it", _NOT_A_SOURCE.get(row["role"])
+            row.update(
+                status="unused",
+                reason=f"{what}, not a source spectrum; {reason}" if what else reason,
+            )
     return packed
+
+
+#: What an unused file of each auxiliary role is, for its report row (a query file given to
+#: ``similar --spectrum`` that is one of them is told so).
+_NOT_A_SOURCE = {"rmf": "an RMF", "arf": "an ARF", "background": "a background spectrum"}
 
 
 # ---------------------------------------------------------------------------------------------
