@@ -75,13 +75,13 @@ def encode(
     (:func:`~xspecvae.catalog.hardness_ratios`).
     The pack must be on the model's grids; its own shared RMFs are used.
     """
-    rmf = on_model_grids(vae, pack).inst.rmf
+    operands = on_model_grids(vae, pack).operands()
     step = _encoder(vae, n_draws)
     key = jax.random.key(seed)
     parts = []
     for start, n, batch in model_batches(vae, pack, rows, batch_size, progress, "encode"):
         out = step(
-            vae.params, rmf, {k: batch[k] for k in PER_SOURCE}, jax.random.fold_in(key, start)
+            vae.params, operands, {k: batch[k] for k in PER_SOURCE}, jax.random.fold_in(key, start)
         )
         hr = hardness_ratios(batch, pack.grid.channel_lo, pack.grid.channel_hi)
         parts.append({k: np.asarray(v)[:n] for k, v in {**out, "hr": hr}.items()})
@@ -119,15 +119,16 @@ SOFT, HARD = (0.5, 2.0), (2.0, 12.0)
 
 @lru_cache(maxsize=4)
 def _encoder(vae: VAE, n_draws: int) -> Callable:
-    """The jitted step of :func:`encode` for ``vae`` (compiled once per VAE and batch size)."""
+    """The jitted step of :func:`encode` for ``vae`` (compiled once per configuration, energy
+    grid and batch size: parameters and instrument arrays are arguments)."""
     likelihood = LIKELIHOODS[vae.config.likelihood]
     edges = vae.inst.energy_edges
     bands = [band_share(edges), band_share(edges, *SOFT), band_share(edges, *HARD)]
     in_band = jnp.asarray(np.stack(bands, -1), jnp.float32)
 
     @jax.jit
-    def step(params: dict, rmf: jax.Array, batch: dict[str, jax.Array], key: jax.Array):
-        model = VAE(vae.config, params, vae.inst._replace(rmf=rmf))
+    def step(params: dict, operands: dict, batch: dict[str, jax.Array], key: jax.Array):
+        model = vae.with_operands(params, operands)
         q = model.posterior(batch)
         decoded, source = model.decode(q.z_loc, q.norm_loc, batch)
         flux = photon_flux(decoded, q.norm_loc, model.inst) @ in_band  # (B, 3)

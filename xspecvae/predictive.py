@@ -42,11 +42,11 @@ def draw(
     counts for W-stat, the observed ones for C-stat and for prior draws; ``counts_rep`` and
     ``background_rep`` (S, B, C), Poisson realisations of the source- and background-region
     counts. The RMFs are ``vae.inst.rmf`` (``vae.with_rmfs(pack.rmf)`` for another pack's);
-    the step is compiled once per VAE object, batch size and ``n_draws``.
+    the step is compiled once per configuration, energy grid, batch size and ``n_draws``.
     """
     keys = jax.random.split(key, len(batch["counts"]))
     step = _simulator(vae)
-    out = step(vae.params, vae.inst.rmf, _arrays(batch), keys, prior, n_draws=n_draws)
+    out = step(vae.params, vae.operands(), _arrays(batch), keys, prior, n_draws=n_draws)
     return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -129,13 +129,13 @@ def calibration(
     """
     rows = np.arange(len(pack)) if rows is None else np.asarray(rows)
     batch_size = max(1, min(batch_size, len(rows)))
-    rmf = vae.with_rmfs(pack.rmf).inst.rmf
+    operands = vae.with_rmfs(pack.rmf).operands()
     simulate, base = _simulator(vae), jax.random.key(seed)
     parts = []
     for _, n, data in model_batches(vae, pack, rows, batch_size, progress, "calibration"):
         batch = _arrays(data)
         keys = _row_keys(base, data["row"])
-        drawn = simulate(vae.params, rmf, batch, keys, False, n_draws=n_draws)
+        drawn = simulate(vae.params, operands, batch, keys, False, n_draws=n_draws)
         out = _check(vae.config.likelihood, batch, drawn)
         out["dof"] = batch["good"].sum(-1)
         parts.append({k: np.asarray(v)[:n] for k, v in out.items()})
@@ -195,23 +195,23 @@ def _arrays(batch: dict) -> dict:
 
 @lru_cache(maxsize=4)
 def _simulator(vae: VAE) -> Callable:
-    """The jitted step of :func:`draw` for ``vae``, compiled once per VAE, batch size and number
-    of draws: parameters, RMFs and ``prior`` (a traced bool, so that both kinds of draws share
-    it) are arguments. ``keys`` (B,): one per source, so that a source's draws do not depend on
-    the others."""
+    """The jitted step of :func:`draw` for ``vae``, compiled once per configuration, energy
+    grid, batch size and number of draws: parameters, instrument arrays and ``prior`` (a traced
+    bool, so that both kinds of draws share it) are arguments. ``keys`` (B,): one per source,
+    so that a source's draws do not depend on the others."""
     config = vae.config
     likelihood = LIKELIHOODS[config.likelihood]
 
     @partial(jax.jit, static_argnames="n_draws")
     def simulate(
         params: dict,
-        rmf: jax.Array,
+        operands: dict,
         batch: dict,
         keys: jax.Array,
         prior: bool | jax.Array,
         n_draws: int,
     ):
-        model = VAE(config, params, vae.inst._replace(rmf=rmf))
+        model = vae.with_operands(params, operands)
         dim = config.latent_dim
         noise_keys, poisson_keys = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
         noise = jax.vmap(lambda k: jax.random.normal(k, (n_draws, dim + 1)))(noise_keys)

@@ -379,6 +379,16 @@ class VAE:
         mine = np.asarray(self.inst.energy_edges)
         return edges.shape == mine.shape and np.allclose(edges, mine, rtol=1e-6)
 
+    def operands(self) -> dict:
+        """The instrument arrays a compiled step takes as arguments rather than as constants:
+        all but the energy grid, which the decoder's lines read when traced. Models of one
+        configuration and grid then share their compiled programs (:meth:`with_operands`)."""
+        return {k: v for k, v in self.inst._asdict().items() if k != "energy_edges"}
+
+    def with_operands(self, params: dict, operands: dict) -> VAE:
+        """This VAE with ``params`` and the instrument arrays ``operands`` (traced in a step)."""
+        return VAE(self.config, params, self.inst._replace(**operands))
+
     def with_rmfs(self, rmf: ArrayLike) -> VAE:
         """The same VAE for a pack whose shared RMFs (R, E, C) are other than training's (this
         very VAE, so that its compiled functions are reused, when they are the same)."""
