@@ -27,7 +27,7 @@ from tqdm import tqdm
 from xspecvae.catalog import PER_SOURCE, Pack, PackError, hardness_ratios
 from xspecvae.likelihood import LIKELIHOODS, PoissonPair
 from xspecvae.physics import band_share
-from xspecvae.vae import VAE, photon_flux
+from xspecvae.vae import VAE, photon_flux, step_owner
 
 __all__ = [
     "DEFAULT_DIVERGENCE",
@@ -76,7 +76,7 @@ def encode(
     The pack must be on the model's grids; its own shared RMFs are used.
     """
     operands = on_model_grids(vae, pack).operands()
-    step = _encoder(vae, n_draws)
+    step = _encoder(step_owner(vae), n_draws)
     key = jax.random.key(seed)
     parts = []
     for start, n, batch in model_batches(vae, pack, rows, batch_size, progress, "encode"):
@@ -119,8 +119,9 @@ SOFT, HARD = (0.5, 2.0), (2.0, 12.0)
 
 @lru_cache(maxsize=4)
 def _encoder(vae: VAE, n_draws: int) -> Callable:
-    """The jitted step of :func:`encode` for ``vae`` (compiled once per configuration, energy
-    grid and batch size: parameters and instrument arrays are arguments)."""
+    """The jitted step of :func:`encode` for the models of ``vae``'s configuration and energy
+    grid (:func:`~xspecvae.vae.step_owner`; compiled once per batch size: parameters and
+    instrument arrays are arguments)."""
     likelihood = LIKELIHOODS[vae.config.likelihood]
     edges = vae.inst.energy_edges
     bands = [band_share(edges), band_share(edges, *SOFT), band_share(edges, *HARD)]

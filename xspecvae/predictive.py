@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike
 from xspecvae.catalog import PER_SOURCE, Pack
 from xspecvae.latent import model_batches
 from xspecvae.likelihood import LIKELIHOODS, PoissonPair
-from xspecvae.vae import VAE
+from xspecvae.vae import VAE, step_owner
 
 __all__ = ["calibration", "draw", "inference_data", "plot_checks"]
 
@@ -45,7 +45,7 @@ def draw(
     the step is compiled once per configuration, energy grid, batch size and ``n_draws``.
     """
     keys = jax.random.split(key, len(batch["counts"]))
-    step = _simulator(vae)
+    step = _simulator(step_owner(vae))
     out = step(vae.params, vae.operands(), _arrays(batch), keys, prior, n_draws=n_draws)
     return {k: np.asarray(v) for k, v in out.items()}
 
@@ -130,7 +130,7 @@ def calibration(
     rows = np.arange(len(pack)) if rows is None else np.asarray(rows)
     batch_size = max(1, min(batch_size, len(rows)))
     operands = vae.with_rmfs(pack.rmf).operands()
-    simulate, base = _simulator(vae), jax.random.key(seed)
+    simulate, base = _simulator(step_owner(vae)), jax.random.key(seed)
     parts = []
     for _, n, data in model_batches(vae, pack, rows, batch_size, progress, "calibration"):
         batch = _arrays(data)
@@ -195,9 +195,10 @@ def _arrays(batch: dict) -> dict:
 
 @lru_cache(maxsize=4)
 def _simulator(vae: VAE) -> Callable:
-    """The jitted step of :func:`draw` for ``vae``, compiled once per configuration, energy
-    grid, batch size and number of draws: parameters, instrument arrays and ``prior`` (a traced
-    bool, so that both kinds of draws share it) are arguments. ``keys`` (B,): one per source,
+    """The jitted step of :func:`draw` for the models of ``vae``'s configuration and energy grid
+    (:func:`~xspecvae.vae.step_owner`), compiled once per batch size and number of draws:
+    parameters, instrument arrays and ``prior`` (a traced bool, so that both kinds of draws
+    share it) are arguments. ``keys`` (B,): one per source,
     so that a source's draws do not depend on the others."""
     config = vae.config
     likelihood = LIKELIHOODS[config.likelihood]

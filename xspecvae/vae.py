@@ -381,8 +381,9 @@ class VAE:
 
     def operands(self) -> dict:
         """The instrument arrays a compiled step takes as arguments rather than as constants:
-        all but the energy grid, which the decoder's lines read when traced. Models of one
-        configuration and grid then share their compiled programs (:meth:`with_operands`)."""
+        all but the energy grid, from which the decoder and the band fluxes are built when
+        traced. Models of one configuration and grid then share their compiled programs (see
+        :func:`step_owner`)."""
         return {k: v for k, v in self.inst._asdict().items() if k != "energy_edges"}
 
     def with_operands(self, params: dict, operands: dict) -> VAE:
@@ -400,6 +401,19 @@ class VAE:
                 f"RMFs of shape {rmf.shape[1:]} for a model on {self.inst.rmf.shape[1:]}"
             )
         return VAE(self.config, self.params, self.inst._replace(rmf=rmf))
+
+
+_OWNERS: dict[tuple, VAE] = {}
+
+
+def step_owner(vae: VAE) -> VAE:
+    """The first VAE seen of ``vae``'s configuration and energy grid: jitted steps that take
+    parameters and :meth:`VAE.operands` as arguments are cached on it, so that every model of
+    that configuration and grid (another run, a copy for other RMFs) reuses them in-process."""
+    key = (vae.config, np.asarray(vae.inst.energy_edges).tobytes())
+    if key not in _OWNERS and len(_OWNERS) >= 8:
+        _OWNERS.clear()
+    return _OWNERS.setdefault(key, vae)
 
 
 def refine(vae: VAE, q: Posterior, batch: dict) -> Posterior:
