@@ -288,4 +288,6 @@ def test_runs_saved_before_a_config_field_keep_their_value():
     assert (old.redshift_offset, old.lines, old.fourier) == (-2.0, False, 0)
     assert old.refine_steps == Config().refine_steps > 0
     assert saved_config(asdict(Config())) == Config()
+    # saved between 2026-12-02 and 12-04 with the refinement of the time (Adam on the ELBO)
+    assert saved_config({**asdict(Config()), "refine_draws": 8, "refine_rate": 0.05}) == Config()
     assert (Config().redshift_offset, Config().lines) == (-5.0, True)
