@@ -11,6 +11,7 @@ from xspecvae.catalog import PER_SOURCE, Pack
 from xspecvae.likelihood import LIKELIHOODS, profile_background
 from xspecvae.predictive import calibration, draw, inference_data, plot_checks
 from xspecvae.run import load_run
+from xspecvae.vae import VAE, step_owner
 
 # One batch and one number of draws everywhere: every new shape is a compilation (seconds).
 S = 64  # draws per source
@@ -253,3 +254,16 @@ def test_plot_checks_draws_one_source_against_its_replicates(pack, batch, poster
     # plot_ppc: the S replicates, the observed counts, their mean and a legend entry
     assert len(ppc.lines) == S + 3
     assert "Observed" in [line.get_label() for line in ppc.lines]
+
+
+def test_a_model_of_the_same_configuration_reuses_the_step_with_its_own_arrays(vae, batch, prior):
+    """Compiled steps are cached per configuration and energy grid (another run, or a copy for
+    other RMFs, does not compile them again), and each model's own instrument arrays go in:
+    prior draws of a model whose ``log_norm`` prior is shifted by 1 are shifted by exactly 1."""
+    shift = np.array([1.0, 0.0], np.float32)
+    shifted = VAE(vae.config, vae.params, vae.inst._replace(norm_prior=vae.inst.norm_prior + shift))
+    assert step_owner(shifted) is step_owner(vae)
+    assert step_owner(vae.with_refinement(3)) is not step_owner(vae)  # another configuration
+    moved = draw(shifted, batch, S, jax.random.key(1), prior=True)
+    np.testing.assert_allclose(moved["log_norm"], prior["log_norm"] + 1.0, atol=1e-5)
+    np.testing.assert_array_equal(moved["z"], prior["z"])
