@@ -24,7 +24,7 @@ from xspecvae.absorption import CrossSection, absorption
 from xspecvae.catalog import PER_SOURCE, Pack
 from xspecvae.likelihood import LIKELIHOODS
 from xspecvae.physics import diskbb, powerlaw
-from xspecvae.vae import VAE
+from xspecvae.vae import VAE, step_owner
 
 __all__ = ["MODELS", "Fit", "SpectralModel", "fit", "fit_latent"]
 
@@ -186,9 +186,10 @@ def fit_latent(vae: VAE, pack: Pack, row: int) -> Fit:
     one = pack.read(np.array([row]))
     batch = {k: jnp.asarray(v) for k, v in one.items() if k in PER_SOURCE}
     q = vae.with_refinement(0).posterior(batch)  # the optimiser below does the rest
-    counts = _decoder_counts(vae)
+    counts = _decoder_counts(step_owner(vae))
     objective = _objective(counts, vae.config.likelihood)
-    data = {**_observed(one), "batch": batch, "rmf": jnp.asarray(pack.rmf, jnp.float32)}
+    operands = vae.with_rmfs(pack.rmf).operands()
+    data = {**_observed(one), "batch": batch, "params": vae.params, "operands": operands}
     start = np.concatenate([np.asarray(q.z_loc[0]), np.asarray(q.norm_loc)]).astype(np.float64)
     result = minimize(objective.bind(data), start, jac=True, method="L-BFGS-B", options=_TOLERANCE)
     theta = jnp.asarray(result.x, jnp.float32)
@@ -205,11 +206,12 @@ def fit_latent(vae: VAE, pack: Pack, row: int) -> Fit:
 
 @lru_cache(maxsize=4)
 def _decoder_counts(vae: VAE):
-    """The decoder's counts of ``theta = (z, log_norm)`` through the pack's RMFs (compiled once
-    for every pack of the same shapes)."""
+    """The decoder's counts of ``theta = (z, log_norm)`` for the models of ``vae``'s
+    configuration and grid (:func:`~xspecvae.vae.step_owner`): parameters and instrument
+    arrays come in ``data``, so it is compiled once for every model and pack of those shapes."""
 
     def counts(theta: jax.Array, data: dict):
-        model = VAE(vae.config, vae.params, vae.inst._replace(rmf=data["rmf"]))
+        model = vae.with_operands(data["params"], data["operands"])
         return model.decode(theta[None, :-1], theta[-1:], data["batch"])[1][0]
 
     return counts
