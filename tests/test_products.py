@@ -588,3 +588,67 @@ def test_a_reader_process_that_dies_costs_only_its_own_file():
     items = ["a", "b", "boom", "c", "d", "e"]
     results = list(workers._map(_dies_on_boom, items, 2, False, lambda item: f"died {item}"))
     assert results == ["A", "B", "died boom", "C", "D", "E"]
+
+
+def _session(leader: int) -> list[int]:
+    """The processes still alive in the session ``leader`` started (itself and its workers)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == leader and fields[0] != "Z":  # session id; not a zombie
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table in /proc")
+def test_an_interrupted_parallel_pack_says_so_and_leaves_no_worker_behind(xmm, tmp_path):
+    """Found by fuzzing (2026-12-07): Ctrl-C during ``pack --jobs 2`` printed tracebacks of
+    every process, and the workers of a killed ``pack`` slept on for minutes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "in"
+    for i in range(3):  # 336 sources: long enough to interrupt
+        shutil.copytree(xmm / "pps_0760940101", folder / f"copy{i}")
+    out = tmp_path / "out.h5"
+    command = [sys.executable, "-m", "xspecvae", "pack", str(folder), "-o", str(out)]
+    substitute = "=".join(next(iter(SUBSTITUTE.items())))
+    command += ["--rmf-dir", str(xmm / "responses"), "--rmf-substitute", substitute]
+    command += ["--jobs", "2", "--quiet"]
+
+    def started():
+        child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.time() + 120
+        while not out.with_name(out.name + ".partial").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert child.poll() is None, "the pack ended before it could be interrupted"
+        return child
+
+    def gone(leader: int) -> bool:
+        deadline = time.time() + 20
+        while _session(leader) and time.time() < deadline:
+            time.sleep(0.2)
+        return not _session(leader)
+
+    child = started()
+    os.killpg(child.pid, signal.SIGINT)  # Ctrl-C at a terminal: the whole group
+    assert child.wait(timeout=60) == 130
+    error = child.stderr.read()
+    assert "Traceback" not in error and error.strip() == "xspecvae pack: interrupted", error
+    assert gone(child.pid)
+    child = started()
+    os.kill(child.pid, signal.SIGKILL)  # the parent alone: its workers must end by themselves
+    child.wait(timeout=60)
+    assert gone(child.pid)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    with open(str(out) + ".report.csv") as f:
+        statuses = [row["status"] for row in csv.DictReader(f)]
+    assert len(statuses) == sum(1 for p in folder.rglob("*") if p.is_file())
+    assert statuses.count("packed") == 336

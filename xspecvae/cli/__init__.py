@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{err.filename}: {err.strerror}" if err.filename else str(err)
         print(f"xspecvae {args.command}: {where}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # what was written is whole (atomic writes, resumable packs)
+        print(f"\nxspecvae {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -109,19 +112,22 @@ def _pool_map(
 ):
     """Results of ``function`` over ``todo`` (consumed) from one pool, until it is done or
     broken; then the items it had in flight, the unfinished ones retried alone."""
-    context = multiprocessing.get_context("spawn")  # no fork of a JAX process
     pending = deque()  # (item, future): a bounded window in flight, as results are large
-    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+    with _pool(jobs) as pool:
         try:
             while todo or pending:
                 while todo and len(pending) < 16 * jobs:
                     item = todo.popleft()
-                    pending.append((item, pool.submit(function, item)))
+                    pending.append((item, _submit(pool, function, item)))
                 result = pending[0][1].result()
                 pending.popleft()
                 yield result
         except BrokenProcessPool:
             pass
+        except (KeyboardInterrupt, GeneratorExit):  # the pool then waits only for running reads
+            for _, future in pending:
+                future.cancel()
+            raise
     for item, future in pending:
         done = future.done() and future.exception() is None
         yield future.result() if done else _alone(function, item, crashed)
@@ -129,9 +135,40 @@ def _pool_map(
 
 def _alone(function: Callable[[Any], Any], item: Any, crashed: Callable[[Any], Any]):
     """``function(item)`` in a process of its own, or ``crashed(item)`` if that process dies."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context) as pool:
+    with _pool(1) as pool:
         try:
-            return pool.submit(function, item).result()
+            return _submit(pool, function, item).result()
         except BrokenProcessPool:
             return crashed(item)
+
+
+def _pool(jobs: int) -> ProcessPoolExecutor:
+    """Worker processes started afresh (no fork of a JAX process) that leave Ctrl-C to this
+    one and end when it is gone (a killed parent cannot tell them)."""
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_worker_start, initargs=(os.getpid(),)
+    )
+
+
+def _submit(pool: ProcessPoolExecutor, function: Callable[[Any], Any], item: Any):
+    """``pool.submit``, with Ctrl-C ignored while it may start workers: they inherit that, so
+    Ctrl-C never interrupts one while it starts (this process stops the pool)."""
+    if threading.current_thread() is not threading.main_thread():
+        return pool.submit(function, item)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return pool.submit(function, item)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _worker_start(parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
