@@ -652,3 +652,18 @@ def test_an_interrupted_parallel_pack_says_so_and_leaves_no_worker_behind(xmm, t
         statuses = [row["status"] for row in csv.DictReader(f)]
     assert len(statuses) == sum(1 for p in folder.rglob("*") if p.is_file())
     assert statuses.count("packed") == 336
+
+
+def test_links_to_folders_are_followed_once_and_loops_reported(pps, xmm, tmp_path):
+    """Found by fuzzing (2026-12-07): a link to a folder of products was skipped with no row in
+    the report (a catalogue of links to observation folders is a common layout)."""
+    folder = copy_sources(pps, tmp_path / "in", ["0001"])
+    elsewhere = copy_sources(pps, tmp_path / "elsewhere", ["0002"])
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    result = ingest_folder(folder, xmm, tmp_path)
+    status = {Path(r["file"]).name: (r["status"], r["reason"]) for r in result.report}
+    assert status["P0760940101PNS003SRSPEC0002.FTZ"][0] == "packed"
+    assert status["P0760940101PNS003SRSPEC0001.FTZ"][0] == "packed"
+    assert status["loop"] == ("ignored", f"another name of the folder {folder.resolve()}")
+    assert len(result.report) == 7  # six files and the loop

@@ -47,17 +47,17 @@ def _files(inputs: Iterable[str | Path]) -> tuple[list[Path], dict[Path, str]]:
     """The regular files named by ``inputs`` or found under them, resolved, each once; and
     every other name found with why it is not read (a broken link, a pipe, a name that is not
     UTF-8, another name of a file already listed), so that the report accounts for it."""
-    names = []
+    names: list[Path] = []
+    skipped: dict[Path, str] = {}
     for entry in inputs:
         entry = Path(entry)
         if entry.is_dir():
-            names += sorted(p for p in entry.rglob("*") if not p.is_dir())
+            names += _walk(entry, skipped)
         elif entry.exists() or entry.is_symlink():
             names.append(entry)
         else:
             raise InputError(entry, "no such file or directory")
     found: dict[Path, Path] = {}
-    skipped: dict[Path, str] = {}
     for name in names:
         try:
             str(name).encode()
@@ -78,6 +78,26 @@ def _files(inputs: Iterable[str | Path]) -> tuple[list[Path], dict[Path, str]]:
         elif name.absolute() not in (real, found[real]):
             skipped[name.absolute()] = f"another name of {real}"
     return sorted(found), skipped
+
+
+def _walk(folder: Path, skipped: dict[Path, str]) -> list[Path]:
+    """The names of everything but folders under ``folder``, links to folders followed (each
+    folder read once, so loops end); a folder that cannot be read goes into ``skipped``."""
+
+    def unreadable(err: OSError) -> None:
+        skipped[Path(err.filename).absolute()] = f"a folder that cannot be read ({err.strerror})"
+
+    names, seen = [], set()
+    for root, folders, files in os.walk(folder, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a second way into a folder already read (a link, or a loop)
+            folders[:] = []
+            skipped[Path(root).absolute()] = f"another name of the folder {real}"
+            continue
+        seen.add(real)
+        folders.sort()
+        names += sorted(Path(root, name) for name in files)
+    return names
 
 
 def _roles(files: list[Path]) -> dict[Path, tuple[str, str]]:
