@@ -113,12 +113,15 @@ def _pool_map(
     """Results of ``function`` over ``todo`` (consumed) from one pool, until it is done or
     broken; then the items it had in flight, the unfinished ones retried alone."""
     pending = deque()  # (item, future): a bounded window in flight, as results are large
+    submitted = 0
     with _pool(jobs) as pool:
         try:
             while todo or pending:
                 while todo and len(pending) < 16 * jobs:
                     item = todo.popleft()
-                    pending.append((item, _submit(pool, function, item)))
+                    spawning = submitted < jobs  # a submit starts a worker until there are jobs
+                    pending.append((item, _submit(pool, function, item, spawning)))
+                    submitted += 1
                 result = pending[0][1].result()
                 pending.popleft()
                 yield result
@@ -137,7 +140,7 @@ def _alone(function: Callable[[Any], Any], item: Any, crashed: Callable[[Any], A
     """``function(item)`` in a process of its own, or ``crashed(item)`` if that process dies."""
     with _pool(1) as pool:
         try:
-            return _submit(pool, function, item).result()
+            return _submit(pool, function, item, True).result()
         except BrokenProcessPool:
             return crashed(item)
 
@@ -151,10 +154,11 @@ def _pool(jobs: int) -> ProcessPoolExecutor:
     )
 
 
-def _submit(pool: ProcessPoolExecutor, function: Callable[[Any], Any], item: Any):
-    """``pool.submit``, with Ctrl-C ignored while it may start workers: they inherit that, so
-    Ctrl-C never interrupts one while it starts (this process stops the pool)."""
-    if threading.current_thread() is not threading.main_thread():
+def _submit(pool: ProcessPoolExecutor, function: Callable[[Any], Any], item: Any, spawning: bool):
+    """``pool.submit``; when it may start a worker (``spawning``), with Ctrl-C ignored for that
+    instant: the worker inherits it, so Ctrl-C never interrupts one while it starts (this
+    process stops the pool)."""
+    if not spawning or threading.current_thread() is not threading.main_thread():
         return pool.submit(function, item)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
