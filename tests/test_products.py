@@ -654,6 +654,21 @@ def test_an_interrupted_parallel_pack_says_so_and_leaves_no_worker_behind(xmm, t
     assert statuses.count("packed") == 336
 
 
+def test_a_ctrl_c_while_a_worker_starts_is_not_lost():
+    """Found by the landing CI (2026-12-07): Ctrl-C was ignored while a submit started a
+    worker, so one that came at that instant was lost and the pack ran to its end."""
+    import signal
+
+    class Starting:  # a pool whose submit is hit by Ctrl-C while it starts a worker
+        def submit(self, function, item):
+            os.kill(os.getpid(), signal.SIGINT)
+            return function(item)
+
+    with pytest.raises(KeyboardInterrupt):
+        workers._submit(Starting(), abs, -1, spawning=True)
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
 def test_links_to_folders_are_followed_once_and_loops_reported(pps, xmm, tmp_path):
     """Found by fuzzing (2026-12-07): a link to a folder of products was skipped with no row in
     the report (a catalogue of links to observation folders is a common layout)."""

@@ -155,20 +155,22 @@ def _pool(jobs: int) -> ProcessPoolExecutor:
 
 
 def _submit(pool: ProcessPoolExecutor, function: Callable[[Any], Any], item: Any, spawning: bool):
-    """``pool.submit``; when it may start a worker (``spawning``), with Ctrl-C ignored for that
-    instant: the worker inherits it, so Ctrl-C never interrupts one while it starts (this
-    process stops the pool)."""
-    if not spawning or threading.current_thread() is not threading.main_thread():
+    """``pool.submit``; when it may start a worker (``spawning``), with Ctrl-C blocked for that
+    instant: the worker inherits the mask, so Ctrl-C never interrupts one while it starts, and
+    a Ctrl-C that comes meanwhile reaches this process as soon as the submit returns (ignoring
+    it instead would lose it)."""
+    if not spawning:
         return pool.submit(function, item)
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         return pool.submit(function, item)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _worker_start(parent: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C pending since its start is dropped
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
     def watch() -> None:
         while os.getppid() == parent:
