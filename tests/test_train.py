@@ -23,6 +23,7 @@ from xspecvae import checkpoint
 from xspecvae import train as training
 from xspecvae.catalog import Pack
 from xspecvae.cli import main
+from xspecvae.networks import LINE_SETS, LINES
 from xspecvae.run import load_run, saved_config
 from xspecvae.simulator import simulate_pack
 from xspecvae.train import TrainingError, TrainOptions, train
@@ -281,11 +282,15 @@ def test_fine_tuning_refuses_a_pack_on_other_grids(finished, tmp_path):
 
 def test_runs_saved_before_a_config_field_keep_their_value():
     """A checkpoint without ``redshift_offset`` was trained with -2 (new runs start at -5), one
-    without ``lines`` or ``fourier`` had neither; ``refine_steps`` (inference) takes today's."""
-    new = ("redshift_offset", "lines", "fourier", "max_frequency", "refine_steps")
+    without ``lines`` or ``fourier`` had neither, one without ``line_set`` the first line list;
+    ``refine_steps`` (inference) takes today's."""
+    new = ("redshift_offset", "lines", "line_set", "fourier", "max_frequency", "refine_steps")
     saved = {k: v for k, v in asdict(Config()).items() if k not in new}
     old = saved_config(saved)
     assert (old.redshift_offset, old.lines, old.fourier) == (-2.0, False, 0)
+    lined = saved_config({**saved, "lines": True})  # saved from 2026-12-04 to 12-07
+    assert lined.line_energies == LINE_SETS[1] and len(LINE_SETS[1]) == 16
+    assert Config().line_energies == LINES and len(LINES) > 16
     assert old.refine_steps == Config().refine_steps > 0
     assert saved_config(asdict(Config())) == Config()
     # saved between 2026-12-02 and 12-04 with the refinement of the time (Adam on the ELBO)

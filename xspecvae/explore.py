@@ -44,7 +44,6 @@ from xspecvae.latent import (
     of_table,
     trajectories,
 )
-from xspecvae.networks import LINES
 from xspecvae.physics import FLUX_BAND
 from xspecvae.predictive import calibration, draw, inference_data, plot_checks
 from xspecvae.report import Section, write_report
@@ -425,7 +424,7 @@ def _components_section(
             mean,
             plots / "lines.png",
             title=f"Mean line EW per class, SNR >= {snr_min:g}",
-            columns=[f"{e:g}" for e in LINES],
+            columns=[f"{e:g}" for e in vae.config.line_energies],
             xlabel="line rest energy (keV)",
             label="mean equivalent width (eV)",
         )

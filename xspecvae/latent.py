@@ -61,7 +61,7 @@ def encode(
     rate through the reference response); at the posterior mean: ``nh`` (1e22 cm^-2),
     ``redshift``, ``coefficients`` (N, K) (the DeepONet branch's template weights),
     ``line_ew`` (N, L) (rest-frame equivalent widths, keV, of the decoder's lines at the
-    energies of :data:`~xspecvae.networks.LINES`; only for a model with lines),
+    energies of ``vae.config.line_energies``; only for a model with lines),
     ``photon_flux`` (absorbed, 0.2-12 keV, photons/cm^2/s), ``hardness`` (of that flux,
     ``(H - S) / (H + S)`` for :data:`HARD` and :data:`SOFT`: free of the instrument, the x axis
     of a hardness-intensity diagram), ``source_counts`` and ``total_counts`` (expected in the

@@ -28,28 +28,21 @@ _NH_OFFSET = -1.0
 _LINE_OFFSET = -3.0
 #: keV of equivalent width per unit of the branch's (softplus) line output.
 LINE_EW_UNIT = 0.1
-#: Rest energies (keV) of the strongest narrow X-ray emission lines of astrophysical plasmas
-#: and of fluorescence: O VII He-alpha, O VIII Ly-alpha, Fe XVII 3d-2p, Ne IX He-alpha, Ne X
-#: Ly-alpha, Mg XI, Mg XII, Si XIII, Si XIV, S XV, S XVI, Ar XVII, Ca XIX, Fe K-alpha
-#: (fluorescence), Fe XXV He-alpha, Fe XXVI Ly-alpha.
-LINES = (
-    0.574,
-    0.654,
-    0.826,
-    0.922,
-    1.022,
-    1.352,
-    1.473,
-    1.865,
-    2.006,
-    2.461,
-    2.623,
-    3.140,
-    3.902,
-    6.400,
-    6.700,
-    6.966,
-)
+#: The decoder's lists of narrow-line rest energies (keV), by version; a run's config names the
+#: one it was trained with (``Config.line_set``). 1: O VII He-alpha, O VIII Ly-alpha, Fe XVII
+#: 3d-2p, Ne IX He-alpha, Ne X Ly-alpha, Mg XI, Mg XII, Si XIII, Si XIV, S XV, S XVI, Ar XVII,
+#: Ca XIX, Fe K-alpha (fluorescence), Fe XXV He-alpha, Fe XXVI Ly-alpha. 2 (since 2026-12-07)
+#: adds C VI and N VII Ly-alpha, O VIII Ly-beta and the Fe L lines of Fe XVII 3s-2p and Fe XVIII,
+#: XX, XXII, XXIII, XXIV, which make the 0.7-1.2 keV shape of 0.3-3 keV plasmas (coronae,
+#: groups and clusters): without them the fits of bright thermal spectra missed most there.
+LINE_SETS = {
+    1: (0.574, 0.654, 0.826, 0.922, 1.022, 1.352, 1.473, 1.865, 2.006, 2.461, 2.623, 3.140, 3.902,
+        6.400, 6.700, 6.966),
+    2: (0.368, 0.500, 0.574, 0.654, 0.727, 0.775, 0.826, 0.873, 0.922, 0.965, 1.022, 1.053, 1.129,
+        1.168, 1.352, 1.473, 1.865, 2.006, 2.461, 2.623, 3.140, 3.902, 6.400, 6.700, 6.966),
+}  # fmt: skip
+#: The lines of new models.
+LINES = LINE_SETS[2]
 # Offset of the encoder's raw scales: posteriors start narrow (softplus(-3) ~ 0.05), so that the
 # decoder sees the encoder's locations rather than noise from the first steps (wide initial
 # scales leave the latent unused for hundreds of steps and the flux scale badly off).

@@ -185,8 +185,10 @@ def run_pack(
 
 def saved_config(saved: dict) -> Config:
     """The :class:`Config` of a checkpoint. A field that did not exist when the run was saved
-    takes the value it was trained with (redshift offset -2, no lines, no Fourier features);
+    takes the value it was trained with (redshift offset -2, no lines, no Fourier features,
+    the first line list);
     ``refine_steps``, which is inference only, takes today's default; the inference settings
     of the earlier refinement (``refine_draws``, ``refine_rate``) are dropped."""
     kept = {k: v for k, v in saved.items() if k not in ("refine_draws", "refine_rate")}
-    return Config(**{"redshift_offset": -2.0, "lines": False, "fourier": 0, **kept})
+    before = {"redshift_offset": -2.0, "lines": False, "fourier": 0, "line_set": 1}
+    return Config(**{**before, **kept})

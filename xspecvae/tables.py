@@ -102,7 +102,10 @@ COLUMNS = {
     "nh": (_NH, "absorbing column of the decoder at the posterior mean"),
     "redshift": ("", "redshift of the decoder at the posterior mean"),
     "coefficients": ("", "DeepONet branch weights of the templates"),
-    "line_ew": ("keV", "rest-frame equivalent widths of the decoder's lines (networks.LINES)"),
+    "line_ew": (
+        "keV",
+        "rest-frame equivalent widths of the decoder's lines (Config.line_energies)",
+    ),
     "photon_flux": (_FLUX, "absorbed model photon flux, 0.2-12 keV"),
     "hardness": ("", "model (H-S)/(H+S) of photon flux, S 0.5-2 keV, H 2-12 keV"),
     "source_counts": ("ct", "expected source counts, source region, good channels"),

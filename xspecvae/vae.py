@@ -26,7 +26,7 @@ from numpyro.contrib.module import flax_module
 
 from xspecvae.absorption import CrossSection
 from xspecvae.likelihood import LIKELIHOODS
-from xspecvae.networks import LINES, DecoderOutput, DeepONet, EncoderOutput, MixerEncoder
+from xspecvae.networks import LINE_SETS, DecoderOutput, DeepONet, EncoderOutput, MixerEncoder
 
 if TYPE_CHECKING:
     from xspecvae.catalog import Pack
@@ -45,7 +45,8 @@ class Config:
     decoder_depth: int = 3
     max_redshift: float = 3.0
     redshift_offset: float = -5.0  # the redshift starts at sigmoid(offset) * max_redshift
-    lines: bool = True  # narrow lines at the atomic energies of networks.LINES
+    lines: bool = True  # narrow lines at atomic energies
+    line_set: int = max(LINE_SETS)  # which energies: networks.LINE_SETS
     fourier: int = 0  # Fourier features of the trunk (0: none), up to max_frequency
     max_frequency: float = 64.0
     n_trunk: int = 512
@@ -60,6 +61,13 @@ class Config:
     def __post_init__(self) -> None:
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {sorted(LIKELIHOODS)}")
+        if self.line_set not in LINE_SETS:
+            raise ValueError(f"line_set must be one of {sorted(LINE_SETS)}")
+
+    @property
+    def line_energies(self) -> tuple[float, ...]:
+        """Rest energies (keV) of the decoder's lines (none without ``lines``)."""
+        return LINE_SETS[self.line_set] if self.lines else ()
 
     def decoder(self, energy_edges: np.ndarray) -> DeepONet:
         top = float(np.log(energy_edges[-1] * (1 + self.max_redshift)))
@@ -73,7 +81,7 @@ class Config:
             n_trunk=self.n_trunk,
             fourier=self.fourier,
             max_frequency=self.max_frequency,
-            lines=LINES if self.lines else (),
+            lines=self.line_energies,
         )
 
     def encoder(self) -> MixerEncoder:
