@@ -621,8 +621,14 @@ def test_an_interrupted_parallel_pack_says_so_and_leaves_no_worker_behind(xmm, t
     command += ["--rmf-dir", str(xmm / "responses"), "--rmf-substitute", substitute]
     command += ["--jobs", "2", "--quiet"]
 
+    def terminal():  # Ctrl-C as a shell gives its commands, whatever the test runner's
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
     def started():
-        child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        child = subprocess.Popen(
+            command, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=terminal
+        )
         deadline = time.time() + 120
         while not out.with_name(out.name + ".partial").exists() and time.time() < deadline:
             time.sleep(0.1)
@@ -638,7 +644,8 @@ def test_an_interrupted_parallel_pack_says_so_and_leaves_no_worker_behind(xmm, t
 
     child = started()
     os.killpg(child.pid, signal.SIGINT)  # Ctrl-C at a terminal: the whole group
-    assert child.wait(timeout=60) == 130
+    status = [line for line in Path("/proc/self/status").read_text().splitlines() if "Sig" in line]
+    assert child.wait(timeout=60) == 130, status
     error = child.stderr.read()
     assert "Traceback" not in error and error.strip() == "xspecvae pack: interrupted", error
     assert gone(child.pid)
@@ -664,9 +671,15 @@ def test_a_ctrl_c_while_a_worker_starts_is_not_lost():
             os.kill(os.getpid(), signal.SIGINT)
             return function(item)
 
-    with pytest.raises(KeyboardInterrupt):
-        workers._submit(Starting(), abs, -1, spawning=True)
-    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            workers._submit(Starting(), abs, -1, spawning=True)
+        assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, handler)
 
 
 def test_links_to_folders_are_followed_once_and_loops_reported(pps, xmm, tmp_path):
