@@ -333,13 +333,12 @@ def test_plasma_abundance_scales_the_lines_only():
 
 def test_plasma_line_fluxes_follow_the_table():
     """plasma - bremsstrahlung holds abundance * EW(kT) * continuum density at each line, EW
-    from the table's bell in ln kT: all lines together over the grid (the broad Fe L blend
-    overlaps Ne IX and Ne X), and line by line within 5 sigma for the isolated ones."""
+    from the table's bell in ln kT: all lines together over the grid (the Fe L lines overlap
+    Ne IX and Ne X), and line by line within 5 sigma for the isolated ones."""
     energy, sigma, peak, ew_peak, below, above = PLASMA_LINES.T
     # the lines the issue names: O VII, O VIII, Ne IX, Ne X, Mg XI, Mg XII, Si, S, Fe XXV
     for centre in (0.574, 0.654, 0.922, 1.022, 1.352, 1.473, 1.865, 2.46, 6.7):
         assert np.min(np.abs(energy - centre)) < 0.01, centre
-    assert np.sum((energy > 0.7) & (energy < 1.2) & (sigma >= 0.05)) == 1  # the Fe L blend
     kT = np.array([0.3, 1.0, 4.0])
     abundance = np.array([[0.3], [1.0]])
     log_ratio = np.log(kT[:, None] / peak)
@@ -347,7 +346,7 @@ def test_plasma_line_fluxes_follow_the_table():
     ew = ew_peak * np.exp(-0.5 * (log_ratio / width) ** 2)  # (kT, line)
     density = np.array([[2.0 * bremss_density(e, t) for e in energy] for t in kT])
     expected = abundance[..., None] * ew * density  # (abundance, kT, line), photons/cm^2/s
-    edges = np.linspace(0.2, 10.0, 9801)  # 1 eV bins; the Fe L blend 6 sigma inside
+    edges = np.linspace(0.2, 10.0, 9801)  # 1 eV bins
     with jax.enable_x64(True):
         lines = np.asarray(plasma(edges, kT, 2.0, abundance) - bremsstrahlung(edges, kT, 2.0))
     np.testing.assert_allclose(lines.sum(-1), expected.sum(-1), rtol=1e-8)
@@ -359,6 +358,25 @@ def test_plasma_line_fluxes_follow_the_table():
     for i in isolated:
         window = band(edges, lines, energy[i] - 5 * sigma[i], energy[i] + 5 * sigma[i])
         np.testing.assert_allclose(window, expected[..., i], rtol=1e-5, err_msg=energy[i])
+
+
+def test_plasma_fe_l_moves_with_temperature():
+    """The Fe L complex is lines by ion, not one blend: its flux-weighted centroid moves from
+    Fe XVII (~0.8 keV) in a 0.3 keV corona to Fe XXIII-XXIV (~1.1 keV) at 2 keV, and its
+    strongest line at 0.4 keV is Fe XVII's 15 A (0.82 keV), narrow enough to be resolved
+    from Fe XVIII's at the pn's 1 eV grid."""
+    edges = np.linspace(0.2, 2.0, 1801)
+    energy = 0.5 * (edges[1:] + edges[:-1])
+    kT = np.array([0.3, 0.4, 1.0, 2.0])
+    lines = np.asarray(plasma(edges, kT) - bremsstrahlung(edges, kT))
+    window = (energy > 0.70) & (energy < 1.20)
+    no_ne = window & (np.abs(energy - 0.922) > 0.02) & (np.abs(energy - 1.022) > 0.02)
+    centroid = (lines[:, no_ne] * energy[no_ne]).sum(1) / lines[:, no_ne].sum(1)
+    assert centroid[0] < 0.85 and centroid[-1] > 1.05, centroid
+    assert np.all(np.diff(centroid) > 0), centroid
+    peak = energy[window][np.argmax(lines[1, window])]
+    assert abs(peak - 0.820) < 0.005, peak
+    assert lines[1, np.argmin(np.abs(energy - 0.845))] < 0.3 * lines[1, window].max()
 
 
 # Absorption

@@ -414,13 +414,27 @@ def gaussian_line(
 # APEC-like). Each row: centre (keV), Gaussian sigma (keV), peak temperature kT_peak (keV),
 # peak equivalent width EW_peak (keV, against the bremsstrahlung continuum at the line),
 # widths of the bell in ln kT below and above the peak. EW(kT) = EW_peak exp(-(ln(kT/kT_peak)
-# / width)^2 / 2), width = below or above.
+# / width)^2 / 2), width = below or above. The Fe L complex is one row per ion (or per group
+# of an ion's strongest lines), peaking near the ion's equilibrium temperature: its centroid
+# moves from ~0.8 keV at kT 0.3 to ~1.1 keV at kT 2, the CCD thermometer of coronae and groups.
 PLASMA_LINES = np.array(
     [
         # E      sigma   kT_peak EW_peak below above
+        [0.368, 0.005, 0.13, 0.10, 0.50, 0.60],  # C VI Ly-alpha
+        [0.500, 0.005, 0.18, 0.04, 0.50, 0.60],  # N VII Ly-alpha
         [0.574, 0.005, 0.17, 0.15, 0.50, 0.60],  # O VII He-like triplet (0.561-0.574)
         [0.654, 0.005, 0.30, 0.15, 0.60, 0.70],  # O VIII Ly-alpha
-        [0.950, 0.120, 0.80, 2.50, 0.70, 0.55],  # Fe L blend (Fe XVII-XXIV, 0.7-1.2 keV), broad
+        [0.775, 0.005, 0.30, 0.025, 0.60, 0.70],  # O VIII Ly-beta
+        [0.727, 0.008, 0.40, 0.45, 0.45, 0.45],  # Fe XVII 3s-2p (16.8-17.1 A)
+        [0.820, 0.008, 0.40, 0.90, 0.45, 0.45],  # Fe XVII 3d-2p (15.0, 15.3 A)
+        [0.870, 0.008, 0.55, 0.55, 0.35, 0.40],  # Fe XVIII (14.2, 14.4 A)
+        [0.917, 0.010, 0.68, 0.50, 0.35, 0.40],  # Fe XIX (13.5 A)
+        [0.966, 0.010, 0.86, 0.45, 0.35, 0.40],  # Fe XX (12.8 A)
+        [1.010, 0.010, 0.97, 0.35, 0.35, 0.40],  # Fe XXI (12.3 A)
+        [1.053, 0.010, 1.09, 0.35, 0.35, 0.45],  # Fe XXII, Fe XXIII (11.8 A)
+        [1.129, 0.010, 1.36, 0.15, 0.35, 0.45],  # Fe XXIII (11.0 A)
+        [1.110, 0.010, 1.72, 0.10, 0.35, 0.50],  # Fe XXIV (11.2 A)
+        [1.168, 0.010, 1.72, 0.18, 0.35, 0.50],  # Fe XXIV (10.6 A)
         [0.922, 0.005, 0.35, 0.05, 0.50, 0.60],  # Ne IX He-like triplet
         [1.022, 0.005, 0.60, 0.06, 0.50, 0.70],  # Ne X Ly-alpha
         [1.352, 0.005, 0.60, 0.05, 0.50, 0.70],  # Mg XI He-like triplet
@@ -447,7 +461,8 @@ def plasma(
     energy_edges: ArrayLike, kT: ArrayLike, norm: ArrayLike = 1.0, abundance: ArrayLike = 1.0
 ) -> jax.Array:
     """Hot optically thin plasma, an approximation (not APEC): :func:`bremsstrahlung`
-    continuum plus the Gaussian lines of :data:`PLASMA_LINES` (O, Ne, Mg, Si, S, Fe L, Fe K).
+    continuum plus the Gaussian lines of :data:`PLASMA_LINES` (C, N, O, Fe L by ion, Ne, Mg, Si,
+    S, Fe K).
 
     Line flux = ``abundance * EW(kT) * continuum density at the line``, with ``EW(kT)`` a
     bell in ln kT per line (documented table). ``norm`` as :func:`bremsstrahlung`;
