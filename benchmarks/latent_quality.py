@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import sys
@@ -118,9 +119,11 @@ def main(argv=None) -> int:
             run = args.folder / args.tag / "A"
             _train(pack, run, config, options, args.data)
         else:
-            sim = args.folder / f"simulated-slope{args.counts_slope:g}.h5"
+            code = _simulator_digest()
+            sim = args.folder / f"simulated-slope{args.counts_slope:g}-{code}.h5"
             simulation(sim, args.data, args.counts_slope)
-            pack = pack_catalogue(args.folder / "independent-sim-grid.h5", ogip, args.data, sim)
+            grid = args.folder / f"independent-sim-grid-{code}.h5"
+            pack = pack_catalogue(grid, ogip, args.data, sim)
             run = args.folder / args.tag / "B"
             _train(sim, run, config, TrainOptions(**changes), args.data)
         figures = evaluate(run, pack, truth, args.refine_steps)
@@ -185,6 +188,14 @@ def simulation(path: Path, data: Path, counts_slope: float) -> Path:
             counts_slope=counts_slope,
         )
     return path
+
+
+def _simulator_digest() -> str:
+    """A digest of the simulator's code and physics, in the simulation's file name: a cached
+    simulation made by other code is not reused."""
+    package = Path(simulate_pack.__code__.co_filename).parents[1]
+    files = sorted((package / "simulator").glob("*.py")) + [package / "physics.py"]
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:10]
 
 
 def _train(pack: Path, run: Path, config: Config, options: TrainOptions, data: Path) -> None:
