@@ -18,14 +18,14 @@ from pathlib import Path
 from xspecvae.catalog import Pack
 from xspecvae.evaluation import quality
 from xspecvae.run import Run, load_run
-from xspecvae.simulator import demo_pack
+from xspecvae.simulator import DEMO_PACK, demo_pack
 from xspecvae.train import TrainOptions, split_rows, train
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
-    parser.add_argument("--pack", type=Path, default=Path("xspecvae-demo.h5"))
+    parser.add_argument("--pack", type=Path, default=Path(DEMO_PACK))
     parser.add_argument("--epochs", type=int, default=TrainOptions.epochs)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)

@@ -12,6 +12,7 @@ from xspecvae.latent import (
     Index,
     anomalies,
     divergence,
+    neighbours,
     trajectories,
 )
 
@@ -143,6 +144,27 @@ def test_search_pads_when_too_few_rows_qualify():
     assert np.all(np.isinf(values[2:]))
     with pytest.raises(ValueError, match="unknown divergence"):
         Index(loc, scale).search(loc[0], scale[0], divergence="l1")
+
+
+def test_neighbours_of_a_row_and_of_a_spectrum_from_elsewhere():
+    """One search for the command line, the report and the browser: a row's neighbours leave
+    its source's other observations out; the same posterior given as a one-row table (a
+    spectrum not in the table) finds that row first; ``keep`` and too few candidates."""
+    rng = np.random.default_rng(5)
+    loc, scale = gaussians(rng, 400, 6)
+    table = {"z_loc": loc, "z_scale": scale, "source_id": np.arange(400) // 2}  # 2 epochs
+    found = neighbours(table, 10, 5, divergence="bhattacharyya")
+    d = divergence("bhattacharyya", loc[10], scale[10], loc, scale)
+    d[[10, 11]] = np.inf  # row 10's source: rows 10 and 11
+    np.testing.assert_array_equal(found["row"], np.argsort(d)[:5])
+    np.testing.assert_allclose(found["divergence"], np.sort(d)[:5], rtol=2e-4, atol=1e-5)
+    assert list(found["rank"]) == [1, 2, 3, 4, 5]
+    alone = neighbours(table, {"z_loc": loc[10:11], "z_scale": scale[10:11]}, 3)
+    assert alone["row"][0] == 10 and alone["divergence"][0] == pytest.approx(0.0, abs=1e-4)
+    keep = np.zeros(400, bool)
+    keep[[3, 200, 11]] = True
+    few = neighbours(table, 10, 5, keep=keep)
+    assert sorted(few["row"]) == [3, 200] and list(few["rank"]) == [1, 2]
 
 
 def test_trajectories_order_epochs_and_measure_steps():

@@ -39,8 +39,8 @@ from xspecvae.evaluation import purity
 from xspecvae.latent import (
     DEFAULT_DIVERGENCE,
     anomalies,
-    conditional_widths,
     encode,
+    neighbours,
     of_table,
     trajectories,
 )
@@ -302,21 +302,15 @@ def example_searches(
         bright = np.argsort(-np.asarray(table["snr"]))[:n_queries]
     labels = np.asarray(table.get("label", np.zeros(len(table["row"]))).astype(str))
     queries = [bright[labels[bright] == c][0] for c in np.unique(labels[bright])][:n_queries]
-    rows, values = of_table(table).search(
-        table["z_loc"][queries],
-        table["z_scale"][queries],
-        k,
-        divergence=divergence,
-        exclude_groups=np.asarray(table["source_id"])[queries],
-        conditional=conditional_widths(table)[queries],
-    )
-    found = rows >= 0  # row -1: fewer than k neighbours qualify
-    query = np.repeat(queries, found.sum(1))
-    out = {"query_row": query, "rank": np.nonzero(found)[1] + 1}
+    index = of_table(table)
+    found = [neighbours(table, q, k, divergence=divergence, index=index) for q in queries]
+    query = np.repeat(queries, [len(f["row"]) for f in found]).astype(int)
+    out = {"query_row": query, "rank": np.concatenate([f["rank"] for f in found])}
     if "label" in table:
         out["query_label"] = labels[query]
-    hits = rows[found]
-    return {**out, **_keys(table, hits), "divergence": values[found], "label": labels[hits]}
+    hits = np.concatenate([f["row"] for f in found])
+    values = np.concatenate([f["divergence"] for f in found])
+    return {**out, **_keys(table, hits), "divergence": values, "label": labels[hits]}
 
 
 def calibration_table(vae: VAE, pack: Pack, n: int = 2000, **options) -> dict:

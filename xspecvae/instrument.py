@@ -26,9 +26,9 @@ from xspecvae.physics import FLUX_BAND
 __all__ = ["Grouping", "Response", "builtin_pn_response", "builtin_pn_area"]
 
 #: Channels per tile, and the share of dense multiply-adds that tiling must save to be used
-#: by ``storage="auto"``. Measured on 2 CPU cores (benchmarks/RESULTS.md): 256-channel tiles
-#: fold the full pn RMF 3-4x faster than dense; on analysis grids of a few hundred channels
-#: narrower tiles lose to one dense matrix.
+#: by ``storage="auto"``; chosen by the measurements of benchmarks/RESULTS.md ("Why tiles"):
+#: tiles win on full-resolution RMFs, one dense matrix on analysis grids of a few hundred
+#: channels.
 TILE_WIDTH = 256
 TILED_IF_SAVING = 0.5
 

@@ -39,6 +39,7 @@ __all__ = [
     "divergence",
     "encode",
     "model_batches",
+    "neighbours",
     "of_table",
     "trajectories",
 ]
@@ -256,8 +257,8 @@ def _divergence(
 
 class Index:
     """A table of posteriors (locs and scales ``(N, D)``), searched by :meth:`search`: a scan of
-    the whole table per query, jitted, in float32 (about 25 ms per query over 1,000,000
-    posteriors of D = 16 on 2 CPU cores). ``groups`` (N,) integers, e.g. source ids, let a
+    the whole table per query, jitted, in float32 (its speed: benchmarks/RESULTS.md).
+    ``groups`` (N,) integers, e.g. source ids, let a
     search leave out the query's own group (its other observations). ``conditional`` (N, D):
     the conditional widths that ``match`` compares instead of the scales (:func:`of_table`).
     """
@@ -344,6 +345,38 @@ def of_table(table: dict[str, np.ndarray], rows: np.ndarray | None = None) -> In
     rows = slice(None) if rows is None else rows
     columns = (table["z_loc"], table["z_scale"], table["source_id"], conditional_widths(table))
     return Index(*(np.asarray(c)[rows] for c in columns))
+
+
+def neighbours(
+    table: dict[str, np.ndarray],
+    query: int | dict[str, np.ndarray],
+    k: int,
+    *,
+    divergence: str = DEFAULT_DIVERGENCE,
+    keep: npt.ArrayLike | None = None,
+    index: Index | None = None,
+) -> dict[str, np.ndarray]:
+    """The ``k`` nearest posteriors of an :func:`encode` table to ``query``, nearest first:
+    ``rank``, ``row`` and ``divergence`` (fewer than ``k`` where fewer rows qualify).
+
+    ``query``: a row of ``table`` (its source's other observations left out), or the one-row
+    :func:`encode` table of a spectrum from elsewhere. ``keep`` (N,) bool limits the
+    candidates; ``index``: ``of_table(table)``, when the caller keeps one."""
+    if isinstance(query, dict):
+        of, at, group = query, 0, None
+    else:
+        of, at, group = table, int(query), [np.asarray(table["source_id"])[int(query)]]
+    rows, values = (of_table(table) if index is None else index).search(
+        np.asarray(of["z_loc"])[at],
+        np.asarray(of["z_scale"])[at],
+        int(k),
+        divergence=divergence,
+        keep=keep,
+        exclude_groups=group,
+        conditional=conditional_widths(of)[at],
+    )
+    found = rows >= 0  # row -1: fewer than k rows qualify
+    return {"rank": np.arange(1, found.sum() + 1), "row": rows[found], "divergence": values[found]}
 
 
 def compared_widths(

@@ -151,26 +151,18 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _similar(args: argparse.Namespace) -> int:
-    from xspecvae.latent import conditional_widths, of_table
+    from xspecvae.latent import neighbours
     from xspecvae.tables import POSTERIOR, read_table, write_table
 
     table, header = read_table(args.table, with_header=True, required=POSTERIOR)
     if args.spectrum is not None:
         query = _encode_query(args, header)
-        if isinstance(query, str):
-            return fail("similar", query)
-        loc, scale, group, where = query["z_loc"][0], query["z_scale"][0], None, args.spectrum
-        conditional = conditional_widths(query)[0]
     else:
         query = _query_row(args, table)
-        if isinstance(query, str):
-            return fail("similar", query)
-        loc, scale, group = (
-            table["z_loc"][query],
-            table["z_scale"][query],
-            table["source_id"][query],
-        )
-        conditional = conditional_widths(table)[query]
+    if isinstance(query, str):
+        return fail("similar", query)
+    where = args.spectrum
+    if args.spectrum is None:
         where = f"row {query}, " + ", ".join(
             f"{c} {_rounded(table[c][query])}"
             for c in ("source_id", "obs_id", "label", "snr")
@@ -192,16 +184,8 @@ def _similar(args: argparse.Namespace) -> int:
         return fail(
             "similar", f"--min-snr {args.min_snr:g}: no spectrum that bright (max {top:.1f})"
         )
-    rows, values = of_table(table).search(
-        loc,
-        scale,
-        args.k,
-        divergence=args.divergence,
-        keep=keep,
-        exclude_groups=None if group is None else [group],
-        conditional=conditional,
-    )
-    rows, values = rows[rows >= 0], values[rows >= 0]
+    found = neighbours(table, query, args.k, divergence=args.divergence, keep=keep)
+    rows, values = found["row"], found["divergence"]
     shown = [c for c in ("source_id", "obs_id", "ra", "dec", "label", "snr") if c in table]
     out = {c: table[c][rows] for c in shown} | {"row": rows, "divergence": values}
     settings = {"QUERY": str(where), "DIVERGE": args.divergence, "K": args.k}

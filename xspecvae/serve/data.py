@@ -26,7 +26,7 @@ from xspecvae.explore import TRACK, anomaly_table, map_table, posterior_table, r
 from xspecvae.latent import (
     DEFAULT_DIVERGENCE,
     Index,
-    conditional_widths,
+    neighbours,
     of_table,
     trajectories,
 )
@@ -380,23 +380,13 @@ def similar(
     if int(k) < 1:
         raise InputError("k", f"{k}: ask for at least one neighbour")
     keep = np.asarray(table["snr"]) >= min_snr
-    rows, values = index.search(
-        table["z_loc"][row],
-        table["z_scale"][row],
-        int(k),
-        divergence=divergence,
-        keep=keep,
-        exclude_groups=[table["source_id"][row]],
-        conditional=conditional_widths(table)[row],
-    )
-    found = rows >= 0
-    rows, values = rows[found], values[found]
-    n = len(rows)
-    out = {"rank": np.arange(1, n + 1), "row": rows}
+    found = neighbours(table, row, int(k), divergence=divergence, keep=keep, index=index)
+    rows = found["row"]
+    out = {"rank": found["rank"], "row": rows}
     for column in ("source_id", "obs_id", "label"):
         if column in table:
             out[column] = np.asarray(table[column])[rows].astype(str)
-    return out | {"snr": np.asarray(table["snr"], float)[rows], "divergence": values}
+    return out | {"snr": np.asarray(table["snr"], float)[rows], "divergence": found["divergence"]}
 
 
 # ---------------------------------------------------------------------------------------------
