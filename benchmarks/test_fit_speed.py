@@ -25,7 +25,7 @@ def spectrum(xmm, tmp_path_factory):
     result = ingest(
         files, path, rmf_dirs=[xmm / "responses"], substitutes=substitutes, jobs=1, progress=False
     )
-    pack = Pack(result.pack)
+    pack = Pack(result.pack_path)
     yield pack
     pack.close()
 

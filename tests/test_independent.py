@@ -32,7 +32,7 @@ def catalogue(xmm, tmp_path_factory):
     )
     truth = fits.getdata(out / "truth.fits", "TRUTH")
     result = ingest([ogip], out / "pack.h5", rmf_dirs=[xmm / "responses"], jobs=1, progress=False)
-    pack = Pack(result.pack)
+    pack = Pack(result.pack_path)
     yield out, ogip, truth, result, pack
     pack.close()
 

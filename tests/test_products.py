@@ -96,7 +96,7 @@ def test_without_substitutes_only_spectra_with_their_rmf_are_packed(strict, pps)
 
 def test_substitutes_pack_every_pn_spectrum_and_are_recorded(substituted, pps, xmm):
     assert substituted.packed == {"pn": 112}
-    with Pack(substituted.pack) as pack:
+    with Pack(substituted.pack_path) as pack:
         assert pack.rmf_names == ["epn_e3_ef20_sdY6_v19.0.rmf"]
         swapped = pack.provenance["rmf_substituted"]
         assert set(swapped) == {f"epn_e3_ef20_sdY{k}.rmf" for k in (1, 2, 3, 4, 5, 7, 8, 9)}
@@ -111,7 +111,7 @@ def test_no_bin_mixes_flagged_and_good_channels(strict, pps):
     """PPS pn spectra flag channels 0-60 (below 0.32 keV): the analysis grid starts a bin at
     channel 61, so that only the first bin is lost and 0.32-0.57 keV (O VII, soft excesses,
     supersoft sources) is kept; a bin holding channels 58-60 was flagged whole before."""
-    with Pack(strict.pack) as pack:
+    with Pack(strict.pack_path) as pack:
         assert pack.grid.grouping.start[1] == 61
         assert pack.grid.channel_lo[1] == pytest.approx(0.325, abs=1e-3)
         good = pack.read()["good"]
@@ -124,7 +124,7 @@ def test_no_bin_mixes_flagged_and_good_channels(strict, pps):
 def test_pack_contents_match_the_files(substituted, xmm):
     """Counts, background, alpha, exposure, ARF and RMF against the FITS files, read with
     astropy and summed bin by bin here."""
-    with Pack(substituted.pack) as pack:
+    with Pack(substituted.pack_path) as pack:
         data = pack.read()
         grid = pack.grid
         bins = list(zip(grid.grouping.start, grid.grouping.stop))
@@ -271,7 +271,7 @@ def test_damaged_inputs_are_reported_and_the_rest_is_packed(pps, xmm, tmp_path):
     assert result.packed == {"pn": 1}
     for src in ids[1:]:
         assert status[src]["status"] == "rejected", (src, status[src])
-    with Pack(result.pack) as pack:
+    with Pack(result.pack_path) as pack:
         assert list(pack.meta["file"]) == [str(name("SRSPEC", "0001").resolve())]
 
 
@@ -353,7 +353,7 @@ def test_an_interrupted_ingestion_resumes(pps, xmm, tmp_path, monkeypatch):
     resumed = ingest([folder], tmp_path / "p.h5", **kwargs)
     assert len(read) == 3  # the two rows committed before the kill are not read again
     assert resumed.packed == clean.packed == {"pn": 5}
-    with Pack(resumed.pack) as a, Pack(clean.pack) as b:
+    with Pack(resumed.pack_path) as a, Pack(clean.pack_path) as b:
         np.testing.assert_array_equal(np.sort(a.meta["file"]), np.sort(b.meta["file"]))
         order_a, order_b = np.argsort(a.meta["file"]), np.argsort(b.meta["file"])
         for key in ("counts", "background", "alpha", "arf", "exposure"):
@@ -403,7 +403,7 @@ def test_round_trip_simulate_ogip_pack(tmp_path, flagged):
     write_ogip(simulated, tmp_path / "ogip")
     result = ingest([tmp_path / "ogip"], tmp_path / "back.h5", jobs=1, progress=False)
     assert result.packed == {"pn": 24} and not result.rejected
-    with Pack(simulated) as a, Pack(result.pack) as b:
+    with Pack(simulated) as a, Pack(result.pack_path) as b:
         assert b.grid.same_as(a.grid) and b.rmf_names == a.rmf_names
         np.testing.assert_allclose(b.rmf, a.rmf, rtol=1e-6, atol=1e-12)
         order = np.argsort(a.meta["obs_id"]), np.argsort(b.meta["obs_id"])
@@ -465,7 +465,7 @@ def test_two_rmfs_of_one_name_are_kept_apart(pps, xmm, tmp_path):
         folders.append(folder)
     result = ingest(folders, tmp_path / "p.h5", jobs=1, progress=False)
     assert result.packed == {"pn": 2}
-    with Pack(result.pack) as pack:
+    with Pack(result.pack_path) as pack:
         assert pack.rmf_names == ["PN.rmf", "PN.rmf (2)"]
         np.testing.assert_allclose(pack.rmf[1], 0.9 * pack.rmf[0], rtol=1e-5, atol=1e-9)
         index = dict(
@@ -493,7 +493,7 @@ def test_an_interrupted_pack_of_other_inputs_is_not_resumed(pps, xmm, tmp_path, 
         ingest([first], tmp_path / "p.h5", **kwargs)
     monkeypatch.setattr(ingestion, "_append", real_append)
     result = ingest([second], tmp_path / "p.h5", emax=10.0, **kwargs)
-    with Pack(result.pack) as pack:
+    with Pack(result.pack_path) as pack:
         assert [Path(f).parent.name for f in pack.meta["file"]] == ["second"]
         assert pack.grid.channel_hi[-1] <= 10.0 + 0.2  # the new options, not the stale ones
 
@@ -504,7 +504,7 @@ def test_catalogue_source_ids(pps, xmm, tmp_path):
     folder = copy_sources(pps, tmp_path / "obs", ["0001", "001C", "0067"])
     catalogue = xmm / "catalog" / "4xmm_dr11s_extract.fits"
     result = ingest_folder(folder, xmm, tmp_path, catalogue=catalogue)
-    with Pack(result.pack) as pack:
+    with Pack(result.pack_path) as pack:
         numbers = [int(f[-8:-4], 16) for f in pack.meta["file"]]  # ...SRSPEC001C.FTZ: 0x1C
         ids = dict(zip(numbers, pack.meta["source_id"]))
         assert pack.provenance["catalogue_matched"] == 2
@@ -514,7 +514,7 @@ def test_catalogue_source_ids(pps, xmm, tmp_path):
     assert flags == {1: False, 28: True, 103: True}
     from xspecvae.cli.data import _catalogued
 
-    assert "2 of 3 spectra found by OBS_ID and SRC_NUM" in _catalogued(result.pack, catalogue)
+    assert "2 of 3 spectra found by OBS_ID and SRC_NUM" in _catalogued(result.pack_path, catalogue)
     # a table that is not a catalogue is an input error naming it, not an OGIP-file error
     not_a_catalogue = xmm / "responses" / "epn_e3_ef20_sdY6_v19.0.rmf"
     with pytest.raises(InputError, match="needs columns SRCID") as err:
@@ -545,7 +545,7 @@ def test_area_and_background_scales_as_columns(pps, xmm, tmp_path):
     rewrite(name("BGSPEC", "0003"), with_column("BACKSCAL", backscal))
     result = ingest_folder(folder, xmm, tmp_path)
     assert "AREASCAL column varies" in by_name(result)[name("SRSPEC", "0002").name]["reason"]
-    with Pack(result.pack) as pack:
+    with Pack(result.pack_path) as pack:
         data, files = pack.read(), [Path(f).name for f in pack.meta["file"]]
         row = files.index(name("SRSPEC", "0001").name)
         header = fits.getheader(name("SRSPEC", "0001"), "SPECTRUM")
@@ -573,7 +573,7 @@ def test_a_substitute_that_cannot_be_read_is_not_recorded(pps, xmm, tmp_path):
     )
     reason = by_name(result)["P0760940101PNS003SRSPEC0001.FTZ"]["reason"]
     assert "absent.rmf" in reason and result.packed == {"pn": 1}
-    with Pack(result.pack) as pack:
+    with Pack(result.pack_path) as pack:
         assert pack.provenance["rmf_substituted"] == {}
 
 

@@ -46,7 +46,7 @@ __all__ = ["column", "compare", "fit_table", "source_table"]
 
 def compare(
     run: str | os.PathLike,
-    pack: str | os.PathLike,
+    pack_path: str | os.PathLike,
     folder: str | os.PathLike | None = None,
     *,
     reference: str | os.PathLike | None = None,
@@ -58,7 +58,7 @@ def compare(
     divergence: str = DEFAULT_DIVERGENCE,
     progress: bool = True,
 ) -> Path:
-    """Every table and figure of ``pack`` against ``reference`` (default: the pack the run,
+    """Every table and figure of ``pack_path`` against ``reference`` (default: the pack the run,
     or the run it was fine-tuned from, was trained on) into ``folder``, then ``report.html``;
     returns the report's path. ``models`` are keys of :data:`~xspecvae.fitting.MODELS`,
     absorbed by ``absorption`` (default: the run's cross-sections). Reconstructions are drawn
@@ -66,21 +66,21 @@ def compare(
     SNR."""
     run = Path(run)
     vae, info = load_run(run)  # info: the run's settings, read once
-    pack = Path(pack)
+    pack_path = Path(pack_path)
     model = Run(run)
     origin = Run(info["init"]).origin() if info.get("init") else info
     given_reference, reference = reference, Path(reference or origin["pack"])
-    folder = Path(folder) if folder else run / f"compare-{pack.name.split('.')[0]}"
+    folder = Path(folder) if folder else run / f"compare-{pack_path.name.split('.')[0]}"
     absorption = absorption or origin["absorption"]
     cross_section = CrossSection.from_fits(absorption) if absorption else None
-    header = {"RUN": str(run), "RUNID": info.get("run_id") or "none", "PACK": str(pack)}
+    header = {"RUN": str(run), "RUNID": info.get("run_id") or "none", "PACK": str(pack_path)}
     header |= {"REFPACK": str(reference)}
     header |= {"MODELS": ",".join(models), "ABSORB": str(absorption)}  # what the tables hold
 
     def step(name: str, make: Callable[[], dict]):
         return cached_table(folder / f"{name}.fits", model, make, header=header, progress=progress)
 
-    with Pack(pack) as target, run_pack(origin, given_reference) as known:
+    with Pack(pack_path) as target, run_pack(origin, given_reference) as known:
         table = step("posteriors", lambda: posterior_table(vae, target, progress=progress))
         ref = step("reference", lambda: posterior_table(vae, known, progress=progress))
         fits = step(
@@ -95,9 +95,9 @@ def compare(
         )
     return write_report(
         folder / "report.html",
-        f"xspecvae: {pack.name} against {reference.name}",
+        f"xspecvae: {pack_path.name} against {reference.name}",
         sections,
-        subtitle=f"model {run}, {len(table['row'])} spectra of {pack}, reference {reference} "
+        subtitle=f"model {run}, {len(table['row'])} spectra of {pack_path}, reference {reference} "
         f"({len(ref['row']):,} spectra)",
     )
 

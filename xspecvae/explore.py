@@ -189,7 +189,7 @@ def encode_files(
 
 def explore(
     run: str | os.PathLike,
-    pack: str | os.PathLike | None = None,
+    pack_path: str | os.PathLike | None = None,
     folder: str | os.PathLike | None = None,
     *,
     snr_min: float = 10.0,
@@ -200,7 +200,7 @@ def explore(
     instrument: str | None = None,
     progress: bool = True,
 ) -> Path:
-    """Every table and figure of ``run`` on ``pack`` (default: the run's own) into ``folder``
+    """Every table and figure of ``run`` on ``pack_path`` (default: the run's own) into ``folder``
     (default ``RUN/explore``), then ``report.html``; returns the report's path."""
     run = Path(run)
     vae, info = load_run(run)
@@ -208,7 +208,7 @@ def explore(
     plots = folder / "figures"
     model = Run(run)
 
-    with run_pack(info, pack, instrument) as p:
+    with run_pack(info, pack_path, instrument) as p:
         origin = made_by(run, info, p) | {"INSTRUME": p.instrument}  # another pack: remade
 
         def step(name: str, make: Callable[[], dict], **settings) -> dict:

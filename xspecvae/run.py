@@ -167,13 +167,13 @@ _REPLACED = (
 
 
 def run_pack(
-    info: dict, pack: str | os.PathLike | None = None, instrument: str | None = None
+    info: dict, pack_path: str | os.PathLike | None = None, instrument: str | None = None
 ) -> Pack:
-    """The pack a run reads (``info`` from :func:`load_run`): ``pack`` when given, else the
+    """The pack a run reads (``info`` from :func:`load_run`): ``pack_path`` when given, else the
     run's own, refused with a :class:`~xspecvae.catalog.PackError` if another pack has been
     written at its path since training."""
-    if pack is not None:
-        return Pack(pack, instrument)
+    if pack_path is not None:
+        return Pack(pack_path, instrument)
     if not info.get("pack"):
         raise InputError("the run's config.json", "names no pack: give the pack to read")
     opened = Pack(info["pack"], instrument)

@@ -186,12 +186,12 @@ def _pack(args: argparse.Namespace) -> int:
     for reason, n in reasons.most_common(5):
         print(f"  rejected x{n}: {reason}")
     print(f"report: {result.report_csv}")
-    if result.pack is None:
+    if result.pack_path is None:
         print("nothing packed: no pack written", file=sys.stderr)
         return 1
-    print(f"pack: {result.pack}")
+    print(f"pack: {result.pack_path}")
     if args.catalogue:
-        print(_catalogued(result.pack, args.catalogue))
+        print(_catalogued(result.pack_path, args.catalogue))
     return 0
 
 

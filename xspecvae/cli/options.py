@@ -68,10 +68,10 @@ def run_and_pack(sub: argparse.ArgumentParser) -> None:
 
 
 def load_run_and_pack(
-    run: Path, pack: Path | None, instrument: str | None
+    run: Path, pack_path: Path | None, instrument: str | None
 ) -> tuple[VAE, dict, Pack]:
     """The run's VAE, its settings and the pack (the run's own unless named)."""
     from xspecvae.run import load_run, run_pack
 
     vae, info = load_run(run)
-    return vae, info, run_pack(info, pack, instrument)
+    return vae, info, run_pack(info, pack_path, instrument)

@@ -32,7 +32,7 @@ class Ingestion:
     """Outcome of :func:`ingest`: the pack (None if nothing was packed), the report rows (one
     per input file) and where the report was written."""
 
-    pack: Path | None
+    pack_path: Path | None
     report: list[dict]
     report_csv: Path
     report_json: Path
@@ -45,7 +45,7 @@ class Ingestion:
 
 def ingest(
     inputs: Sequence[str | Path],
-    pack: str | Path,
+    pack_path: str | Path,
     *,
     rmf_dirs: Sequence[str | Path] = (),
     substitutes: dict[str, str] | None = None,
@@ -71,12 +71,12 @@ def ingest(
     so do the spectra matched to them by position. ``jobs`` worker processes read the files
     (all cores by default). An interrupted run started with the same inputs and options is
     resumed unless ``resume`` is False, and a pack it finished is returned as it is; any other
-    file at ``pack`` is refused unless ``overwrite``. With ``append`` an existing pack
+    file at ``pack_path`` is refused unless ``overwrite``. With ``append`` an existing pack
     gains the spectra it does not hold yet (on its own grids), the new file replacing it
     atomically. ``grids`` (:class:`~xspecvae.catalog.Grid`) fix the grids of their instruments
     (e.g. those of the pack a model was trained on, so that the model can read the new one).
     """
-    pack = Path(pack)
+    pack_path = Path(pack_path)
     files, skipped = _files(inputs)
     roles = {**_roles(files), **{path: ("ignored", why) for path, why in skipped.items()}}
     rmfs = _RmfCache([Path(d) for d in rmf_dirs], substitutes or {})
@@ -93,16 +93,16 @@ def ingest(
         append=append,
         grids_of=[grid.instrument for grid in grids],
     )
-    if not append and made_already(pack, provenance, overwrite):
-        done = _read_report(pack)
+    if not append and made_already(pack_path, provenance, overwrite):
+        done = _read_report(pack_path)
         if done is not None:
             return done
     report: dict[Path, dict] = {p: _row(p, role) for p, (role, _) in roles.items()}
     for path, (role, reason) in roles.items():
         if role == "ignored":
             report[path].update(status="ignored", reason=reason)
-    extend = append and pack.exists()
-    with PackWriter(pack, provenance=provenance, resume=resume, extend=extend) as writer:
+    extend = append and pack_path.exists()
+    with PackWriter(pack_path, provenance=provenance, resume=resume, extend=extend) as writer:
         for grid in grids:
             writer.add_grid(grid)
         _pack_sources(writer, files, roles, report, rmfs, jobs, progress, emin, emax)
@@ -115,9 +115,9 @@ def ingest(
         packed = _account(writer, report, rmfs)
         if not sum(packed.values()):
             writer.abandon()
-    result_pack = pack if sum(packed.values()) else None
+    result_pack = pack_path if sum(packed.values()) else None
     rows = sorted(report.values(), key=lambda r: r["file"])
-    csv_path, json_path = _write_report(pack, rows, provenance, packed)
+    csv_path, json_path = _write_report(pack_path, rows, provenance, packed)
     return Ingestion(result_pack, rows, csv_path, json_path, packed)
 
 
@@ -209,11 +209,11 @@ def _reason(err: OGIPError, about: Path) -> str:
     return err.problem if Path(err.path).resolve() == about else f"{err.path}: {err.problem}"
 
 
-def _write_report(pack: Path, rows: list[dict], provenance: dict, packed: Counter):
-    csv_path = pack.with_name(pack.name + ".report.csv")
-    json_path = pack.with_name(pack.name + ".report.json")
+def _write_report(pack_path: Path, rows: list[dict], provenance: dict, packed: Counter):
+    csv_path = pack_path.with_name(pack_path.name + ".report.csv")
+    json_path = pack_path.with_name(pack_path.name + ".report.json")
     summary = dict(
-        pack=str(pack),
+        pack=str(pack_path),
         inputs=len(rows),
         packed=dict(packed),
         status=dict(Counter(r["status"] for r in rows)),
@@ -230,13 +230,15 @@ def _write_report(pack: Path, rows: list[dict], provenance: dict, packed: Counte
     return csv_path, json_path
 
 
-def _read_report(pack: Path) -> Ingestion | None:
+def _read_report(pack_path: Path) -> Ingestion | None:
     """The :class:`Ingestion` of a finished pack, from its report (None if unreadable)."""
-    csv_path = pack.with_name(pack.name + ".report.csv")
-    json_path = pack.with_name(pack.name + ".report.json")
+    csv_path = pack_path.with_name(pack_path.name + ".report.csv")
+    json_path = pack_path.with_name(pack_path.name + ".report.json")
     try:
         summary = json.loads(json_path.read_text())
-        return Ingestion(pack, summary["files"], csv_path, json_path, Counter(summary["packed"]))
+        return Ingestion(
+            pack_path, summary["files"], csv_path, json_path, Counter(summary["packed"])
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

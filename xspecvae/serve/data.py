@@ -65,7 +65,7 @@ class Catalogue:
     def __init__(
         self,
         run: str | os.PathLike,
-        pack: str | os.PathLike | None = None,
+        pack_path: str | os.PathLike | None = None,
         folder: str | os.PathLike | None = None,
         *,
         instrument: str | None = None,
@@ -73,7 +73,7 @@ class Catalogue:
     ) -> None:
         self.run = Path(run)
         self.vae, info = load_run(self.run)
-        self.pack = run_pack(info, pack, instrument)
+        self.pack = run_pack(info, pack_path, instrument)
         self.progress = progress
         self.origin = made_by(self.run, info, self.pack) | {"INSTRUME": self.pack.instrument}
         self.folder = Path(folder) if folder else tables_folder(Run(self.run), self.origin)

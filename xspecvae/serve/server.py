@@ -98,16 +98,16 @@ def origins(host: str, port: int) -> list[str]:
 
 def serve(
     run: str | os.PathLike,
-    pack: str | os.PathLike | None = None,
+    pack_path: str | os.PathLike | None = None,
     *,
     port: int = 8765,
     host: str = "127.0.0.1",
     folder: str | os.PathLike | None = None,
     instrument: str | None = None,
 ) -> None:
-    """Open ``run`` on ``pack`` and serve it until interrupted (Ctrl-C); an address that is
+    """Open ``run`` on ``pack_path`` and serve it until interrupted (Ctrl-C); an address that is
     taken or not this machine's is an :class:`InputError`."""
-    catalogue = Catalogue(run, pack, folder, instrument=instrument, progress=True)
+    catalogue = Catalogue(run, pack_path, folder, instrument=instrument, progress=True)
     try:
         try:
             server = make_server(catalogue, port=port, host=host)
