@@ -106,6 +106,15 @@ class Run:
             writer.writerows(history)
         write_atomic(self.metrics_path, text.getvalue().encode())
 
+    def save_checkpoint(self, meta: dict, trees: dict, state: object = None) -> Path:
+        """Write the checkpoint atomically (:func:`xspecvae.checkpoint.save`)."""
+        return checkpoint.save(self.folder, meta, trees, state)
+
+    def load_checkpoint(self) -> tuple[dict, dict, list[np.ndarray]]:
+        """The checkpoint's ``(meta, trees, state_leaves)``, refused with a
+        :class:`~xspecvae.checkpoint.CheckpointError` unless whole (:func:`checkpoint.load`)."""
+        return checkpoint.load(self.folder)
+
     def origin(self) -> dict:
         """The settings of the run that learnt from scratch, through any fine-tuning."""
         settings = self.settings()
@@ -128,8 +137,8 @@ def load_run(run: str | os.PathLike) -> tuple[VAE, dict]:
     learnt parameters, instrument arrays) and the run's ``config.json`` (pack, options, the
     channel grid under ``grid``)."""
     run = Path(run)
-    saved, trees, _ = checkpoint.load(run)
     folder = Run(run)
+    saved, trees, _ = folder.load_checkpoint()
     info = folder.settings()
     _same_config(folder, info, saved)
     try:
@@ -139,7 +148,7 @@ def load_run(run: str | os.PathLike) -> tuple[VAE, dict]:
         raise checkpoint.CheckpointError(run, f"not a whole run ({exc})") from None
     wrong = parameter_mismatch(config, inst, trees["params"])
     if wrong:
-        raise checkpoint.CheckpointError(checkpoint.path(run), wrong)
+        raise checkpoint.CheckpointError(folder.checkpoint_path, wrong)
     info["grid"] = trees["grid"]
     return VAE(config, trees["params"], inst), info
 

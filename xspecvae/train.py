@@ -213,7 +213,7 @@ def _plan(
     pack_id = None
     if resume:
         if not trained and folder.legacy:
-            checkpoint.load(run)  # refused, naming the conversion command
+            folder.load_checkpoint()  # refused, naming the conversion command
         if not folder.started:
             raise TrainingError(f"nothing to resume in {run}: it holds no config.json")
         saved = folder.settings()
@@ -303,7 +303,7 @@ def _start(folder: Run, plan: _Plan, data: _Data, svi: SVI) -> _Progress:
         init_params=None if plan.initial is None else plan.initial.params,
     )
     if plan.resumed:
-        saved, _, leaves = checkpoint.load(folder.folder)
+        saved, _, leaves = folder.load_checkpoint()
         state = checkpoint.restore_state(folder.folder, saved, leaves, state)
         return _Progress(
             state,
@@ -411,7 +411,7 @@ def _save(folder: Run, svi: SVI, config: Config, data: _Data, now: _Progress) ->
         "instrument": {k: np.asarray(v) for k, v in data.inst._asdict().items()},
         "grid": {"channel_lo": data.grid.channel_lo, "channel_hi": data.grid.channel_hi},
     }
-    checkpoint.save(folder.folder, meta, {"params": svi.get_params(host), **model_arrays}, host)
+    folder.save_checkpoint(meta, {"params": svi.get_params(host), **model_arrays}, host)
     folder.write_metrics(now.history)
 
 
