@@ -53,6 +53,7 @@ from astropy.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import independent  # noqa: E402  (the generator beside this file)
 
+import xspecvae  # noqa: E402
 from xspecvae.catalog import PER_SOURCE, Pack, grids_of, hardness_ratios  # noqa: E402
 from xspecvae.evaluation import (  # noqa: E402
     counts_correlation,
@@ -191,10 +192,10 @@ def simulation(path: Path, data: Path, counts_slope: float) -> Path:
 
 
 def _simulator_digest() -> str:
-    """A digest of the simulator's code and physics, in the simulation's file name: a cached
-    simulation made by other code is not reused."""
-    package = Path(simulate_pack.__code__.co_filename).parents[1]
-    files = sorted((package / "simulator").glob("*.py")) + [package / "physics.py"]
+    """A digest of the package's code, in the simulation's file name: a cached simulation made
+    by other code (the simulator, its physics, folding, absorption, the pack writer) is not
+    reused."""
+    files = sorted(Path(xspecvae.__file__).parent.rglob("*.py"))
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:10]
 
 

@@ -363,8 +363,8 @@ def test_plasma_line_fluxes_follow_the_table():
 def test_plasma_fe_l_moves_with_temperature():
     """The Fe L complex is lines by ion, not one blend: its flux-weighted centroid moves from
     Fe XVII (~0.8 keV) in a 0.3 keV corona to Fe XXIII-XXIV (~1.1 keV) at 2 keV, and its
-    strongest line at 0.4 keV is Fe XVII's 15 A (0.82 keV), narrow enough to be resolved
-    from Fe XVIII's at the pn's 1 eV grid."""
+    strongest line at 0.4 keV is Fe XVII's 15 A (0.82 keV), separate from Fe XVIII's (0.87
+    keV) on this 1 eV grid."""
     edges = np.linspace(0.2, 2.0, 1801)
     energy = 0.5 * (edges[1:] + edges[:-1])
     kT = np.array([0.3, 0.4, 1.0, 2.0])

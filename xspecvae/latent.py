@@ -258,9 +258,9 @@ def _divergence(
 class Index:
     """A table of posteriors (locs and scales ``(N, D)``), searched by :meth:`search`: a scan of
     the whole table per query, jitted, in float32 (its speed: benchmarks/RESULTS.md).
-    ``groups`` (N,) integers, e.g. source ids, let a
-    search leave out the query's own group (its other observations). ``conditional`` (N, D):
-    the conditional widths that ``match`` compares instead of the scales (:func:`of_table`).
+    ``groups`` (N,) integers, e.g. source ids, let a search leave out the query's own group
+    (its other observations). ``conditional`` (N, D): the conditional widths that ``match``
+    compares instead of the scales (:func:`of_table`).
     """
 
     def __init__(
