@@ -12,7 +12,6 @@ from astropy.table import Table
 from matplotlib.colors import LogNorm
 from test_figures import colorbar_label, legend_labels
 
-from xspecvae import figures
 from xspecvae.catalog import Pack
 from xspecvae.cli import main
 from xspecvae.explore import (
@@ -26,6 +25,7 @@ from xspecvae.explore import (
     trajectory_table,
     worst_row,
 )
+from xspecvae.figures import canvas
 from xspecvae.latent import DEFAULT_DIVERGENCE
 from xspecvae.predictive import plot_checks
 from xspecvae.run import load_run
@@ -56,8 +56,8 @@ def explored(small_run, tmp_path_factory):
     folder = tmp_path_factory.mktemp("explore")
     drawn = {}
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(figures, "_save", recording(figures._save, drawn))
-        patch.setattr("xspecvae.explore.plot_checks", recording(plot_checks, drawn))
+        patch.setattr(canvas, "save", recording(canvas.save, drawn))
+        patch.setattr("xspecvae.explore.steps.plot_checks", recording(plot_checks, drawn))
         report = explore(small_run, folder=folder, n_checks=120, progress=False)
     return folder, report, drawn
 
@@ -231,7 +231,7 @@ def test_explore_draws_the_checks_and_the_most_moving_trajectories(explored, sma
 @pytest.fixture
 def tables_only(monkeypatch):
     """Reports without their figures (drawn by the tests above): what is remade is tables."""
-    import xspecvae.explore as exploring
+    import xspecvae.explore.sections as exploring
 
     def one_section(vae, pack, run, table, xy, tables, plots, snr_min, k, divergence):
         return [exploring._table_section("Similarity search", tables["similar"], divergence)]
@@ -440,7 +440,7 @@ def test_similar_encodes_a_query_spectrum_file(small_run, small_pack, tmp_path, 
     broken = tmp_path / "broken.FTZ"
     broken.write_bytes(spectrum.read_bytes()[:2000])
     assert main(["similar", str(posteriors), "--spectrum", str(broken)]) == 1
-    assert "broken.FTZ could not be encoded" in capsys.readouterr().err
+    assert "broken.FTZ: could not be encoded" in capsys.readouterr().err
     for aux, what in (
         (".rmf", "an RMF"),
         ("SRCARF", "an ARF"),

@@ -7,16 +7,15 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
 from xspecvae.cli.options import (
     command,
-    fail,
     load_run_and_pack,
     parse_substitutes,
     rmf_options,
     run_and_pack,
 )
+from xspecvae.errors import InputError
 from xspecvae.latent import DEFAULT_DIVERGENCE, DIVERGENCES
 
 
@@ -151,78 +150,33 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _similar(args: argparse.Namespace) -> int:
-    from xspecvae.latent import neighbours
+    from xspecvae.explore import find_row, similar_table
     from xspecvae.tables import POSTERIOR, read_table, write_table
 
     table, header = read_table(args.table, with_header=True, required=POSTERIOR)
     if args.spectrum is not None:
-        query = _encode_query(args, header)
+        query, where = _encode_query(args, header), args.spectrum
     else:
-        query = _query_row(args, table)
-    if isinstance(query, str):
-        return fail("similar", query)
-    where = args.spectrum
-    if args.spectrum is None:
+        query = args.row if args.row is not None else find_row(table, args.source, args.obs)
         where = f"row {query}, " + ", ".join(
-            f"{c} {_rounded(table[c][query])}"
+            f"{c} {_rounded(np.asarray(table[c])[query])}"
             for c in ("source_id", "obs_id", "label", "snr")
             if c in table
         )
-    if args.k < 1:
-        return fail("similar", f"-k {args.k}: ask for at least one neighbour")
-    keep = table["snr"] >= args.min_snr
-    if args.only_instrument:
-        if "instrument" not in table:
-            return fail("similar", f"{args.table} has no instrument column (one instrument)")
-        names = np.char.lower(np.asarray(table["instrument"]).astype(str))
-        keep &= names == args.only_instrument.lower()
-        if not keep.any():
-            found = ", ".join(sorted(set(names)))
-            return fail("similar", f"no {args.only_instrument} spectrum in {args.table} ({found})")
-    if not keep.any():
-        top = float(np.max(table["snr"]))
-        return fail(
-            "similar", f"--min-snr {args.min_snr:g}: no spectrum that bright (max {top:.1f})"
-        )
-    found = neighbours(table, query, args.k, divergence=args.divergence, keep=keep)
-    rows, values = found["row"], found["divergence"]
-    shown = [c for c in ("source_id", "obs_id", "ra", "dec", "label", "snr") if c in table]
-    out = {c: table[c][rows] for c in shown} | {"row": rows, "divergence": values}
+    search = dict(divergence=args.divergence, min_snr=args.min_snr)
+    found = similar_table(table, query, args.k, instrument=args.only_instrument, **search)
     settings = {"QUERY": str(where), "DIVERGE": args.divergence, "K": args.k}
     settings |= {"MINSNR": args.min_snr, "ONLYINST": args.only_instrument or "any"}
-    output = write_table(
-        out,
-        _beside(args.table, args.output, "similar.fits"),
-        extname="SIMILAR",
-        header=_made_from(args.table, header) | settings,
-    )
+    output = _beside(args.table, args.output, "similar.fits")
+    header = _made_from(args.table, header) | settings
+    write_table(found, output, extname="SIMILAR", header=header)
     print(f"query: {where}")
-    for i, r in enumerate(rows):
-        print(
-            f"{i + 1:3d}  row {r:7d}  "
-            + "  ".join(f"{c} {table[c][r]}" for c in shown[:2])
-            + ("  " + str(table["label"][r]) if "label" in table else "")
-            + f"  {args.divergence} {values[i]:.4g}"
-        )
+    for i, r in enumerate(found["row"]):
+        ids = "  ".join(f"{c} {found[c][i]}" for c in ("source_id", "obs_id") if c in found)
+        ids += f"  {found['label'][i]}" if "label" in found else ""
+        print(f"{i + 1:3d}  row {r:7d}  {ids}  {args.divergence} {found['divergence'][i]:.4g}")
     print(f"table: {output}")
     return 0
-
-
-def _query_row(args: argparse.Namespace, table: dict[str, np.ndarray]) -> int | str:
-    """The table row of ``--row`` or ``--source`` (its first observation, or ``--obs``), or
-    why there is none."""
-    if args.row is not None:
-        if not 0 <= args.row < len(table["row"]):
-            return f"--row {args.row}: the table has {len(table['row'])} rows"
-        return args.row
-    match = _same_id(table["source_id"], args.source)
-    if not match.any():
-        return f"no source {args.source!r} in {args.table}"
-    if args.obs is not None:
-        match &= _same_id(table["obs_id"], args.obs)
-        if not match.any():
-            return f"source {args.source} was not seen in observation {args.obs!r}"
-    return int(np.flatnonzero(match)[np.argmin(table["mjd"][match])])
 
 
 def _rounded(value: object) -> str:
@@ -230,20 +184,8 @@ def _rounded(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float | np.floating) else str(value)
 
 
-def _same_id(column: npt.ArrayLike, text: str) -> np.ndarray:
-    """Where ``column`` holds the id ``text``: as numbers when both are integers (an OBS_ID
-    typed without its leading zeros), else as strings."""
-    values = np.asarray(column)
-    if values.dtype.kind in "iu" and text.strip().lstrip("+").isdigit():
-        return values == int(text)
-    if text.strip().isdigit() and values.dtype.kind in "USO":
-        digits = np.char.lstrip(np.char.strip(values.astype(str)), "0")
-        return np.where(digits == "", "0", digits) == (text.strip().lstrip("0") or "0")
-    return values.astype(str) == text
-
-
-def _encode_query(args: argparse.Namespace, header: dict) -> dict | str:
-    """The posterior table of ``--spectrum``, or why it could not be made."""
+def _encode_query(args: argparse.Namespace, header: dict) -> dict:
+    """The posterior table of ``--spectrum``, or an :class:`InputError` saying why not."""
     from xspecvae.explore import encode_files
 
     run = args.run or Path(header.get("RUN", "xspecvae-run"))
@@ -258,7 +200,7 @@ def _encode_query(args: argparse.Namespace, header: dict) -> dict | str:
         )
     if query is None:
         reasons = "; ".join(f"{r['file']}: {r['reason']}" for r in report if r["reason"])
-        return f"{args.spectrum} could not be encoded ({reasons or 'nothing packed'})"
+        raise InputError(args.spectrum, f"could not be encoded ({reasons or 'nothing packed'})")
     return query
 
 
@@ -300,29 +242,18 @@ def _trajectory(args: argparse.Namespace) -> int:
     )
     if not sources:
         return 0
-    chosen = args.source or [str(s) for s in most_moving(steps)]
-    ids = steps["source_id"].astype(str)
-    picks = [np.flatnonzero(ids == s) for s in chosen]
-    missing = [s for s, i in zip(chosen, picks) if not len(i)]
-    if missing:
-        return fail("trajectory", f"not seen several times: {', '.join(missing)}")
+    chosen = args.source or most_moving(steps)
     folder = output.with_suffix("")
     map_path = args.map or args.table.with_name("map.fits")
     xy = None
     if map_path.exists():
         coordinates = read_table(map_path)
         xy = np.stack([coordinates["x"], coordinates["y"]], -1)
-    trajectory_figures(
-        table,
-        steps,
-        picks,
-        chosen,
-        folder / "hardness_intensity.png",
-        xy=xy,
-        map_path=folder / "map.png",
-    )
-    for s, i in zip(chosen, picks):
-        print(f"  source {s}: steps " + ", ".join(f"{v:.3g}" for v in steps["step"][i][1:]))
+    paths = dict(xy=xy, map_path=folder / "map.png")
+    trajectory_figures(table, steps, chosen, folder / "hardness_intensity.png", **paths)
+    for s in chosen:
+        moves = steps["step"][steps["source_id"].astype(str) == str(s)][1:]
+        print(f"  source {s}: steps " + ", ".join(f"{v:.3g}" for v in moves))
     print(f"figures: {folder}")
     return 0
 

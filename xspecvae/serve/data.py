@@ -22,11 +22,17 @@ import numpy.typing as npt
 from astropy.table import Table
 
 from xspecvae.errors import InputError
-from xspecvae.explore import TRACK, anomaly_table, map_table, posterior_table, reconstruction
+from xspecvae.explore import (
+    TRACK,
+    anomaly_table,
+    map_table,
+    posterior_table,
+    reconstruction,
+    similar_table,
+)
 from xspecvae.latent import (
     DEFAULT_DIVERGENCE,
     Index,
-    neighbours,
     of_table,
     trajectories,
 )
@@ -374,19 +380,14 @@ def similar(
     divergence: str = DEFAULT_DIVERGENCE,
     min_snr: float = 0.0,
 ) -> dict[str, np.ndarray]:
-    """The ``k`` nearest posteriors of ``row`` under ``divergence`` among the sources with
-    SNR >= ``min_snr``, its own observations left out (:meth:`Index.search`), nearest first."""
+    """:func:`~xspecvae.explore.similar_table` of ``row`` (SNR >= ``min_snr``), its ids as
+    text for the page."""
     row = check_row(row, len(table["row"]))
-    if int(k) < 1:
-        raise InputError("k", f"{k}: ask for at least one neighbour")
-    keep = np.asarray(table["snr"]) >= min_snr
-    found = neighbours(table, row, int(k), divergence=divergence, keep=keep, index=index)
-    rows = found["row"]
-    out = {"rank": found["rank"], "row": rows}
+    found = similar_table(table, row, int(k), divergence=divergence, min_snr=min_snr, index=index)
     for column in ("source_id", "obs_id", "label"):
-        if column in table:
-            out[column] = np.asarray(table[column])[rows].astype(str)
-    return out | {"snr": np.asarray(table["snr"], float)[rows], "divergence": found["divergence"]}
+        if column in found:
+            found[column] = found[column].astype(str)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
