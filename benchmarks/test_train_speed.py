@@ -2,7 +2,7 @@
 pn response (84 channels, 1160 model energies), on whatever devices JAX sees.
 
 Run: ``python -m pytest benchmarks``. "SVI step" is one jitted step of ``train``
-(:func:`~xspecvae.train.checked_update`: encoder, decoder, folding, W-stat, analytic KL, free
+(:func:`~xspecvae.svi.checked_update`: encoder, decoder, folding, W-stat, analytic KL, free
 bits, gradients, Adam, the finiteness check) on a batch already on the device, beside a bare
 ``svi.update``; "encode" is :func:`xspecvae.latent.encode` over a pack (posterior, decoder at
 its mean, fit statistic, HDF5 reads included), with the encoder's posterior alone and refined
@@ -20,7 +20,7 @@ from scipy.special import xlogy
 from xspecvae.catalog import PER_SOURCE, Pack
 from xspecvae.latent import encode
 from xspecvae.simulator import simulate_pack
-from xspecvae.train import TrainOptions, checked_update, make_svi
+from xspecvae.svi import TrainOptions, checked_update, make_svi
 from xspecvae.vae import VAE, Config, ModelArrays
 
 N = 4096

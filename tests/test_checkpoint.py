@@ -72,6 +72,7 @@ def test_an_old_pickled_run_is_refused_and_converted_only_when_trusted(small_run
     meta, trees, leaves = checkpoint.load(run)
     marker = tmp_path / "ran"
     legacy = {**{k: meta[k] for k in ("config", "epoch", "step", "losses", "history")}, **trees}
+    legacy["instrument"] = legacy.pop("model_arrays")  # the name pickled runs gave it
     legacy.update(state=leaves, payload=Payload(marker))
     (run / checkpoint.LEGACY).write_bytes(pickle.dumps(legacy))
     checkpoint.path(run).unlink()
@@ -86,6 +87,21 @@ def test_an_old_pickled_run_is_refused_and_converted_only_when_trusted(small_run
     assert marker.exists()  # it did unpickle, as it warned
     new, old = (jax.tree.leaves(load_run(r)[0].params) for r in (run, small_run))
     assert all(np.array_equal(a, b) for a, b in zip(new, old, strict=True))
+
+
+def test_a_checkpoint_of_schema_1_loads_as_it_was(small_run, tmp_path):
+    """Schema 1 named the model's arrays ``instrument``; such a run loads unchanged."""
+    run = copy_run(small_run, tmp_path / "schema1")
+
+    def as_schema_1(arrays):
+        for name in [n for n in arrays if n.startswith("model_arrays/")]:
+            arrays["instrument/" + name.partition("/")[2]] = arrays.pop(name)
+        arrays["meta"] = _with(arrays["meta"], version=1)
+
+    rewrite(run, as_schema_1)
+    old, new = load_run(run)[0], load_run(small_run)[0]
+    pairs = zip(jax.tree.leaves((old.params, old.inst)), jax.tree.leaves((new.params, new.inst)))
+    assert all(np.array_equal(a, b) for a, b in pairs)
 
 
 @pytest.mark.parametrize(

@@ -12,14 +12,14 @@ import subprocess
 import sys
 import time
 import types
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import jax
 import numpy as np
 import optax
 import pytest
 
-from xspecvae import checkpoint
+from xspecvae import checkpoint, svi
 from xspecvae import train as training
 from xspecvae.catalog import Pack
 from xspecvae.cli import main
@@ -117,7 +117,7 @@ def test_resume_after_sigkill(pack, finished, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(pack, tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "_kl_weight", lambda options, epoch: [1.0, np.nan][epoch])
+    monkeypatch.setattr(training, "kl_weight", lambda options, epoch: [1.0, np.nan][epoch])
     run = tmp_path / "nan"
     with pytest.raises(TrainingError, match="non-finite loss or parameters at epoch 1") as error:
         train(pack, run, config=SMALL, options=OPTIONS, progress=False)
@@ -131,7 +131,7 @@ def test_non_finite_parameters_after_a_finite_loss_are_never_saved(pack, tmp_pat
     """The update of step 7 makes the parameters NaN although its loss (computed before the
     update) is finite; the step-8 checkpoint must not hold them."""
     nan_from_7 = lambda count: jax.numpy.where(count >= 7, jax.numpy.nan, 1e-3)  # noqa: E731
-    monkeypatch.setattr(training, "_optimizer", lambda options, total: optax.sgd(nan_from_7))
+    monkeypatch.setattr(svi, "optimizer", lambda options, total: optax.sgd(nan_from_7))
     run = tmp_path / "nan-params"
     with pytest.raises(TrainingError, match="at epoch 0, step 7"):
         train(pack, run, config=SMALL, options=OPTIONS, progress=False)
@@ -209,6 +209,17 @@ def test_refuses_to_overwrite_a_run_and_to_resume_nothing(finished, pack, tmp_pa
         train(pack, finished, config=SMALL, options=OPTIONS, progress=False)
     with pytest.raises(TrainingError, match="nothing to resume"):
         train(None, tmp_path / "empty", resume=True, progress=False)
+
+
+def test_resume_refuses_settings_other_than_the_runs(finished, pack, capsys):
+    """Asked settings that differ from a resumed run's own are refused, not silently ignored."""
+    before = (finished / "checkpoint.npz").read_bytes()
+    longer = replace(OPTIONS, epochs=7)
+    with pytest.raises(TrainingError, match="epochs 2 -> 7"):
+        train(pack, finished, options=longer, resume=True, progress=False)
+    assert main(["train", "-o", str(finished), "--resume", "--epochs", "7", "--quiet"]) == 1
+    assert "epochs 2 -> 7" in capsys.readouterr().err
+    assert (finished / "checkpoint.npz").read_bytes() == before
 
 
 def test_the_model_loads_without_the_pack(pack, finished, tmp_path):

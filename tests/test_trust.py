@@ -100,8 +100,8 @@ def test_a_run_stops_at_a_replaced_pack_and_names_other_packs_tables(
 
 def test_resume_refuses_settings_it_would_ignore(small_run, capsys):
     assert main(["train", "-o", str(small_run), "--resume", "--epochs", "5"]) == 1
-    err = one_line_error(capsys, "--epochs", f"--init {small_run}")
-    assert "--resume continues" in err
+    err = one_line_error(capsys, "-> 5", f"--init {small_run}")
+    assert "keeps its own settings, which epochs" in err
 
 
 @pytest.fixture
@@ -135,8 +135,8 @@ def test_input_mistakes_end_in_one_line(xmm, small_run, small_pack, trashed_pack
         (["simulate", "-o", str(tmp_path / "s.h5"), "--arf", str(rmf)], [rmf]),
         (["encode", str(small_run), str(trashed_pack)], [trashed_pack]),
         (["encode", str(small_run), str(other)], [other, "--grids-of"]),
-        (["similar", str(table), "--row", "0", "-k", "0"], ["-k 0"]),
-        (["similar", str(table), "--row", "0", "--min-snr", "1e9"], ["--min-snr"]),
+        (["similar", str(table), "--row", "0", "-k", "0"], ["k 0", "at least one"]),
+        (["similar", str(table), "--row", "0", "--min-snr", "1e9"], ["min_snr 1e+09"]),
         (["similar", str(table), "--source", "2", "--obs", "123"], ["123"]),
     ]
     for argv, names in cases:

@@ -2,11 +2,12 @@
 
 ``RUN/checkpoint.npz`` holds, as arrays: ``meta`` (UTF-8 JSON: the format, its version, the
 model's config, epoch, step, losses, history), one array per leaf of the nested dictionaries
-(``params/decoder$params/...``, ``instrument/...``, ``grid/...``) and the optimizer state's
+(``params/decoder$params/...``, ``model_arrays/...``, ``grid/...``) and the optimizer state's
 leaves in order (``state/0``, ...; random keys as their raw data). numpy reads it with
 ``allow_pickle=False``, so opening a run never runs code; a file that is not such a checkpoint,
 is truncated, comes from a newer schema or holds non-finite parameters is refused with one
-line naming it. Checkpoints of older versions of the package were pickles: they are refused,
+line naming it (schema 1, whose ``model_arrays`` were named ``instrument``, is read too).
+Checkpoints of older versions of the package were pickles: they are refused,
 and :func:`convert_legacy` (``xspecvae convert-run``) converts one a user chooses to trust.
 """
 
@@ -30,8 +31,9 @@ __all__ = ["FILE", "CheckpointError", "convert_legacy", "load", "path", "restore
 
 FILE = "checkpoint.npz"
 LEGACY = "checkpoint.pkl"
-FORMAT, VERSION = "xspecvae-checkpoint", 1
-TREES = ("params", "instrument", "grid")
+FORMAT, VERSION = "xspecvae-checkpoint", 2
+TREES = ("params", "model_arrays", "grid")
+_RENAMED = {1: {"instrument": "model_arrays"}}  # trees of each older schema read, by old name
 _META = {
     "config": dict,
     "epoch": int,
@@ -53,7 +55,7 @@ def path(run: str | os.PathLike) -> Path:
 
 def save(run: str | os.PathLike, meta: dict, trees: dict, state: Any = None) -> Path:
     """Write ``run``'s checkpoint atomically: ``meta`` (JSON-able), ``trees`` (``params``,
-    ``instrument``, ``grid``: nested dictionaries of arrays) and the optimizer ``state`` (any
+    ``model_arrays``, ``grid``: nested dictionaries of arrays) and the optimizer ``state`` (any
     pytree; :func:`restore_state` rebuilds it on a template)."""
     arrays = {}
     for name, tree in trees.items():
@@ -96,9 +98,10 @@ def load(run: str | os.PathLike) -> tuple[dict, dict, list[np.ndarray]]:
         raise CheckpointError(file, f"not a readable xspecvae checkpoint ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(file, "not an xspecvae checkpoint (no format in its metadata)")
-    if meta.get("version") != VERSION:
+    renamed = {} if meta.get("version") == VERSION else _RENAMED.get(meta.get("version"))
+    if renamed is None:
         raise CheckpointError(
-            file, f"checkpoint schema {meta.get('version')}; this xspecvae reads {VERSION}"
+            file, f"checkpoint schema {meta.get('version')}; this xspecvae reads up to {VERSION}"
         )
     missing = [k for k, kind in _META.items() if not isinstance(meta.get(k), kind)]
     if missing:
@@ -111,6 +114,7 @@ def load(run: str | os.PathLike) -> tuple[dict, dict, list[np.ndarray]]:
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise CheckpointError(file, f"{name} holds non-finite values")
         top, _, rest = name.partition("/")
+        top = renamed.get(top, top)
         if top == "state" and rest.isdigit():
             leaves[int(rest)] = array
         elif not (top in trees and rest and _insert(trees[top], rest.split("/"), array)):
@@ -154,7 +158,7 @@ def convert_legacy(run: str | os.PathLike) -> Path:
         saved = pickle.load(f)
     meta = {k: saved[k] for k in ("config", "epoch", "step", "losses", "history")}
     meta["elapsed"] = float(saved.get("elapsed", 0.0))
-    trees = {name: saved[name] for name in TREES}
+    trees = {name: saved[old] for old, name in zip(("params", "instrument", "grid"), TREES)}
     return save(run, meta, trees, saved["state"])
 
 

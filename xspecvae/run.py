@@ -26,7 +26,9 @@ from xspecvae.errors import InputError
 from xspecvae.files import write_atomic
 from xspecvae.vae import VAE, Config, ModelArrays, parameter_mismatch
 
-__all__ = ["Run", "load_run", "run_pack", "saved_config"]
+__all__ = ["EXPLORE", "Run", "load_run", "run_pack", "saved_config"]
+
+EXPLORE = "explore"  # the folder name of a run's exploration (tables, figures, report)
 
 
 class Run:
@@ -52,6 +54,16 @@ class Run:
     @property
     def checkpoint_path(self) -> Path:
         return checkpoint.path(self.folder)
+
+    @property
+    def explore_folder(self) -> Path:
+        """Where the run's tables and report go by default (``RUN/explore``)."""
+        return self.folder / EXPLORE
+
+    @property
+    def beside_folder(self) -> Path:
+        """The exploration beside the run (``RUN/../explore``), where ``xspecvae demo`` puts it."""
+        return self.folder.parent / EXPLORE
 
     @property
     def started(self) -> bool:
@@ -143,7 +155,7 @@ def load_run(run: str | os.PathLike) -> tuple[VAE, dict]:
     _same_config(folder, info, saved)
     try:
         config = saved_config(saved["config"])
-        inst = ModelArrays(**{k: jnp.asarray(v) for k, v in trees["instrument"].items()})
+        inst = ModelArrays(**{k: jnp.asarray(v) for k, v in trees["model_arrays"].items()})
     except (OSError, ValueError, TypeError) as exc:
         raise checkpoint.CheckpointError(run, f"not a whole run ({exc})") from None
     wrong = parameter_mismatch(config, inst, trees["params"])

@@ -331,6 +331,6 @@ def tables_folder(model: Run, header: dict) -> Path:
     """Where the cached tables of the run ``model`` are: ``RUN/explore``, unless only the
     folder beside the run (``RUN/../explore``, where ``xspecvae demo`` writes its report)
     holds a current posterior table made with ``header``."""
-    own, beside = model.folder / "explore", model.folder.parent / "explore"
+    own, beside = model.explore_folder, model.beside_folder
     found = [_is_cached(f / "posteriors.fits", model, header) for f in (own, beside)]
     return beside if found == [False, True] else own

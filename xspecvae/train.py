@@ -26,20 +26,16 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
-from jax.typing import ArrayLike
-from numpyro import handlers
-from numpyro.infer import SVI, TraceMeanField_ELBO
+from numpyro.infer import SVI
 from numpyro.infer.svi import SVIState
 from tqdm import tqdm
 
@@ -47,14 +43,13 @@ from xspecvae import checkpoint
 from xspecvae.absorption import CrossSection
 from xspecvae.catalog import PER_SOURCE, Pack, PackError
 from xspecvae.run import Run, load_run, saved_config
-from xspecvae.vae import VAE, Config, ModelArrays, guide, model, rough_log_rate, thinned_copies
+from xspecvae.svi import TrainOptions, checked_update, kl_weight, make_svi
+from xspecvae.vae import VAE, Config, ModelArrays, rough_log_rate
 
 __all__ = [
     "TrainOptions",
     "TrainingError",
-    "checked_update",
     "initialize_distributed",
-    "make_svi",
     "split_rows",
     "train",
 ]
@@ -63,24 +58,6 @@ __all__ = [
 class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss, nothing to resume); the last good checkpoint
     is kept."""
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """How to train (saved in ``config.json``). ``batch_size`` is global (over every process
-    and device); the learning rate warms up linearly over ``warmup_steps`` and decays by a
-    cosine to 5 % at the end; gradients are clipped at a global norm of 10."""
-
-    epochs: int = 40
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    warmup_steps: int = 200
-    kl_warmup_epochs: int = 5  # KL weight rises linearly from 0 to 1 over these epochs
-    free_bits: float = 0.1  # nats per latent dimension (see vae.guide); 0 for none
-    thin_share: float = 0.0  # share of each batch replaced by thinned copies (vae.thinned_copies)
-    validation_fraction: float = 0.1
-    checkpoint_every: int = 200  # steps (and at the end of every epoch)
-    seed: int = 0
 
 
 def train(
@@ -101,7 +78,8 @@ def train(
 
     ``absorption`` is a cross-section table (FITS, ENERGY and SIGMA, e.g.
     ``xsect_tbabs_wilm.fits``); Morrison & McCammon when None. With ``resume`` the run
-    continues from its checkpoint with its saved settings (the arguments are ignored).
+    continues from its checkpoint with its saved settings (a ``config`` or ``options``
+    asking otherwise, off the defaults, is refused).
     ``init`` (fine-tuning) is a trained run to start from: its parameters, its ``config`` and
     its instrument arrays (model grid, cross-sections, reference response, prior of the
     normalisation) replace ``config`` and ``absorption``; the pack must be on its grids.
@@ -221,7 +199,9 @@ def _plan(
             raise TrainingError(
                 f"{run} was trained by {saved['processes']} processes: resume it with as many"
             )
+        asked = (config, options)
         config, options = saved_config(saved["config"]), TrainOptions(**saved["options"])
+        _same_as_saved(run, asked, (config, options))
         pack_path, instrument, absorption = saved["pack"], saved["instrument"], saved["absorption"]
         init, pack_id = saved.get("init"), saved.get("pack_id")
     elif trained or folder.legacy:
@@ -235,6 +215,24 @@ def _plan(
         raise ValueError(f"batch_size must be a multiple of the {jax.device_count()} devices")
     plan = (config, options, pack_path, instrument, absorption, init, pack_id, initial, own)
     return _Plan(*plan)
+
+
+def _same_as_saved(run: Path, asked: tuple, saved: tuple) -> None:
+    """Refuse to resume ``run`` with settings asked off their defaults that differ from the
+    run's own (they would otherwise be silently ignored)."""
+    changed = [
+        f"{f.name} {getattr(was, f.name)} -> {getattr(ask, f.name)}"
+        for ask, was in zip(asked, saved)
+        if ask is not None
+        for f in fields(ask)
+        if getattr(ask, f.name) not in (f.default, getattr(was, f.name))
+    ]
+    if changed:
+        raise TrainingError(
+            f"resuming {run} keeps its own settings, which {', '.join(changed)} would change; "
+            f"to train it further, start a new run from it: xspecvae train PACK -o NEW "
+            f"--init {run} --epochs N"
+        )
 
 
 def _read_data(folder: Run, plan: _Plan) -> _Data:
@@ -348,7 +346,7 @@ def _epoch(
     per_epoch, batch_rows = data.steps_per_epoch, data.local_batch
     order = np.random.default_rng([options.seed, 0, now.epoch, jax.process_index()])
     order = order.permutation(data.train_rows)
-    kl = _kl_weight(options, now.epoch)
+    kl = kl_weight(options, now.epoch)
     augment = jax.random.key(options.seed + 1)
     first = now.step - now.epoch * per_epoch  # steps of this epoch already taken
     # a resumed epoch keeps its time
@@ -408,46 +406,11 @@ def _save(folder: Run, svi: SVI, config: Config, data: _Data, now: _Progress) ->
     mid_epoch = now.step > now.epoch * data.steps_per_epoch
     meta["elapsed"] = time.perf_counter() - now.start if mid_epoch else 0
     model_arrays = {
-        "instrument": {k: np.asarray(v) for k, v in data.inst._asdict().items()},
+        "model_arrays": {k: np.asarray(v) for k, v in data.inst._asdict().items()},
         "grid": {"channel_lo": data.grid.channel_lo, "channel_hi": data.grid.channel_hi},
     }
     folder.save_checkpoint(meta, {"params": svi.get_params(host), **model_arrays}, host)
     folder.write_metrics(now.history)
-
-
-def make_svi(
-    inst: ModelArrays, config: Config, options: TrainOptions, n_train: int, total_steps: int
-) -> SVI:
-    """The SVI of :func:`train`: model and guide over ``n_train`` sources, their ELBO divided
-    by ``n_train`` (losses are per spectrum), the optimizer of ``options`` over ``total_steps``."""
-
-    def per_spectrum(program: Callable[..., None]):
-        program = partial(program, inst=inst, config=config, n_sources=n_train)
-        return handlers.scale(program, scale=1.0 / n_train)
-
-    optimizer = _optimizer(options, total_steps)
-    return SVI(per_spectrum(model), per_spectrum(guide), optimizer, TraceMeanField_ELBO())
-
-
-def checked_update(
-    svi: SVI,
-    state: SVIState,
-    batch: dict[str, jax.Array],
-    kl_weight: ArrayLike,
-    free_bits: ArrayLike,
-    key: jax.Array | None = None,
-    thin_share: float = 0.0,
-) -> tuple[SVIState, jax.Array, jax.Array]:
-    """One step of :func:`train` (jit it with ``svi`` and ``thin_share`` bound):
-    ``svi.update`` on ``batch`` (a ``thin_share`` of its rows replaced by thinned copies, drawn
-    with ``key``: :func:`~xspecvae.vae.thinned_copies`) and whether its loss and the new
-    parameters are all finite."""
-    if thin_share > 0:
-        batch = thinned_copies(key, batch, thin_share)
-    state, loss = svi.update(state, batch, kl_weight=kl_weight, free_bits=free_bits)
-    leaves = jax.tree.leaves(svi.optim.get_params(state.optim_state))
-    finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))
-    return state, loss, finite
 
 
 def initialize_distributed(
@@ -501,17 +464,6 @@ def _local(tree: SVIState | jax.Array):
     return jax.tree.map(lambda x: x.addressable_data(0), tree)
 
 
-def _optimizer(options: TrainOptions, total_steps: int):
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0,
-        options.learning_rate,
-        min(options.warmup_steps, max(total_steps - 1, 1)),
-        max(total_steps, 2),
-        end_value=options.learning_rate * 0.05,
-    )
-    return optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
-
-
 def _non_finite(run: Path, epoch: int, step: int, learning_rate: float) -> str:
     """What went wrong and the way on (resuming would repeat the very same steps)."""
     what = f"non-finite loss or parameters at epoch {epoch}, step {step}"
@@ -522,9 +474,3 @@ def _non_finite(run: Path, epoch: int, step: int, learning_rate: float) -> str:
         f"{what}; the last good checkpoint is kept in {run}. Resuming would repeat the same "
         f"steps: continue from it in a new folder, xspecvae train PACK -o NEW --init {run} {rate}"
     )
-
-
-def _kl_weight(options: TrainOptions, epoch: int) -> float:
-    if options.kl_warmup_epochs <= 0:
-        return 1.0
-    return min(1.0, (epoch + 1) / options.kl_warmup_epochs)

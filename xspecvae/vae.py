@@ -20,11 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from jax.scipy.linalg import solve_triangular
 from jax.typing import ArrayLike
 from numpyro.contrib.module import flax_module
 
 from xspecvae.absorption import CrossSection
+from xspecvae.laplace import levenberg_marquardt, marginal_widths, where_rows
 from xspecvae.likelihood import LIKELIHOODS
 from xspecvae.networks import LINE_SETS, DecoderOutput, DeepONet, EncoderOutput, MixerEncoder
 
@@ -472,7 +472,7 @@ def refine(vae: VAE, q: Posterior, batch: dict) -> Posterior:
         return objective(theta, source), grad, hessian
 
     start = q.loc
-    theta, at_theta, at_start = _levenberg_marquardt(curvature, start, config.refine_steps)
+    theta, at_theta, at_start = levenberg_marquardt(curvature, start, config.refine_steps)
     scale = jnp.diagonal(at_theta[2], axis1=1, axis2=2) ** -0.5
 
     def negative_elbo(loc: jax.Array, scale: jax.Array):  # (B,), on common draws
@@ -485,51 +485,10 @@ def refine(vae: VAE, q: Posterior, batch: dict) -> Posterior:
     # both candidates in one vmapped pass (one copy of the decoder to compile, not two)
     pair = jax.vmap(negative_elbo)(jnp.stack([theta, start]), jnp.stack([scale, q.conditional]))
     better = pair[0] < pair[1]
-    loc = _where_rows(better, theta, start)
-    scale = _where_rows(better, scale, q.conditional)
-    sd = _marginal_widths(_where_rows(better, at_theta[2], at_start[2]), scale)
+    loc = where_rows(better, theta, start)
+    scale = where_rows(better, scale, q.conditional)
+    sd = marginal_widths(where_rows(better, at_theta[2], at_start[2]), scale)
     return Posterior(loc[:, :dim], sd[:, :dim], loc[:, dim], sd[:, dim], scale)
-
-
-def _levenberg_marquardt(curvature: Callable, start: jax.Array, steps: int) -> tuple:
-    """``steps`` damped Gauss-Newton trials per row from ``start`` (B, K), each judged by the
-    objective of its own ``curvature`` (objective, gradient, Hessian), which is carried on if
-    the trial is accepted; the damping of each row falls by 3 on success and rises by 4 on
-    failure. Returns the last accepted point, its curvature and the curvature at ``start``."""
-
-    def step(carry: tuple, _: None):
-        theta, at, damping = carry
-        value, grad, hessian = at
-        diagonal = jnp.diagonal(hessian, axis1=1, axis2=2)
-        damped = hessian + jax.vmap(jnp.diag)(damping[:, None] * diagonal)
-        trial = theta - jnp.linalg.solve(damped, grad[..., None])[..., 0]
-        proposed = curvature(trial)
-        better = proposed[0] < value
-        theta = _where_rows(better, trial, theta)
-        at = jax.tree.map(lambda new, old: _where_rows(better, new, old), proposed, at)
-        damping = jnp.clip(jnp.where(better, damping / 3.0, damping * 4.0), 1e-6, 1e6)
-        return (theta, at, damping), None
-
-    at_start = curvature(start)
-    carry = (start, at_start, jnp.full(start.shape[:1], 0.1))
-    (theta, at_theta, _), _ = jax.lax.scan(step, carry, None, length=steps)
-    return theta, at_theta, at_start
-
-
-def _marginal_widths(hessian: jax.Array, floor: jax.Array) -> jax.Array:
-    """The marginal standard deviations of the Gaussians of precision ``hessian`` (B, K, K),
-    the square roots of its inverse's diagonal (through its Cholesky factor), at least
-    ``floor`` (B, K): a kept encoder's posterior may be wider than the curvature says, and a
-    curvature that float32 cannot factor (NaN) leaves ``floor``."""
-    cholesky = jnp.linalg.cholesky(hessian)
-    eye = jnp.broadcast_to(jnp.eye(hessian.shape[-1]), cholesky.shape)
-    sd = jnp.sqrt(jnp.sum(solve_triangular(cholesky, eye, lower=True) ** 2, -2))
-    return jnp.where(jnp.isfinite(sd), jnp.maximum(sd, floor), floor)
-
-
-def _where_rows(choose: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
-    """``new`` in the rows (leading axis) where ``choose`` (B,) holds, ``old`` elsewhere."""
-    return jnp.where(choose.reshape(-1, *(1,) * (new.ndim - 1)), new, old)
 
 
 def _log_centres(edges: jax.Array) -> jax.Array:

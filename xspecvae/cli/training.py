@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from xspecvae import checkpoint
@@ -92,8 +93,6 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dataclasses import fields
-
     from xspecvae.simulator import demo_pack
     from xspecvae.train import TrainingError, TrainOptions, initialize_distributed, train
     from xspecvae.vae import Config
@@ -107,48 +106,21 @@ def _train(args: argparse.Namespace) -> int:
         pack = Path(DEMO_PACK)
         if not pack.exists():
             demo_pack(pack, progress=not args.quiet)
-    pick = lambda cls: cls(**{f.name: getattr(args, f.name) for f in fields(cls)})  # noqa: E731
-    further = f"xspecvae train PACK -o NEW --init {args.run} --epochs N"
-    if args.resume:
-        changed = [
-            f.name
-            for c in (TrainOptions, Config)
-            for f in fields(c)
-            if getattr(args, f.name) != f.default
-        ]
-        if changed:
-            flags = ", ".join("--" + name.replace("_", "-") for name in changed)
-            return fail(
-                "train",
-                f"--resume continues {args.run} with its own settings, which {flags} would "
-                f"change; to train a finished run further, start a new one from it: {further}",
-            )
+    config, options = (_given(cls, args) for cls in (Config, TrainOptions))
+    given = dict(config=config, options=options, instrument=args.instrument, init=args.init)
+    given |= dict(absorption=args.absorption, resume=args.resume, progress=not args.quiet)
     try:
-        metrics = train(
-            pack,
-            args.run,
-            config=pick(Config),
-            options=pick(TrainOptions),
-            instrument=args.instrument,
-            absorption=args.absorption,
-            resume=args.resume,
-            init=args.init,
-            progress=not args.quiet,
-        )
+        metrics = train(pack, args.run, **given)
     except (TrainingError, OGIPError, ValueError) as err:
-        print(f"xspecvae train: {err}", file=sys.stderr)
-        return 1
+        return fail("train", str(err))
     except KeyboardInterrupt:
-        if Run(args.run).trained:
-            print(
-                f"\nxspecvae train: interrupted; the last checkpoint in {args.run} is whole. "
-                f"Continue with: xspecvae train -o {args.run} --resume",
-                file=sys.stderr,
-            )
-        else:
-            print("\nxspecvae train: interrupted before the first checkpoint", file=sys.stderr)
+        saved = f"the last checkpoint in {args.run} is whole; continue with: xspecvae train -o "
+        saved += f"{args.run} --resume"
+        saved = saved if Run(args.run).trained else "before the first checkpoint"
+        print(f"\nxspecvae train: interrupted; {saved}", file=sys.stderr)
         return 130
     if not metrics:
+        further = f"xspecvae train PACK -o NEW --init {args.run} --epochs N"
         print(f"run: {args.run} had already run all its epochs; to train it further: {further}")
         return 0
     print(
@@ -157,6 +129,13 @@ def _train(args: argparse.Namespace) -> int:
         f"{metrics['spectra_per_s']:,.0f} spectra/s)"
     )
     return 0
+
+
+def _given(cls: type, args: argparse.Namespace) -> object | None:
+    """``cls`` (a settings dataclass) with the flags set off their defaults, or None if none
+    is (a resumed run then keeps its own settings)."""
+    given = {f.name: getattr(args, f.name) for f in fields(cls)}
+    return cls(**given) if any(given[f.name] != f.default for f in fields(cls)) else None
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -173,13 +152,12 @@ def _demo(args: argparse.Namespace) -> int:
         demo_pack(pack, progress=progress)
     run = folder / "run"
     say(f"demo 2/3: training ({args.epochs} epochs), {run}", flush=True)
-    options = TrainOptions(epochs=args.epochs)
-    train(pack, run, options=options, resume=Run(run).started, progress=progress)
+    options, model = TrainOptions(epochs=args.epochs), Run(run)
+    train(pack, run, options=options, resume=model.started, progress=progress)
     say("demo 3/3: posteriors, map, searches, trajectories, checks, report", flush=True)
-    report = folder / "explore" / "report.html"
-    done = Run(run).is_current(report)
-    if not done:
-        report = explore(run, pack, folder / "explore", progress=progress)
+    report = model.beside_folder / "report.html"
+    if not model.is_current(report):
+        report = explore(run, pack, model.beside_folder, progress=progress)
     print(f"explore: xspecvae serve {run}")
     print(f"report: {report}")
     return 0
