@@ -275,12 +275,12 @@ def test_parameter_ranges(population):
     _, meta, truth, _ = load(population)
     label = meta["label"]
     within(truth["kt"][label == "CV"], 5.0, 40.0, "CV kT")
-    within(truth["bb_kt"][label == "SSS"], 0.03, 0.1, "SSS kT")
+    within(truth["bb_kt"][label == "SSS"], 0.02, 0.1, "SSS kT")
     within(truth["kt"][label == "cluster"], 1.0, 8.0, "cluster kT")
     assert np.all(truth["redshift"][label == "cluster"] > 0)
     star = label == "star"
     kt2 = truth["kt2"][star]  # the second plasma of two-temperature stars
-    within(np.concatenate([truth["kt"][star], kt2[np.isfinite(kt2)]]), 0.2, 1.5, "star kT")
+    within(np.concatenate([truth["kt"][star], kt2[np.isfinite(kt2)]]), 0.1, 1.5, "star kT")
     agn = (label == "AGN") & (meta["epoch"] == 1)  # later epochs walk in N_H and jitter in Gamma
     assert truth["gamma"][agn].mean() == pytest.approx(1.9, abs=0.03)
     assert truth["gamma"][agn].std() == pytest.approx(0.3, abs=0.03)

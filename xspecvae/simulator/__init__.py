@@ -14,11 +14,12 @@ The model (all numbers are module constants, documented where they are defined):
   spectrum is absorbed by a Galactic column ``nh_gal`` (1e20-1e21 cm^-2, log-uniform).
   ``AGN``: power law (Gamma ~ N(1.9, 0.3)) absorbed at its redshift (0.05-3) by ``nh`` (30 %
   above 1e22, 10 % above 1e23, the rest 1e20-1e22) with a scattered unabsorbed fraction, plus
-  a Fe K-alpha 6.4 keV (rest) line of EW ~ 100 eV. ``star``: one or two plasmas (kT 0.2-1.5
-  keV). ``XRB``: disc blackbody + power law behind 1e21-1e23 cm^-2, soft (disc) or hard (power
+  a Fe K-alpha 6.4 keV (rest) line of EW ~ 100 eV. ``star``: one or two plasmas (kT 0.1-1.5
+  keV). ``XRB``: disc blackbody + power law behind 1e21-3e23 cm^-2, soft (disc) or hard (power
   law, Gamma ~ 1.7) state. ``CV``: 5-40 keV plasma (Fe XXV 6.7 keV) with a partial-covering
-  absorber and a 6.4 keV line. ``ULX``: hot disc (1.4-2.5 keV) plus a cool blackbody or a soft
-  power law of comparable flux. ``SSS``: 30-100 eV blackbody. ``cluster``: 1-8 keV plasma at
+  absorber (1e22-3e23 cm^-2) and a 6.4 keV line. ``ULX``: hot disc (1.4-2.5 keV) plus a cool
+  blackbody or a soft power law of comparable flux. ``SSS``: 20-100 eV blackbody behind up to
+  3e21 cm^-2 more. ``cluster``: 1-8 keV plasma at
   z = 0.05-1. ``TDE``: 40-150 eV blackbody or a steep power law at z = 0.01-0.3.
 - Counts: expected source counts ``S`` from N(>S) ~ S^-1.5 (:data:`SOURCE_COUNTS`), expected
   background counts in the source region ``B`` log-normal and proportional to exposure

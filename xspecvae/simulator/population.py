@@ -180,8 +180,9 @@ def _draw_agn(rng: np.random.Generator, k: int) -> dict:
 
 
 def _draw_star(rng: np.random.Generator, k: int) -> dict:
-    """star: one or two coronal plasmas."""
-    kt = _loguniform(rng, 0.2, 0.7, k)
+    """star: one or two coronal plasmas; the cool one from 1.2 MK (0.1 keV, quiet solar-type
+    and M-dwarf coronae) to 8 MK."""
+    kt = _loguniform(rng, 0.1, 0.7, k)
     two = rng.random(k) < 0.6
     kt2 = np.minimum(kt * _loguniform(rng, 1.5, 4.0, k), 1.5)
     return dict(
@@ -193,9 +194,10 @@ def _draw_star(rng: np.random.Generator, k: int) -> dict:
 
 
 def _draw_xrb(rng: np.random.Generator, k: int) -> dict:
-    """XRB: disc + power law, a soft and a hard state (one drawn)."""
+    """XRB: disc + power law, a soft and a hard state (one drawn); columns up to 3e23 cm^-2
+    (obscured high-mass systems, transients behind the Galactic centre)."""
     return dict(
-        nh=_loguniform(rng, 0.1, 10.0, k),
+        nh=_loguniform(rng, 0.1, 30.0, k),
         soft_t_in=_loguniform(rng, 0.5, 2.0, k),
         soft_gamma=_truncated_normal(rng, 2.4, 0.2, 2.0, 3.0, k),
         soft_disc=rng.uniform(0.75, 0.95, k),
@@ -207,11 +209,12 @@ def _draw_xrb(rng: np.random.Generator, k: int) -> dict:
 
 
 def _draw_cv(rng: np.random.Generator, k: int) -> dict:
-    """CV: hot plasma behind a partial coverer, with Fe K-alpha."""
+    """CV: hot plasma behind a partial coverer (1e22-3e23 cm^-2, as in intermediate polars),
+    with Fe K-alpha."""
     return dict(
         kt=_loguniform(rng, 5.0, 40.0, k),
         abundance=_loguniform(rng, 0.3, 1.0, k),
-        cover_nh=_loguniform(rng, 1.0, 20.0, k),
+        cover_nh=_loguniform(rng, 1.0, 30.0, k),
         cover_fraction=rng.uniform(0.3, 0.9, k),
         line_energy=np.full(k, 6.4),
         line_ew=rng.uniform(0.05, 0.15, k),
@@ -232,8 +235,9 @@ def _draw_ulx(rng: np.random.Generator, k: int) -> dict:
 
 
 def _draw_sss(rng: np.random.Generator, k: int) -> dict:
-    """SSS: a soft blackbody."""
-    return dict(bb_kt=_loguniform(rng, 0.03, 0.1, k), nh=_loguniform(rng, 1e-3, 0.05, k))
+    """SSS: a soft blackbody of 20-100 eV behind a local or host column up to 3e21 cm^-2
+    (novae in M31 and in the Galactic plane, as well as the Magellanic Clouds' 1e20-1e21)."""
+    return dict(bb_kt=_loguniform(rng, 0.02, 0.1, k), nh=_loguniform(rng, 1e-3, 0.3, k))
 
 
 def _draw_cluster(rng: np.random.Generator, k: int) -> dict:
