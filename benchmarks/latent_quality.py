@@ -84,7 +84,7 @@ PPS = "pps_0760940101"
 #: Protocol A trains on about 1,500 spectra: as many steps as the demo's 40 epochs of 18,000.
 OPTIONS_A = dict(epochs=250, batch_size=128, kl_warmup_epochs=30)
 SIMULATED = 20_000
-COUNTS_SLOPE = 1.5  # of the simulation of protocol B (xspecvae simulate --counts-slope)
+COUNTS_SLOPE = 1.0  # of protocol B's simulation: the README recipe's --counts-slope
 K = 10
 BRIGHT = 500.0  # net counts of the "bright" subset
 THIN_FROM, THIN_TO = 3_000.0, 300.0  # thinning test: spectra above, thinned to (net counts)
