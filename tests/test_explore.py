@@ -497,3 +497,7 @@ def test_demo_runs_the_whole_journey_then_resumes(tmp_path, monkeypatch, capsys)
     assert {p: p.stat().st_mtime_ns for p in made} == made
     out = capsys.readouterr().out
     assert "demo 3/3" in out and out.strip().endswith(f"report: {report}")
+    assert main(["demo", "-o", str(folder), "--epochs", "2", "--quiet"]) == 1  # not ignored
+    error = capsys.readouterr().err
+    assert "epochs 1 -> 2" in error and "another folder" in error and "Traceback" not in error
+    assert {p: p.stat().st_mtime_ns for p in made} == made

@@ -215,6 +215,8 @@ def test_similar_is_the_index_search(catalogue):
         assert str(table["source_id"][row]) not in found["source_id"]
     with pytest.raises(InputError, match="at least one"):
         data.similar(catalogue.index, table, row, k=0)
+    none = data.similar(catalogue.index, table, row, min_snr=1e9)  # the slider at its top
+    assert set(none) == set(found) and all(len(v) == 0 for v in none.values())
 
 
 def test_rows_and_selection_files(catalogue, tmp_path):

@@ -138,6 +138,8 @@ def test_input_mistakes_end_in_one_line(xmm, small_run, small_pack, trashed_pack
         (["similar", str(table), "--row", "0", "-k", "0"], ["k 0", "at least one"]),
         (["similar", str(table), "--row", "0", "--min-snr", "1e9"], ["min_snr 1e+09"]),
         (["similar", str(table), "--source", "2", "--obs", "123"], ["123"]),
+        (["similar", str(table), "--row", "1000000"], [table, "row 1000000"]),
+        (["train", str(other), "-o", str(tmp_path / "t"), "--line-set", "7"], ["line_set"]),
     ]
     for argv, names in cases:
         assert main(argv) == 1, argv

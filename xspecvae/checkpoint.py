@@ -98,7 +98,10 @@ def load(run: str | os.PathLike) -> tuple[dict, dict, list[np.ndarray]]:
         raise CheckpointError(file, f"not a readable xspecvae checkpoint ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(file, "not an xspecvae checkpoint (no format in its metadata)")
-    renamed = {} if meta.get("version") == VERSION else _RENAMED.get(meta.get("version"))
+    version = meta.get("version")
+    renamed = (
+        {} if version == VERSION else _RENAMED.get(version if isinstance(version, int) else -1)
+    )
     if renamed is None:
         raise CheckpointError(
             file, f"checkpoint schema {meta.get('version')}; this xspecvae reads up to {VERSION}"

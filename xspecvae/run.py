@@ -146,7 +146,7 @@ class Run:
 
 def load_run(run: str | os.PathLike) -> tuple[VAE, dict]:
     """A trained run, without the pack or the training arguments: the :class:`VAE` (config,
-    learnt parameters, instrument arrays) and the run's ``config.json`` (pack, options, the
+    learnt parameters, model arrays) and the run's ``config.json`` (pack, options, the
     channel grid under ``grid``)."""
     run = Path(run)
     folder = Run(run)

@@ -43,8 +43,9 @@ class TrainOptions:
 def make_svi(
     inst: ModelArrays, config: Config, options: TrainOptions, n_train: int, total_steps: int
 ) -> SVI:
-    """The SVI of :func:`train`: model and guide over ``n_train`` sources, their ELBO divided
-    by ``n_train`` (losses are per spectrum), the optimizer of ``options`` over ``total_steps``."""
+    """The SVI of :func:`~xspecvae.train.train`: model and guide over ``n_train`` sources,
+    their ELBO divided by ``n_train`` (losses are per spectrum), the optimizer of ``options``
+    over ``total_steps``."""
 
     def per_spectrum(program: Callable[..., None]):
         program = partial(program, inst=inst, config=config, n_sources=n_train)
@@ -63,7 +64,7 @@ def checked_update(
     key: jax.Array | None = None,
     thin_share: float = 0.0,
 ) -> tuple[SVIState, jax.Array, jax.Array]:
-    """One step of :func:`train` (jit it with ``svi`` and ``thin_share`` bound):
+    """One step of :func:`~xspecvae.train.train` (jit it with ``svi`` and ``thin_share`` bound):
     ``svi.update`` on ``batch`` (a ``thin_share`` of its rows replaced by thinned copies, drawn
     with ``key``: :func:`~xspecvae.vae.thinned_copies`) and whether its loss and the new
     parameters are all finite."""

@@ -6,7 +6,7 @@ sharded along its first axis, parameters are replicated). A run lives in a folde
 
     RUN/config.json       model and training options, the pack, the split (for people and --resume)
     RUN/checkpoint.npz    parameters, optimizer state, RNG key, epoch and step, and the model's
-                          config and instrument arrays (grids, cross-sections, RMFs): everything
+                          config and ``ModelArrays`` (grids, cross-sections, RMFs): everything
                           :func:`xspecvae.run.load_run` needs (written atomically, read without
                           pickle: :mod:`xspecvae.checkpoint`)
     RUN/metrics.csv       one line per epoch: losses per spectrum, time, throughput
@@ -81,7 +81,7 @@ def train(
     continues from its checkpoint with its saved settings (a ``config`` or ``options``
     asking otherwise, off the defaults, is refused).
     ``init`` (fine-tuning) is a trained run to start from: its parameters, its ``config`` and
-    its instrument arrays (model grid, cross-sections, reference response, prior of the
+    its model arrays (model grid, cross-sections, reference response, prior of the
     normalisation) replace ``config`` and ``absorption``; the pack must be on its grids.
     ``max_steps`` stops after that many steps in total (for tests and time-boxed jobs).
     """

@@ -154,17 +154,19 @@ def _similar(args: argparse.Namespace) -> int:
     from xspecvae.tables import POSTERIOR, read_table, write_table
 
     table, header = read_table(args.table, with_header=True, required=POSTERIOR)
-    if args.spectrum is not None:
-        query, where = _encode_query(args, header), args.spectrum
-    else:
-        query = args.row if args.row is not None else find_row(table, args.source, args.obs)
-        where = f"row {query}, " + ", ".join(
-            f"{c} {_rounded(np.asarray(table[c])[query])}"
-            for c in ("source_id", "obs_id", "label", "snr")
-            if c in table
-        )
+    query = _encode_query(args, header) if args.spectrum is not None else args.row
     search = dict(divergence=args.divergence, min_snr=args.min_snr)
-    found = similar_table(table, query, args.k, instrument=args.only_instrument, **search)
+    try:  # the table's problems name the table
+        if query is None:
+            query = find_row(table, args.source, args.obs)
+        found = similar_table(table, query, args.k, instrument=args.only_instrument, **search)
+    except InputError as err:
+        raise InputError(args.table, str(err)) from None
+    where = args.spectrum or f"row {query}, " + ", ".join(
+        f"{c} {_rounded(np.asarray(table[c])[query])}"
+        for c in ("source_id", "obs_id", "label", "snr")
+        if c in table
+    )
     settings = {"QUERY": str(where), "DIVERGE": args.divergence, "K": args.k}
     settings |= {"MINSNR": args.min_snr, "ONLYINST": args.only_instrument or "any"}
     output = _beside(args.table, args.output, "similar.fits")

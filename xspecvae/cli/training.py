@@ -106,18 +106,18 @@ def _train(args: argparse.Namespace) -> int:
         pack = Path(DEMO_PACK)
         if not pack.exists():
             demo_pack(pack, progress=not args.quiet)
-    config, options = (_given(cls, args) for cls in (Config, TrainOptions))
-    given = dict(config=config, options=options, instrument=args.instrument, init=args.init)
-    given |= dict(absorption=args.absorption, resume=args.resume, progress=not args.quiet)
-    try:
-        metrics = train(pack, args.run, **given)
+    given = dict(instrument=args.instrument, init=args.init, absorption=args.absorption)
+    given |= dict(resume=args.resume, progress=not args.quiet)
+    try:  # an impossible setting (Config, TrainOptions) is one line too
+        config, options = (_given(cls, args) for cls in (Config, TrainOptions))
+        metrics = train(pack, args.run, config=config, options=options, **given)
     except (TrainingError, OGIPError, ValueError) as err:
         return fail("train", str(err))
     except KeyboardInterrupt:
         saved = f"the last checkpoint in {args.run} is whole; continue with: xspecvae train -o "
         saved += f"{args.run} --resume"
-        saved = saved if Run(args.run).trained else "before the first checkpoint"
-        print(f"\nxspecvae train: interrupted; {saved}", file=sys.stderr)
+        saved = "; " + saved if Run(args.run).trained else " before the first checkpoint"
+        print(f"\nxspecvae train: interrupted{saved}", file=sys.stderr)
         return 130
     if not metrics:
         further = f"xspecvae train PACK -o NEW --init {args.run} --epochs N"
@@ -141,7 +141,7 @@ def _given(cls: type, args: argparse.Namespace) -> object | None:
 def _demo(args: argparse.Namespace) -> int:
     from xspecvae.explore import explore
     from xspecvae.simulator import demo_pack
-    from xspecvae.train import TrainOptions, train
+    from xspecvae.train import TrainingError, TrainOptions, train
 
     folder, progress = args.output, not args.quiet
     folder.mkdir(parents=True, exist_ok=True)
@@ -153,7 +153,10 @@ def _demo(args: argparse.Namespace) -> int:
     run = folder / "run"
     say(f"demo 2/3: training ({args.epochs} epochs), {run}", flush=True)
     options, model = TrainOptions(epochs=args.epochs), Run(run)
-    train(pack, run, options=options, resume=model.started, progress=progress)
+    try:
+        train(pack, run, options=options, resume=model.started, progress=progress)
+    except TrainingError as err:  # e.g. a demo of other --epochs in this folder
+        return fail("demo", f"{err}; or run the demo into another folder (-o)")
     say("demo 3/3: posteriors, map, searches, trajectories, checks, report", flush=True)
     report = model.beside_folder / "report.html"
     if not model.is_current(report):

@@ -203,6 +203,8 @@ def find_row(table: dict[str, np.ndarray], source: str, obs: str | None = None) 
 
 
 def _same_id(column: ArrayLike, text: str) -> np.ndarray:
+    """Where ``column`` holds the id ``text``: as numbers when both are integers, else as text
+    (leading zeros ignored when ``text`` is all digits)."""
     values = np.asarray(column)
     if values.dtype.kind in "iu" and text.strip().lstrip("+").isdigit():
         return values == int(text)
