@@ -244,8 +244,11 @@ def test_fine_tuning_starts_from_the_trained_run(pack, finished, tmp_path):
     config and instrument (the size flags given are ignored); with a real one it moves."""
     other = simulate_pack(tmp_path / "other.h5", 200, seed=9, progress=False)
     frozen = TrainOptions(epochs=1, batch_size=32, learning_rate=0.0, kl_warmup_epochs=0)
-    train(other, tmp_path / "ft0", config=Config(), options=frozen, init=finished, progress=False)
+    ignored = Config(decoder_width=48)  # the run's own sizes are the initial run's
+    train(other, tmp_path / "ft0", config=ignored, options=frozen, init=finished, progress=False)
     assert same_params(finished, tmp_path / "ft0")
+    again = dict(config=ignored, options=frozen, init=finished, progress=False)
+    assert train(other, tmp_path / "ft0", resume=True, **again) == {}  # the same command resumes
     tuned, info = load_run(tmp_path / "ft0")
     start = load_run(finished)[0]
     assert tuned.config == SMALL and info["init"] == str(finished.resolve())

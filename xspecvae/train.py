@@ -199,7 +199,7 @@ def _plan(
             raise TrainingError(
                 f"{run} was trained by {saved['processes']} processes: resume it with as many"
             )
-        asked = (config, options)
+        asked = (None if saved.get("init") else config, options)  # fine-tuning: init's config
         config, options = saved_config(saved["config"]), TrainOptions(**saved["options"])
         _same_as_saved(run, asked, (config, options))
         pack_path, instrument, absorption = saved["pack"], saved["instrument"], saved["absorption"]
