@@ -33,7 +33,8 @@ FILE = "checkpoint.npz"
 LEGACY = "checkpoint.pkl"
 FORMAT, VERSION = "xspecvae-checkpoint", 2
 TREES = ("params", "model_arrays", "grid")
-_RENAMED = {1: {"instrument": "model_arrays"}}  # trees of each older schema read, by old name
+#: The schemas read, each with its trees' old names: schema 1 named ``model_arrays`` ``instrument``.
+_RENAMED = {VERSION: {}, 1: {"instrument": "model_arrays"}}
 _META = {
     "config": dict,
     "epoch": int,
@@ -99,9 +100,7 @@ def load(run: str | os.PathLike) -> tuple[dict, dict, list[np.ndarray]]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(file, "not an xspecvae checkpoint (no format in its metadata)")
     version = meta.get("version")
-    renamed = (
-        {} if version == VERSION else _RENAMED.get(version if isinstance(version, int) else -1)
-    )
+    renamed = _RENAMED.get(version) if isinstance(version, int) else None
     if renamed is None:
         raise CheckpointError(
             file, f"checkpoint schema {meta.get('version')}; this xspecvae reads up to {VERSION}"

@@ -109,7 +109,7 @@ def _train(args: argparse.Namespace) -> int:
     given = dict(instrument=args.instrument, init=args.init, absorption=args.absorption)
     given |= dict(resume=args.resume, progress=not args.quiet)
     try:  # an impossible setting (Config, TrainOptions) is one line too
-        config, options = (_given(cls, args) for cls in (Config, TrainOptions))
+        config, options = (_settings(cls, args) for cls in (Config, TrainOptions))
         metrics = train(pack, args.run, config=config, options=options, **given)
     except (TrainingError, OGIPError, ValueError) as err:
         return fail("train", str(err))
@@ -131,11 +131,10 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _given(cls: type, args: argparse.Namespace) -> object | None:
-    """``cls`` (a settings dataclass) with the flags set off their defaults, or None if none
-    is (a resumed run then keeps its own settings)."""
-    given = {f.name: getattr(args, f.name) for f in fields(cls)}
-    return cls(**given) if any(given[f.name] != f.default for f in fields(cls)) else None
+def _settings(cls: type, args: argparse.Namespace) -> object:
+    """``cls`` (a settings dataclass) from the command line's flags (a resumed run refuses
+    those set off their defaults that differ from its own: :func:`~xspecvae.train.train`)."""
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -383,11 +383,10 @@ def similar(
     """:func:`~xspecvae.explore.similar_table` of ``row`` (SNR >= ``min_snr``), its ids as
     text for the page."""
     row = check_row(row, len(table["row"]))
-    if not np.any(np.asarray(table["snr"]) >= min_snr):  # none that bright: an empty list
-        empty = similar_table(table, row, 1, divergence=divergence, index=index)
-        return {c: v[:0].astype(str) if c in ("source_id", "obs_id", "label") else v[:0]
-                for c, v in empty.items()}  # fmt: skip
-    found = similar_table(table, row, int(k), divergence=divergence, min_snr=min_snr, index=index)
+    bright = bool(np.any(np.asarray(table["snr"]) >= min_snr))  # else an empty list
+    search = dict(divergence=divergence, min_snr=min_snr if bright else 0.0, index=index)
+    found = similar_table(table, row, int(k) if bright else 1, **search)
+    found = {c: v if bright else v[:0] for c, v in found.items()}
     for column in ("source_id", "obs_id", "label"):
         if column in found:
             found[column] = found[column].astype(str)
