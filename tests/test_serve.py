@@ -244,7 +244,7 @@ def test_page_without_a_browser(catalogue):
     page.attach(doc)
     assert len(doc.get_model_by_name("map_source").data["x"]) == 600
     row = a_repeated_row(catalogue)
-    page.source.selected.indices = [row]  # what a tap does
+    page.source.selected.indices = page._places([row])  # a box around that one point
     assert f"<td>{catalogue.table['source_id'][row]}</td>" in page.info.text
     assert list(page.similar.source.data["row"]) == expected_similar(catalogue, row)
     seen = data.epochs(catalogue.table, row)
@@ -258,7 +258,9 @@ def test_page_without_a_browser(catalogue):
     hellinger = data.trajectory(catalogue.table, row, "hellinger")["step"]
     np.testing.assert_array_equal(page.steps.source.data["step"], hellinger)
     page._filter("value_throttled", 0, 10.0)
-    assert sum(page.filter.booleans) == np.sum(catalogue.table["snr"] >= 10)
+    drawn = page.source.data["row"]
+    assert len(drawn) == np.sum(catalogue.table["snr"] >= 10)
+    assert np.all(catalogue.table["snr"][drawn] >= 10)
     assert np.all(np.asarray(page.similar.source.data["snr"]) >= 10)
     page.anomalies.source.selected.indices = [0]  # the most anomalous, one click
     assert page.current == int(catalogue.anomalies["row"][0])
@@ -266,6 +268,48 @@ def test_page_without_a_browser(catalogue):
     assert page.current == 7 and list(page.shown.data["x"]) == [catalogue.xy[7, 0]]
     page.tapped.data = {"row": [600]}
     assert page.current == 7 and "0 to 599" in page.status.text
+
+
+def test_a_large_map_draws_some_points_and_shades_them_all(catalogue):
+    """With fewer points drawn than sources: the shading holds the rest, a zoom draws the
+    view's, a box selects every source inside it (drawn or not), and those are what the
+    page's downloads and SAMP send."""
+    from bokeh.document import Document
+    from bokeh.events import RangesUpdate, SelectionGeometry
+
+    from xspecvae.serve import detail
+    from xspecvae.serve.app import Page
+
+    xy = catalogue.xy
+    page = Page(catalogue, points=100)
+    page.attach(Document())
+    drawn = np.asarray(page.source.data["row"])
+    assert len(drawn) == 100 and len(set(drawn)) == 100
+    np.testing.assert_array_equal(page.source.data["x"], xy[drawn, 0])
+    image = page.density.data["image"][0].view(np.uint8).reshape(*detail.SHAPE[::-1], 4)
+    assert (image[..., 3] > 0).sum() > 100  # more pixels shaded than points drawn
+    assert "100 of the 600" in page.detail.text
+
+    (x0, x1), (y0, y1) = np.percentile(xy, [30, 70], axis=0).T
+    page.map._trigger_event(RangesUpdate(page.map, x0=x0, x1=x1, y0=y0, y1=y1))
+    inside = np.flatnonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0)
+                            & (xy[:, 1] <= y1))  # fmt: skip
+    assert 0 < len(inside) <= 100  # this view's every source drawn, no shading
+    assert sorted(page.source.data["row"]) == inside.tolist()
+    assert page.density.data["image"] == [] and "all" in page.detail.text
+
+    page.map._trigger_event(
+        RangesUpdate(page.map, **dict(zip(("x0", "x1", "y0", "y1"), page.view.around(xy))))
+    )
+    box = {"type": "rect", "x0": x0, "x1": x1, "y0": y0, "y1": y1}
+    drawn = np.asarray(page.source.data["row"])
+    page.source.selected.indices = np.flatnonzero(np.isin(drawn, inside)).tolist()  # the browser
+    page.map._trigger_event(SelectionGeometry(page.map, geometry=box, final=True))  # then this
+    assert page.chosen.tolist() == inside.tolist() and len(inside) > np.isin(drawn, inside).sum()
+    assert page.selection.data["row"].tolist() == inside.tolist()
+    assert f"{len(inside)} selected" in page.status.text
+    page.source.selected.indices = []  # cleared in the browser
+    assert len(page.chosen) == 0 and len(page.selection.data["row"]) == 0
 
 
 class TopcatLike:
@@ -401,6 +445,10 @@ def test_cli_refuses_a_bad_run_and_a_taken_port(tmp_path, small_run, tables, cap
         assert main(["serve", str(small_run), "--tables", str(tables), "--port", str(port)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"xspecvae serve: 127.0.0.1:{port}: ") and "\n" not in err
+    assert main(["serve", str(small_run), "--tables", str(tables), "--points", "0"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "xspecvae serve: --points: 0: at least one point must be drawn"
+    )
 
 
 def test_the_command_serves_until_interrupted(small_run, small_pack, tables, catalogue):
@@ -466,6 +514,14 @@ def browser(tmp_path_factory):
 
 MODEL = "Bokeh.documents[0].get_model_by_name('{}')"
 
+#: Selects rows arguments[0] as a box around those points would in the page (which of its
+#: points are drawn; the box's geometry is not sent).
+SELECT = """
+const source = Bokeh.documents[0].get_model_by_name('map_source');
+const drawn = Array.from(source.data.row);
+source.selected.indices = arguments[0].map((row) => drawn.indexOf(row));
+"""
+
 #: Clicks the button whose text holds arguments[0], wherever it is in the shadow DOMs.
 CLICK = """
 const text = arguments[0];
@@ -519,7 +575,8 @@ def test_the_page_in_a_browser(browser, server, catalogue):
     wait(browser, f"return {steps}.data.row && {steps}.data.row.length == {epochs}")
 
     rows = [2, 40, 41, row]
-    browser.execute_script(f"{source}.selected.indices = {rows}")  # a box selection
+    browser.execute_script(SELECT, rows)
+    wait(browser, f"return {MODEL.format('status')}.text == '4 selected'")  # the server knows
     for kind in ("fits", "csv"):
         browser.execute_script(CLICK, f"selection as {kind.upper()}")
         saved = browser.downloads / f"selection.{kind}"
@@ -554,7 +611,8 @@ def test_a_selection_goes_over_samp_from_the_page(
         browser.get(server)
         source, status = MODEL.format("map_source"), MODEL.format("status")
         wait(browser, f"return Bokeh.documents.length && {source} && {source}.data.x.length")
-        browser.execute_script(f"{source}.selected.indices = [5, 6]")
+        browser.execute_script(SELECT, [5, 6])
+        wait(browser, f"return {status}.text == '2 selected'")
         browser.execute_script(CLICK, "send to TOPCAT")
         wait(browser, f"return {status}.text.includes('sources sent to topcat-like')")
         assert (
@@ -570,7 +628,7 @@ WHERE = """
 const doc = Bokeh.documents[0];
 const fig = doc.get_model_by_name('map'), source = doc.get_model_by_name('map_source');
 const view = Bokeh.index.query_one((v) => v.model === fig);
-const i = arguments[0];
+const i = Array.from(source.data.row).indexOf(arguments[0]);
 const sx = view.frame.x_scale.compute(source.data.x[i]);
 const sy = view.frame.y_scale.compute(source.data.y[i]);
 const el = view.canvas_view.events_el;
@@ -614,3 +672,90 @@ def test_a_click_on_the_map_shows_that_source(browser, server, catalogue):
     cell = f"<td>{table['source_id'][row]}</td>"
     wait(browser, f"return {info}.text.includes({cell!r})")
     assert browser.execute_script(f"return {source}.selected.indices.length") == 0
+
+
+@pytest.fixture(scope="module")
+def sparse_server(catalogue):
+    """A server whose maps draw at most 100 of the 600 sources as points."""
+    from xspecvae.serve import running
+
+    port = free_port()
+    with running(catalogue, port=port, points=100):
+        yield f"http://127.0.0.1:{port}/"
+
+
+#: Makes the box select the map's drag tool; the canvas element, its size and the map frame's
+#: left, top, width and height (CSS pixels from the canvas's top left).
+FRAME = """
+const fig = Bokeh.documents[0].get_model_by_name('map');
+const view = Bokeh.index.query_one((v) => v.model === fig);
+const tools = fig.toolbar.tools;
+fig.toolbar.active_drag = tools.find((t) => t.constructor.__name__ == 'BoxSelectTool');
+const el = view.canvas_view.events_el, box = el.getBoundingClientRect(), f = view.frame.bbox;
+return [el, box.width, box.height, f.left, f.top, f.width, f.height];
+"""
+
+#: The map coordinates of the canvas points arguments[0], and the map's ranges.
+TO_MAP = """
+const fig = Bokeh.documents[0].get_model_by_name('map');
+const {x_scale, y_scale} = Bokeh.index.query_one((v) => v.model === fig).frame;
+const ranges = [fig.x_range.start, fig.x_range.end, fig.y_range.start, fig.y_range.end];
+return [arguments[0].map(([sx, sy]) => [x_scale.invert(sx), y_scale.invert(sy)]), ranges];
+"""
+
+
+def test_a_large_map_in_a_browser(browser, sparse_server, catalogue):
+    """100 points drawn and every source shaded; a box dragged with the pointer selects every
+    source inside it, drawn or not, and they download; a wheel zoom draws the smaller view's."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
+
+    xy = catalogue.xy
+    browser.get(sparse_server)
+    source, density = MODEL.format("map_source"), MODEL.format("density_source")
+    status = MODEL.format("status")
+    wait(browser, f"return Bokeh.documents.length && {source} && {source}.data.x.length == 100 "
+                  f"&& {density}.data.image.length == 1")  # fmt: skip
+    element, width, height, left, top, w, h = browser.execute_script(FRAME)
+    corners = [(left + 0.25 * w, top + 0.3 * h), (left + 0.7 * w, top + 0.75 * h)]
+    (a, b), _ = browser.execute_script(TO_MAP, corners)
+    drag = ActionChains(browser).move_to_element_with_offset(
+        element, corners[0][0] - width / 2, corners[0][1] - height / 2
+    )
+    drag.click_and_hold().move_by_offset(20, 20)
+    drag.move_to_element_with_offset(element, corners[1][0] - width / 2, corners[1][1] - height / 2)
+    drag.release().perform()
+    said = wait(browser, f"return {status}.text.endsWith(' selected') && {status}.text")
+    browser.execute_script(CLICK, "selection as CSV")
+    wait(browser, f"return {status}.text.includes('saved')")
+    got = Table.read(browser.downloads / "selection.csv", format="csv")
+    rows = set(got[[c for c in got.colnames if c.lower() == "row"][0]].tolist())
+    assert said == f"{len(rows)} selected"
+    pixel = np.abs(np.subtract(b, a)) / [0.45 * w, 0.45 * h]
+
+    def within(grow):
+        (x0, x1), (y0, y1) = sorted((a[0], b[0])), sorted((a[1], b[1]))
+        x0, x1, y0, y1 = (
+            x0 - grow * pixel[0],
+            x1 + grow * pixel[0],
+            y0 - grow * pixel[1],
+            y1 + grow * pixel[1],
+        )
+        return set(np.flatnonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0)
+                                  & (xy[:, 1] <= y1)).tolist())  # fmt: skip
+
+    drawn = browser.execute_script(f"return Array.from({source}.data.row)")
+    assert within(-1) <= rows <= within(1) and len(rows) > len(rows & set(drawn))
+
+    browser.execute_script(f"{status}.text = ''")
+    middle = ScrollOrigin.from_element(
+        element, round(left + w / 2 - width / 2), round(top + h / 2 - height / 2)
+    )
+    for _ in range(6):
+        ActionChains(browser).scroll_from_origin(middle, 0, -200).perform()  # zoom in
+    wait(browser, f"return {MODEL.format('detail')}.text.startsWith('all ')", 30)
+    _, (x0, x1, y0, y1) = browser.execute_script(TO_MAP, [])
+    inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
+    drawn = browser.execute_script(f"return Array.from({source}.data.row)")
+    assert sorted(drawn) == np.flatnonzero(inside).tolist() and 0 < len(drawn) <= 100
+    assert browser.execute_script(f"return {density}.data.image.length") == 0

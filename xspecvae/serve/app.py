@@ -1,12 +1,15 @@
 """The page of ``xspecvae serve``: a Bokeh document built from :mod:`xspecvae.serve.data`.
 
-The map (WebGL) is the centre: tapping a point (or opening ``/?row=N``) shows that source
-(spectrum, summary, its epochs listed with their step divergences and drawn as its path on
-the map, its hardness-intensity track) and its nearest posteriors, which are ringed on the
-map. A tap changes only the map's overlay layer and no layout, so the catalogue's points are
-not redrawn (seconds at 300,000 points in a browser without a GPU). A box or lasso selection
-can be downloaded as FITS or CSV (from the server's ``download/`` handler) or sent over SAMP.
-Every model the tests read has a ``name``.
+The map (WebGL) is the centre. It shades every source of the view and draws at most
+:data:`~xspecvae.serve.detail.POINTS` of them as points, redrawn by the server after each pan
+or zoom (:mod:`xspecvae.serve.detail`), so that a catalogue of any size loads and moves as
+fast as a small one. Tapping a point (or opening ``/?row=N``) shows that source (spectrum,
+summary, its epochs listed with their step divergences and drawn as its path on the map, its
+hardness-intensity track) and its nearest posteriors, which are ringed on the map. A tap
+changes only the map's overlay layer and no layout, so the points are not redrawn. A box or
+lasso selects every source inside it, drawn or not; the selection can be downloaded as FITS
+or CSV (from the server's ``download/`` handler) or sent over SAMP. Every model the tests read
+has a ``name``.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
+from bokeh.events import RangesUpdate, SelectionGeometry
 from bokeh.layouts import column, row
 from bokeh.models import (
     BooleanFilter,
+    BoxSelectTool,
     Button,
     CDSView,
     ColumnDataSource,
@@ -29,8 +34,10 @@ from bokeh.models import (
     DataTable,
     Div,
     HoverTool,
+    LassoSelectTool,
     LinearColorMapper,
     NumberFormatter,
+    Range1d,
     ScientificFormatter,
     Select,
     Slider,
@@ -45,7 +52,7 @@ from bokeh.transform import transform
 
 from xspecvae.errors import InputError
 from xspecvae.latent import DEFAULT_DIVERGENCE, DIVERGENCES
-from xspecvae.serve import data, samp
+from xspecvae.serve import data, detail, samp
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -55,10 +62,11 @@ __all__ = ["build_document"]
 #: How many of the most anomalous sources are listed.
 ANOMALIES_SHOWN = 200
 
-#: The browser side of a download button: POST the selected rows to the server's handler and
-#: save what comes back (or say why not in the status line).
+#: The browser side of a download button: POST the selected rows (every one, drawn or not, as
+#: the server holds them) to the server's handler and save what comes back (or say why not in
+#: the status line).
 DOWNLOAD = """
-const rows = source.selected.indices;
+const rows = Array.from(selection.data.row);
 if (rows.length == 0) { status.text = 'select sources first (box or lasso)'; return; }
 fetch('download/selection.' + kind, {method: 'POST',
       body: new URLSearchParams({rows: rows.join(',')})})
@@ -74,12 +82,12 @@ fetch('download/selection.' + kind, {method: 'POST',
 """
 
 
-#: The browser side of a tap on the map: the row hit goes to the server through ``tapped``.
-#: The tap inspects rather than selects, so the catalogue's layer is not repainted (seconds at
-#: 300,000 points without a GPU); the source shown is ringed on the overlay layer instead.
+#: The browser side of a tap on the map: the row of the point hit goes to the server through
+#: ``tapped``. The tap inspects rather than selects, so the points are not repainted (seconds
+#: for many points without a GPU); the source shown is ringed on the overlay layer instead.
 TAPPED = """
 const hit = cb_data.source.inspected.indices;
-if (hit.length > 0) tapped.data = {row: [hit[0]]};
+if (hit.length > 0) tapped.data = {row: [cb_data.source.data.row[hit[0]]]};
 """
 
 
@@ -91,10 +99,11 @@ return String(value).padStart(width, '0');
 """
 
 
-def build_document(catalogue: data.Catalogue, doc: Document) -> None:
-    """Fill the Bokeh document ``doc`` (one browser session) with the app; a page opened as
-    ``/?row=N`` opens on source ``N`` (a link to a source)."""
-    page = Page(catalogue)
+def build_document(catalogue: data.Catalogue, doc: Document, points: int = detail.POINTS) -> None:
+    """Fill the Bokeh document ``doc`` (one browser session) with the app, drawing at most
+    ``points`` sources as points; a page opened as ``/?row=N`` opens on source ``N`` (a link
+    to a source)."""
+    page = Page(catalogue, points)
     page.attach(doc)
     context = doc.session_context
     asked = context.request.arguments.get("row") if context and context.request else None
@@ -131,16 +140,25 @@ def _table(name: str, columns: dict[str, str], height: int = 260) -> DataTable:
 class Page:
     """The models of one session and the callbacks that tie them together."""
 
-    def __init__(self, catalogue: data.Catalogue) -> None:
+    def __init__(self, catalogue: data.Catalogue, points: int = detail.POINTS) -> None:
         self.cat = catalogue
+        self.points = points  # the most drawn as points
         self.current = None  # the row shown
         self.sending = False  # a SAMP send under way
         self.doc = None  # set by attach
         table = catalogue.table
         self.options = data.colour_options(table)
-        columns, self.written_as = data.map_columns(table, catalogue.xy)
-        columns["colour"] = data.colours(table, self.options[0]).values
-        self.source = ColumnDataSource(columns, name="map_source")
+        self.columns, self.written_as = data.map_columns(table, catalogue.xy)
+        self.order = np.random.default_rng(0).permutation(len(catalogue))  # of the points drawn
+        self.keep = np.ones(len(catalogue), bool)  # by the SNR filter
+        self.view = detail.View.around(catalogue.xy)
+        self.chosen = np.zeros(0, np.int64)  # the rows selected, drawn or not
+        self.source = ColumnDataSource({c: [] for c in self.columns}, name="map_source")
+        self.density = ColumnDataSource(
+            {k: [] for k in ("image", "x", "y", "dw", "dh")}, name="density_source"
+        )
+        self.selection = ColumnDataSource({"row": []}, name="selection_source")
+        self.detail = Div(name="detail")
         self.status = Div(text="tap a source; box or lasso to select", name="status")
         self._map()
         self._source_panel()
@@ -157,22 +175,29 @@ class Page:
     def _map(self) -> None:
         table = self.cat.table
         snr = np.asarray(table["snr"], float)
-        self.filter = BooleanFilter(booleans=np.ones(len(snr), bool))
+        view = self.view
         self.map = figure(
             name="map",
             title=f"{self.cat.run.name}: {len(snr):,} posteriors (PaCMAP)",
             output_backend="webgl",
-            tools="pan,wheel_zoom,box_select,lasso_select,reset,save",
+            tools="pan,wheel_zoom,reset,save",
             active_scroll="wheel_zoom",
+            x_range=Range1d(view.x0, view.x1),
+            y_range=Range1d(view.y0, view.y1),
             width=640,
             height=560,
         )
+        self.map.image_rgba(
+            image="image", x="x", y="y", dw="dw", dh="dh", source=self.density, level="image"
+        )
         self.mapper = LinearColorMapper(palette=["#000000"])  # set by _recolour
         points = self.map.scatter(
-            "x", "y", source=self.source, view=CDSView(filter=self.filter),
-            color=transform("colour", self.mapper), size=5, alpha=0.8, nonselection_alpha=0.25,
-            selection_line_color="black",
+            "x", "y", source=self.source, color=transform("colour", self.mapper), size=5,
+            alpha=0.8, nonselection_alpha=0.25, selection_line_color="black",
         )  # fmt: skip
+        self.map.add_tools(BoxSelectTool(renderers=[points]), LassoSelectTool(renderers=[points]))
+        self.map.on_event(RangesUpdate, self._moved)
+        self.map.on_event(SelectionGeometry, self._drawn_around)
         texts = ("source_id", "obs_id", "label")
         tips = [("SRCID", "@source_id{custom}"), ("OBS_ID", "@obs_id{custom}")]
         tips += [("SNR", "@snr{0.0}"), ("class", "@label{custom}"), ("row", "@row")]
@@ -216,14 +241,61 @@ class Page:
             palette=colouring.palette, low=colouring.low, high=colouring.high,
             nan_color=colouring.palette[0],
         )  # fmt: skip
-        self.source.data["colour"] = colouring.values
+        self.colouring, self.rgb = colouring, colouring.rgb()
+        self._redraw()
         self.legend.text = " ".join(
             f'<span style="color:{c}">&#9679;</span> {html.escape(t)}' for t, c in colouring.legend
         )
 
     def _filter(self, attr: str, old: object, new: float) -> None:
-        self.filter.booleans = np.asarray(self.cat.table["snr"]) >= new
+        self.keep = np.asarray(self.cat.table["snr"]) >= new
+        self._redraw()
         self._search()
+
+    def _moved(self, event: RangesUpdate) -> None:
+        self.view = detail.View(event.x0, event.x1, event.y0, event.y1)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        """The view's points and shading (after a pan or zoom, a filter, a recolour)."""
+        shown = self.keep & self.view.holds(self.cat.xy)
+        rows = detail.drawn_rows(self.order, shown, self.points)
+        self.source.data = {c: v[rows] for c, v in self.columns.items()} | {
+            "colour": self.colouring.values[rows]
+        }
+        self.source.selected.indices = self._places(self.chosen)
+        seen = int(shown.sum())
+        if len(rows) == seen:
+            self.density.data = {k: [] for k in self.density.data}
+            self.detail.text = f"all {seen:,} sources of the view drawn as points"
+        else:
+            x0, x1, y0, y1 = self.view.ordered()
+            image = detail.density_image(self.cat.xy, self.rgb, shown, self.view)
+            self.density.data = {"image": [image], "x": [x0], "y": [y0]} | {
+                "dw": [x1 - x0],
+                "dh": [y1 - y0],
+            }
+            self.detail.text = (
+                f"{len(rows):,} of the {seen:,} sources of the view drawn as points, the "
+                "shading counts them all: zoom in for the others"
+            )
+
+    def _places(self, rows: np.ndarray) -> list[int]:
+        """Where ``rows`` are among the points drawn."""
+        return np.flatnonzero(np.isin(self.source.data["row"], rows)).tolist()
+
+    def _drawn_around(self, event: SelectionGeometry) -> None:
+        """A box or lasso selects every source inside it, drawn as a point or not."""
+        if event.final and event.geometry:
+            self._choose(detail.rows_inside(self.cat.xy, event.geometry, self.keep))
+
+    def _choose(self, rows: np.ndarray) -> None:
+        self.chosen = np.asarray(rows, np.int64)
+        self.selection.data = {"row": self.chosen.astype(np.int32)}
+        self.source.selected.indices = self._places(self.chosen)
+        self.status.text = f"{len(rows):,} selected"
+        if len(rows) == 1:
+            self.show(int(rows[0]))
 
     def _source_panel(self) -> None:
         self.spectrum = ColumnDataSource(
@@ -308,9 +380,10 @@ class Page:
                 self.status.text = html.escape(str(err))
 
     def _selected(self, attr: str, old: object, new: list[int]) -> None:
-        self.status.text = f"{len(new)} selected"
-        if len(new) == 1:
-            self.show(int(new[0]))
+        """The browser selected points: those rows, until the selection's geometry (which
+        follows) names every source inside it."""
+        if list(new) != self._places(self.chosen):
+            self._choose(np.unique(np.asarray(self.source.data["row"])[list(new)]))
 
     def show(self, row: int) -> None:
         """The panel of source ``row``: spectrum, summary, epochs (and their path on the map),
@@ -369,7 +442,7 @@ class Page:
         """The selection, to TOPCAT, Aladin or any SAMP client of the hub on the server's
         machine: sent from a thread of its own (a slow client must not stall the server),
         its outcome then said in the status line."""
-        rows = list(self.source.selected.indices)
+        rows = self.chosen.tolist()
         if not rows:
             self.status.text = "select sources first (box or lasso)"
             return
@@ -405,7 +478,8 @@ class Page:
         for kind in ("fits", "csv"):
             button = Button(label=f"selection as {kind.upper()}", name=f"download_{kind}")
             code = CustomJS(
-                args={"source": self.source, "status": self.status, "kind": kind}, code=DOWNLOAD
+                args={"selection": self.selection, "status": self.status, "kind": kind},
+                code=DOWNLOAD,
             )
             button.js_on_click(code)
             buttons.append(button)
@@ -420,7 +494,7 @@ class Page:
         }
         controls = row(self.colour, self.snr)
         left = column(controls, row(*self._selection_buttons()), self.legend, self.map)
-        left.children += [self.status, self.info]
+        left.children += [self.detail, self.status, self.info]
         tabs = Tabs(
             tabs=[
                 TabPanel(title="similar", child=column(row(self.divergence, self.k), self.similar)),

@@ -195,6 +195,15 @@ class Colouring(NamedTuple):
     high: float
     legend: list[tuple[str, str]]
 
+    def rgb(self) -> np.ndarray:
+        """Each row's colour (n, 3 in 0-255) as Bokeh's ``LinearColorMapper`` draws it: the
+        palette's entry of its value between ``low`` and ``high`` (clipped), NaN the first."""
+        table = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in self.palette])
+        n = len(self.palette)
+        where = (np.asarray(self.values, float) - self.low) / (self.high - self.low) * n
+        index = np.clip(np.nan_to_num(np.floor(where), nan=0.0), 0, n - 1).astype(int)
+        return table[index]
+
 
 def colours(table: dict[str, np.ndarray], by: str) -> Colouring:
     """The :class:`Colouring` of ``table`` by :data:`COLOURS` ``by``: a class's code (its place

@@ -25,6 +25,7 @@ from tornado.ioloop import IOLoop
 from xspecvae.errors import InputError
 from xspecvae.serve.app import build_document
 from xspecvae.serve.data import Catalogue, parse_rows
+from xspecvae.serve.detail import POINTS
 
 __all__ = ["LOCAL", "DownloadHandler", "make_server", "origins", "running", "serve"]
 
@@ -70,12 +71,15 @@ def make_server(
     *,
     port: int = 8765,
     host: str = "127.0.0.1",
+    points: int = POINTS,
     io_loop: IOLoop | None = None,
 ) -> Server:
-    """The Bokeh :class:`Server` of ``catalogue`` on ``host:port`` (not started); its pages
-    accept websockets only from the :func:`origins` of that address."""
+    """The Bokeh :class:`Server` of ``catalogue`` on ``host:port`` (not started), its maps
+    drawing at most ``points`` sources as points; its pages accept websockets only from the
+    :func:`origins` of that address."""
+    page = partial(build_document, catalogue, points=points)
     return Server(
-        {"/": Application(FunctionHandler(partial(build_document, catalogue)))},
+        {"/": Application(FunctionHandler(page))},
         io_loop=io_loop,
         port=port,
         address=host,
@@ -104,13 +108,14 @@ def serve(
     host: str = "127.0.0.1",
     folder: str | os.PathLike | None = None,
     instrument: str | None = None,
+    points: int = POINTS,
 ) -> None:
     """Open ``run`` on ``pack_path`` and serve it until interrupted (Ctrl-C); an address that is
     taken or not this machine's is an :class:`InputError`."""
     catalogue = Catalogue(run, pack_path, folder, instrument=instrument, progress=True)
     try:
         try:
-            server = make_server(catalogue, port=port, host=host)
+            server = make_server(catalogue, port=port, host=host, points=points)
         except OSError as err:
             raise InputError(f"{host}:{port}", err.strerror or str(err)) from None
         server.start()
@@ -132,7 +137,9 @@ def serve(
 
 
 @contextmanager
-def running(catalogue: Catalogue, *, port: int, host: str = "127.0.0.1") -> Iterator[Server]:
+def running(
+    catalogue: Catalogue, *, port: int, host: str = "127.0.0.1", points: int = POINTS
+) -> Iterator[Server]:
     """:func:`make_server` started in a thread of its own (for notebooks and tests); yields
     the server and stops it on exit."""
     ready, box = threading.Event(), {}
@@ -140,7 +147,9 @@ def running(catalogue: Catalogue, *, port: int, host: str = "127.0.0.1") -> Iter
     def loop() -> None:
         asyncio.set_event_loop(asyncio.new_event_loop())
         try:
-            box["server"] = make_server(catalogue, port=port, host=host, io_loop=IOLoop.current())
+            box["server"] = make_server(
+                catalogue, port=port, host=host, points=points, io_loop=IOLoop.current()
+            )
             box["server"].start()
         finally:
             ready.set()
