@@ -16,11 +16,16 @@ Measured (a first try, where the decoder or the search compiles, is left out; th
 left to finish what it was drawing before each tap or query):
 
 - page interactive: from ``driver.get(url)`` until the document is idle, the map's scatter
-  view holds every row, the map has painted and the next frame is drawn; wall clock, browser
-  cache off (BokehJS fetched and parsed each time), from a blank page.
+  view holds the points drawn (every row up to :data:`~xspecvae.serve.detail.POINTS`, that many
+  beyond, the others shaded), the map has painted and the next frame is drawn; wall clock,
+  browser cache off (BokehJS fetched and parsed each time), from a blank page.
 - tap: from the tap tool's message in the page (the row it hit) until the frame in which
   the spectrum plot first repaints with the tapped source's title is drawn (with whatever else
   that frame draws: the map's overlays, say). Timed in the page.
+- zoom: from a new view of the map (its ranges set, as a wheel zoom or a pan ends) until the
+  frame after the server's new points arrive is drawn (the view's points, or
+  :data:`~xspecvae.serve.detail.POINTS` of them and the shading of all); and the server's part
+  alone (``Page._redraw``), at the page's size and at 1,000,000 rows.
 - tap on the server: :meth:`Page.show` alone, on a document without a browser (the part of a
   tap that is not the browser's), each spectrum decoded afresh.
 - similar, in the page: from setting k until the first frame drawn with the new list, on the
@@ -49,6 +54,7 @@ import numpy as np
 import pytest
 
 from xspecvae.serve import data
+from xspecvae.serve.detail import POINTS
 from xspecvae.tables import read_table, write_table
 
 ROWS = int(os.environ.get("XSPECVAE_SERVE_BENCH_ROWS", 300_000))
@@ -219,8 +225,8 @@ def browser():
 
 
 #: Resolves once the page is interactive: the document idle (every root painted), the map's
-#: scatter view holding all arguments[0] rows and the map painted, once the next frame is
-#: drawn (a task after a requestAnimationFrame callback runs after that frame's rendering).
+#: scatter view holding the arguments[0] points drawn and the map painted, once the next frame
+#: is drawn (a task after a requestAnimationFrame callback runs after that frame's rendering).
 DRAWN = """
 const [n, done] = arguments;
 function drawn() {
@@ -231,7 +237,8 @@ function drawn() {
   const plot = Bokeh.index.query_one((v) => v.model === map);
   const view = Bokeh.index.query_one((v) => v.model === points);
   if (!plot || !view || plot._render_count < 1 || view.all_indices.count != n) return null;
-  return {points: view.glyph.data_size, rows: source.data.x.length,
+  const shaded = doc.get_model_by_name('density_source').data.image.length;
+  return {points: view.glyph.data_size, rows: source.data.x.length, shaded,
           webgl: view.glyph.glglyph != null};
 }
 (function poll() {
@@ -299,11 +306,51 @@ doc.get_model_by_name('k').value = k;
 """
 
 
+#: Sets the map's ranges to arguments[0..3] as a zoom does (the ranges, then the event the server
+#: redraws on) and resolves once the frame after the new points arrive is drawn: the seconds
+#: since, in the page, and the points drawn.
+ZOOM = """
+const [x0, x1, y0, y1, done] = arguments;
+const doc = Bokeh.documents[0], fig = doc.get_model_by_name('map');
+const source = doc.get_model_by_name('map_source');
+const plot = Bokeh.index.query_one((v) => v.model === fig);
+const timer = setTimeout(() => finish({error: 'no new points'}), 240000);
+let start = null, arrived = false;
+function finish(result) { source.change.disconnect(check); clearTimeout(timer); done(result); }
+function check() {
+  if (arrived) return;
+  arrived = true;
+  requestAnimationFrame(() => setTimeout(() => finish(
+    {s: (performance.now() - start) / 1e3, points: source.data.x.length})));
+}
+source.change.connect(check);
+start = performance.now();
+fig.x_range.setv({start: x0, end: x1});
+fig.y_range.setv({start: y0, end: y1});
+plot.trigger_ranges_update_event();
+"""
+
+
+def views(xy: np.ndarray, n: int) -> list[tuple[float, ...]]:
+    """``n`` views of the map, centred on rows drawn at random, from half the map's width to a
+    sixteenth (a zoom in, then out, then in...)."""
+    rng = np.random.default_rng(2)
+    (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
+    out = []
+    for i, row in enumerate(rng.choice(len(xy), n, replace=False)):
+        half = 0.5 ** (2 + i % 4)
+        cx, cy = xy[row]
+        out.append((cx - half * (x1 - x0), cx + half * (x1 - x0), cy - half * (y1 - y0),
+                    cy + half * (y1 - y0)))  # fmt: skip
+    return out
+
+
 def load(browser, url: str, n: int) -> dict:
-    """Opens the page and waits until it is interactive: the wall time from ``driver.get``."""
+    """Opens the page of ``n`` sources and waits until it is interactive: the wall time from
+    ``driver.get``."""
     start = time.perf_counter()
     browser.get(url)
-    got = browser.execute_async_script(DRAWN, n)
+    got = browser.execute_async_script(DRAWN, min(n, POINTS))
     return got | {"wall_s": time.perf_counter() - start}
 
 
@@ -349,7 +396,8 @@ def test_page_interactive(benchmark, latency, browser, server, page_catalogue):
     browser.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": False})
     first, loads = loads[0], loads[1:]
     for got in [first, *loads]:
-        assert got["points"] == got["rows"] == n
+        assert got["points"] == got["rows"] == min(n, POINTS)
+        assert got["shaded"] == (n > POINTS)
     drawn = "WebGL" if all(got["webgl"] for got in loads) else "canvas"
     benchmark.extra_info |= {"first_load_s": first["wall_s"], "renderer": drawn}
     benchmark.extra_info["chromium"] = browser.capabilities.get("browserVersion")
@@ -405,6 +453,57 @@ def test_similar_in_the_page(benchmark, latency, browser, server, page_catalogue
                        rounds=len(asked))  # fmt: skip
     benchmark.extra_info["in_page_s"] = times
     latency("similar: k changed to the new list (in the page)", len(cat), times, SIMILAR_GOAL)
+
+
+def test_zoom_to_redrawn_points(benchmark, latency, browser, server, page_catalogue):
+    cat = page_catalogue
+    load(browser, server, len(cat))
+    queue = iter(views(cat.xy, TRIES + 1))
+    first = browser.execute_async_script(ZOOM, *next(queue))
+    times = []
+
+    def next_view():
+        settle(browser)
+        return next(queue), {}
+
+    def zoom(*view):
+        got = browser.execute_async_script(ZOOM, *view)
+        assert "error" not in got, got
+        times.append(got["s"])
+
+    benchmark.pedantic(zoom, setup=next_view, rounds=TRIES)
+    benchmark.extra_info |= {"first_zoom_s": first["s"], "in_page_s": times}
+    latency("zoom to the view's points drawn (in the page)", len(cat), times)
+    drawn = shown(browser, "map_source", "data.row")
+    x0, x1, y0, y1 = list(views(cat.xy, TRIES + 1))[-1]
+    inside = np.flatnonzero(
+        (cat.xy[:, 0] >= x0) & (cat.xy[:, 0] <= x1) & (cat.xy[:, 1] >= y0) & (cat.xy[:, 1] <= y1)
+    )
+    assert set(drawn) <= set(inside) and len(drawn) == min(len(inside), POINTS)
+
+
+@pytest.mark.parametrize("size", ["page", "search"])
+def test_redraw_on_the_server(benchmark, latency, request, size):
+    """What the server does after a zoom (``Page._redraw``: the view's points, their columns,
+    the shading), at the page's size and at 1,000,000 rows."""
+    from bokeh.document import Document
+
+    from xspecvae.serve.app import Page
+    from xspecvae.serve.detail import View
+
+    cat = request.getfixturevalue(f"{size}_catalogue")
+    page = Page(cat)
+    page.attach(Document())
+    queue, times = iter(views(cat.xy, TRIES)), []
+
+    def redraw():
+        page.view = View(*next(queue))
+        start = time.perf_counter()
+        page._redraw()
+        times.append(time.perf_counter() - start)
+
+    benchmark.pedantic(redraw, rounds=TRIES, iterations=1)
+    latency("zoom on the server: Page._redraw (no browser)", len(cat), times)
 
 
 def test_tap_on_the_server(benchmark, latency, page_catalogue):
