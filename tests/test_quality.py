@@ -12,6 +12,7 @@ from scipy.special import gammaln, xlogy
 
 from xspecvae.catalog import Pack
 from xspecvae.evaluation import net_counts, purity, quality
+from xspecvae.explore import reconstruction
 from xspecvae.latent import encode, trajectories
 from xspecvae.likelihood import wstat_value
 from xspecvae.run import load_run
@@ -107,6 +108,26 @@ def test_a_thinned_spectrum_s_posterior_covers_its_original(run):
     assert np.mean(np.abs(pull) > 4) < 0.005
     # the rate's error grows as 1 / sqrt(counts): 3-10 times here
     assert np.median(faint.norm_scale / bright.norm_scale) > 2
+
+
+def test_lines_reconstruct_the_fe_l_complex_of_bright_stars(run):
+    """The decoder's atomic lines (Fe XVII-XXIV among them) make the 0.7-1.0 keV Fe L blend of
+    coronal stars: over the bright stars, the reconstruction (:func:`reconstruction`, what the
+    report and the browser draw) leaves a median chi^2 per channel there under 5. Measured
+    2.7; the same training without lines (``Config(lines=False)``) 8.3 (RESULTS.md). The Fe
+    K-alpha of redshifted AGN is not made by a model this small (its redshift is not learnt)."""
+    vae, info = load_run(run)
+    with Pack(info["pack"]) as pack:
+        data = pack.read(np.arange(len(pack)))
+        stars = np.flatnonzero((pack.meta["label"] == "star") & (net_counts(data) > 1000))
+        assert len(stars) >= 10
+        chi2 = []
+        for row in stars:
+            fit = reconstruction(vae, pack, int(row))
+            centre = 0.5 * (fit["channel_lo"] + fit["channel_hi"])
+            fe_l = fit["good"] & (centre >= 0.7) & (centre < 1.0)
+            chi2.append(np.mean((fit["counts"] - fit["model"])[fe_l] ** 2 / fit["model"][fe_l]))
+    assert np.median(chi2) < 5.0
 
 
 def test_column_head_follows_the_true_column(figures):
