@@ -297,6 +297,8 @@ def test_a_large_map_draws_some_points_and_shades_them_all(catalogue):
     assert 0 < len(inside) <= 100  # this view's every source drawn, no shading
     assert sorted(page.source.data["row"]) == inside.tolist()
     assert page.density.data["image"] == [] and "all" in page.detail.text
+    page.map._trigger_event(RangesUpdate(page.map, x0=None, x1=1.0, y0=0.0, y1=float("nan")))
+    assert sorted(page.source.data["row"]) == inside.tolist()  # a forged event: ignored
 
     page.map._trigger_event(
         RangesUpdate(page.map, **dict(zip(("x0", "x1", "y0", "y1"), page.view.around(xy))))

@@ -60,7 +60,10 @@ def test_a_box_or_lasso_selects_every_source_inside(xy):
     got = detail.rows_inside(xy, triangle, np.ones(len(xy), bool))
     expected = (xy[:, 0] > 0) & (xy[:, 1] > 0) & (xy.sum(1) < 2)
     np.testing.assert_array_equal(got, np.flatnonzero(expected))
-    for other in ({"type": "point", "x": 0, "y": 0}, {"type": "poly", "x": [0], "y": [0]}, {}):
+    others = [{"type": "point", "x": 0, "y": 0}, {"type": "poly", "x": [0], "y": [0]}, {}]
+    others += [{"type": "rect", "x0": "a", "x1": 1, "y0": 0, "y1": 1}, {"type": "rect", "x0": 0}]
+    others += [{"type": "poly", "x": [0, 1, "b"], "y": [0, 0, 1]}, {"type": "poly", "x": [0, 1, 2]}]
+    for other in others:  # not a box or a lasso, or not numbers (a forged message): nothing
         assert len(detail.rows_inside(xy, other, shown)) == 0
 
 

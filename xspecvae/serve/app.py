@@ -253,8 +253,10 @@ class Page:
         self._search()
 
     def _moved(self, event: RangesUpdate) -> None:
-        self.view = detail.View(event.x0, event.x1, event.y0, event.y1)
-        self._redraw()
+        ends = (event.x0, event.x1, event.y0, event.y1)
+        if all(isinstance(e, int | float) and np.isfinite(e) for e in ends):
+            self.view = detail.View(*map(float, ends))
+            self._redraw()
 
     def _redraw(self) -> None:
         """The view's points and shading (after a pan or zoom, a filter, a recolour)."""

@@ -88,16 +88,18 @@ def density_image(
 def rows_inside(xy: np.ndarray, geometry: dict, shown: np.ndarray) -> np.ndarray:
     """The ``shown`` rows whose points lie inside a selection's ``geometry`` as Bokeh sends it
     (``{"type": "rect", "x0", "x1", "y0", "y1"}`` or ``{"type": "poly", "x": [...],
-    "y": [...]}``, in map coordinates); an empty array for any other geometry."""
-    kind = geometry.get("type")
-    if kind == "rect":
-        keys = ("x0", "x1", "y0", "y1")
-        inside = View(*(float(geometry[k]) for k in keys)).holds(xy)
-    elif kind == "poly" and len(geometry.get("x", ())) >= 3:
-        from matplotlib.path import Path
+    "y": [...]}``, in map coordinates); an empty array for any other geometry, or one that
+    is not numbers."""
+    from matplotlib.path import Path
 
-        corners = np.column_stack([np.asarray(geometry["x"], float), geometry["y"]])
-        inside = Path(corners).contains_points(xy)
-    else:
+    try:
+        if geometry.get("type") == "rect":
+            inside = View(*(float(geometry[k]) for k in ("x0", "x1", "y0", "y1"))).holds(xy)
+        elif geometry.get("type") == "poly" and len(geometry.get("x", ())) >= 3:
+            corners = np.column_stack([np.asarray(geometry["x"], float), geometry["y"]])
+            inside = Path(corners.astype(float)).contains_points(xy)
+        else:
+            return np.zeros(0, np.int64)
+    except (KeyError, TypeError, ValueError):
         return np.zeros(0, np.int64)
     return np.flatnonzero(inside & shown)
