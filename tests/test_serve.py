@@ -235,8 +235,15 @@ def test_rows_and_selection_files(catalogue, tmp_path):
     np.testing.assert_allclose(csv["z_loc_2"], catalogue.table["z_loc"][rows, 1], rtol=1e-5)
 
 
+def box(xy, pad=1e-9) -> dict:
+    """A box selection's geometry (as Bokeh sends it) around the points ``xy`` (n, 2)."""
+    (x0, y0), (x1, y1) = np.min(xy, 0) - pad, np.max(xy, 0) + pad
+    return {"type": "rect", "x0": x0, "x1": x1, "y0": y0, "y1": y1}
+
+
 def test_page_without_a_browser(catalogue):
     from bokeh.document import Document
+    from bokeh.events import SelectionGeometry
 
     from xspecvae.serve.app import Page
 
@@ -244,7 +251,8 @@ def test_page_without_a_browser(catalogue):
     page.attach(doc)
     assert len(doc.get_model_by_name("map_source").data["x"]) == 600
     row = a_repeated_row(catalogue)
-    page.source.selected.indices = page._places([row])  # a box around that one point
+    one = box(catalogue.xy[[row]])  # a box around that one point
+    page.map._trigger_event(SelectionGeometry(page.map, geometry=one, final=True))
     assert f"<td>{catalogue.table['source_id'][row]}</td>" in page.info.text
     assert list(page.similar.source.data["row"]) == expected_similar(catalogue, row)
     seen = data.epochs(catalogue.table, row)
@@ -272,17 +280,18 @@ def test_page_without_a_browser(catalogue):
 
 def test_a_large_map_draws_some_points_and_shades_them_all(catalogue):
     """With fewer points drawn than sources: the shading holds the rest, a zoom draws the
-    view's, a box selects every source inside it (drawn or not), and those are what the
-    page's downloads and SAMP send."""
+    view's, a box selects every source inside it (drawn or not, then drawn), combined with
+    the selection by the keys held; that is what the page's downloads post; a clear, a reset
+    or the button empties it; forged events change nothing."""
     from bokeh.document import Document
-    from bokeh.events import RangesUpdate, SelectionGeometry
+    from bokeh.events import ButtonClick, PanStart, RangesUpdate, Reset, SelectionGeometry
 
     from xspecvae.serve import detail
     from xspecvae.serve.app import Page
 
     xy = catalogue.xy
-    page = Page(catalogue, points=100)
-    page.attach(Document())
+    page, doc = Page(catalogue, points=100), Document()
+    page.attach(doc)
     drawn = np.asarray(page.source.data["row"])
     assert len(drawn) == 100 and len(set(drawn)) == 100
     np.testing.assert_array_equal(page.source.data["x"], xy[drawn, 0])
@@ -297,21 +306,47 @@ def test_a_large_map_draws_some_points_and_shades_them_all(catalogue):
     assert 0 < len(inside) <= 100  # this view's every source drawn, no shading
     assert sorted(page.source.data["row"]) == inside.tolist()
     assert page.density.data["image"] == [] and "all" in page.detail.text
-    page.map._trigger_event(RangesUpdate(page.map, x0=None, x1=1.0, y0=0.0, y1=float("nan")))
-    assert sorted(page.source.data["row"]) == inside.tolist()  # a forged event: ignored
+    for ends in ((None, 1.0, 0.0, float("nan")), (10**400, 1, 0, 1), ("a", 1, 0, 1)):
+        page.map._trigger_event(RangesUpdate(page.map, **dict(zip(("x0", "x1", "y0", "y1"), ends))))
+        assert sorted(page.source.data["row"]) == inside.tolist()  # a forged event: ignored
 
-    page.map._trigger_event(
-        RangesUpdate(page.map, **dict(zip(("x0", "x1", "y0", "y1"), page.view.around(xy))))
-    )
-    box = {"type": "rect", "x0": x0, "x1": x1, "y0": y0, "y1": y1}
-    drawn = np.asarray(page.source.data["row"])
+    page.map._trigger_event(RangesUpdate(page.map, **page.view.around(xy)._asdict()))
+    middle = {"type": "rect", "x0": x0, "x1": x1, "y0": y0, "y1": y1}
+    drawn, before = np.asarray(page.source.data["row"]), page.current
     page.source.selected.indices = np.flatnonzero(np.isin(drawn, inside)).tolist()  # the browser
-    page.map._trigger_event(SelectionGeometry(page.map, geometry=box, final=True))  # then this
+    page.map._trigger_event(SelectionGeometry(page.map, geometry=middle, final=True))  # then this
     assert page.chosen.tolist() == inside.tolist() and len(inside) > np.isin(drawn, inside).sum()
+    assert page.current == before  # no source opened on the way
     assert page.selection.data["row"].tolist() == inside.tolist()
     assert f"{len(inside)} selected" in page.status.text
-    page.source.selected.indices = []  # cleared in the browser
+    assert set(inside) <= set(page.source.data["row"])  # the selected are drawn now
+
+    def drag(geometry, shift=False, ctrl=False):
+        keys = {"shift": shift, "ctrl": ctrl, "alt": False}
+        page.map._trigger_event(PanStart(page.map, sx=0, sy=0, x=0, y=0, modifiers=keys))
+        page.map._trigger_event(SelectionGeometry(page.map, geometry=geometry, final=True))
+
+    corner = box(xy[np.argsort(xy[:, 0])[:40]])
+    cornered = detail.rows_inside(xy, corner, np.ones(len(xy), bool))
+    drag(corner, shift=True)  # Shift adds
+    assert page.chosen.tolist() == np.union1d(inside, cornered).tolist()
+    drag(corner, shift=True, ctrl=True)  # Shift and Ctrl take away
+    assert page.chosen.tolist() == np.setdiff1d(inside, cornered).tolist()
+    drag(corner)  # neither replaces
+    assert page.chosen.tolist() == cornered.tolist()
+    assert np.isin(cornered, page.selection.data["row"]).all()
+    drag([1, 2])  # forged: ignored
+    assert page.chosen.tolist() == cornered.tolist()
+
+    page.source.selected.indices = [10**6]  # stale (points redrawn since) or forged: dropped
+    assert len(page.chosen) == 0  # what is left of it is an empty selection
+    drag(corner)
+    page.map._trigger_event(Reset(page.map))  # the toolbar's reset
     assert len(page.chosen) == 0 and len(page.selection.data["row"]) == 0
+    drag(corner)
+    clear = doc.get_model_by_name("clear")
+    clear._trigger_event(ButtonClick(clear))
+    assert len(page.chosen) == 0 and page.status.text == "0 selected"
 
 
 class TopcatLike:
@@ -708,9 +743,11 @@ return [arguments[0].map(([sx, sy]) => [x_scale.invert(sx), y_scale.invert(sy)])
 
 def test_a_large_map_in_a_browser(browser, sparse_server, catalogue):
     """100 points drawn and every source shaded; a box dragged with the pointer selects every
-    source inside it, drawn or not, and they download; a wheel zoom draws the smaller view's."""
+    source inside it, drawn or not, and they download; a second box dragged with Shift held
+    adds its sources; a wheel zoom draws the smaller view's."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
+    from selenium.webdriver.common.keys import Keys
 
     xy = catalogue.xy
     browser.get(sparse_server)
@@ -719,35 +756,46 @@ def test_a_large_map_in_a_browser(browser, sparse_server, catalogue):
     wait(browser, f"return Bokeh.documents.length && {source} && {source}.data.x.length == 100 "
                   f"&& {density}.data.image.length == 1")  # fmt: skip
     element, width, height, left, top, w, h = browser.execute_script(FRAME)
-    corners = [(left + 0.25 * w, top + 0.3 * h), (left + 0.7 * w, top + 0.75 * h)]
-    (a, b), _ = browser.execute_script(TO_MAP, corners)
-    drag = ActionChains(browser).move_to_element_with_offset(
-        element, corners[0][0] - width / 2, corners[0][1] - height / 2
-    )
-    drag.click_and_hold().move_by_offset(20, 20)
-    drag.move_to_element_with_offset(element, corners[1][0] - width / 2, corners[1][1] - height / 2)
-    drag.release().perform()
-    said = wait(browser, f"return {status}.text.endsWith(' selected') && {status}.text")
-    browser.execute_script(CLICK, "selection as CSV")
-    wait(browser, f"return {status}.text.includes('saved')")
-    got = Table.read(browser.downloads / "selection.csv", format="csv")
-    rows = set(got[[c for c in got.colnames if c.lower() == "row"][0]].tolist())
-    assert said == f"{len(rows)} selected"
-    pixel = np.abs(np.subtract(b, a)) / [0.45 * w, 0.45 * h]
 
-    def within(grow):
-        (x0, x1), (y0, y1) = sorted((a[0], b[0])), sorted((a[1], b[1]))
-        x0, x1, y0, y1 = (
-            x0 - grow * pixel[0],
-            x1 + grow * pixel[0],
-            y0 - grow * pixel[1],
-            y1 + grow * pixel[1],
-        )
+    def drag(u0, v0, u1, v1, shift=False) -> set[int]:
+        """Drags the box tool from (u0, v0) to (u1, v1) (shares of the frame), downloads the
+        selection; its rows, once checked against the box in map coordinates to a pixel."""
+        corners = [(left + u0 * w, top + v0 * h), (left + u1 * w, top + v1 * h)]
+        (a, b), _ = browser.execute_script(TO_MAP, corners)
+        moves = ActionChains(browser)
+        if shift:
+            moves.key_down(Keys.SHIFT)
+        moves.move_to_element_with_offset(element, corners[0][0] - width / 2,
+                                          corners[0][1] - height / 2)  # fmt: skip
+        moves.click_and_hold().move_by_offset(20, 20)
+        moves.move_to_element_with_offset(element, corners[1][0] - width / 2,
+                                          corners[1][1] - height / 2)  # fmt: skip
+        moves.release()
+        if shift:
+            moves.key_up(Keys.SHIFT)
+        browser.execute_script(f"{status}.text = ''")
+        moves.perform()
+        said = wait(browser, f"return {status}.text.endsWith(' selected') && {status}.text")
+        saved = browser.downloads / "selection.csv"
+        saved.unlink(missing_ok=True)
+        browser.execute_script(CLICK, "selection as CSV")
+        wait(browser, f"return {status}.text.includes('saved')")
+        got = Table.read(saved, format="csv")
+        rows = set(got[[c for c in got.colnames if c.lower() == "row"][0]].tolist())
+        assert said == f"{len(rows)} selected"
+        pixel = np.abs(np.subtract(b, a)) / [abs(u1 - u0) * w, abs(v1 - v0) * h]
+        return rows, lambda grow: within(a, b, grow * pixel)
+
+    def within(a, b, pad) -> set[int]:
+        (x0, y0), (x1, y1) = np.minimum(a, b) - pad, np.maximum(a, b) + pad
         return set(np.flatnonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0)
                                   & (xy[:, 1] <= y1)).tolist())  # fmt: skip
 
+    rows, first = drag(0.25, 0.3, 0.7, 0.75)
     drawn = browser.execute_script(f"return Array.from({source}.data.row)")
-    assert within(-1) <= rows <= within(1) and len(rows) > len(rows & set(drawn))
+    assert first(-1) <= rows <= first(1) and len(rows) > len(rows & set(drawn))
+    more, second = drag(0.03, 0.1, 0.22, 0.9, shift=True)  # Shift: another box added
+    assert rows | second(-1) <= more <= rows | second(1) and len(more) > len(rows)
 
     browser.execute_script(f"{status}.text = ''")
     middle = ScrollOrigin.from_element(

@@ -28,6 +28,18 @@ def test_zooming_in_keeps_the_points_drawn_and_adds_others(xy):
     drawn = detail.drawn_rows(order, keep & wide.holds(xy), 300)
     assert np.all(keep[drawn])
     assert detail.View(4, -4, 4, -4).holds(xy).sum() == wide.holds(xy).sum()  # either way
+    chosen = np.flatnonzero(keep)[:50]  # the selected come first, those shown only
+    got = detail.drawn_rows(order, keep & wide.holds(xy), 300, first=chosen)
+    shown = chosen[wide.holds(xy[chosen])]
+    assert got[: len(shown)].tolist() == shown.tolist() and len(set(got)) == len(got) == 300
+
+
+def test_selection_modes_combine_as_bokeh_s():
+    old, new = np.array([1, 2, 3]), np.array([3, 4])
+    expected = {"replace": [3, 4], "append": [1, 2, 3, 4], "intersect": [3]}
+    expected |= {"subtract": [1, 2], "xor": [1, 2, 4], "unknown": [3, 4]}
+    for mode, rows in expected.items():
+        assert detail.combine(old, new, mode).tolist() == rows
 
 
 def test_the_shading_counts_every_source_of_the_view(xy):
@@ -44,6 +56,8 @@ def test_the_shading_counts_every_source_of_the_view(xy):
                                  range=((-1, 3), (-2, 2)))  # fmt: skip
     np.testing.assert_array_equal(rgba[..., 3] > 0, count > 0)
     assert rgba[..., 3].max() == 255 and rgba[count == 1, 3].max() == round(255 * 0.3)
+    alone = detail.density_image(xy[:3], rgb[:3], shown[:3] | True, detail.View(-9, 9, -9, 9))
+    assert set(alone.view(np.uint8).reshape(-1, 4)[:, 3].tolist()) == {0, round(255 * 0.3)}
     line, col = np.unravel_index(np.argmax(count), count.shape)
     there = inside & (np.floor((xy[:, 0] + 2) / 4 * 40) == col)
     there &= np.floor((xy[:, 1] + 1) / 4 * 30) == line

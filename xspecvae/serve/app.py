@@ -7,8 +7,9 @@ fast as a small one. Tapping a point (or opening ``/?row=N``) shows that source 
 summary, its epochs listed with their step divergences and drawn as its path on the map, its
 hardness-intensity track) and its nearest posteriors, which are ringed on the map. A tap
 changes only the map's overlay layer and no layout, so the points are not redrawn. A box or
-lasso selects every source inside it, drawn or not; the selection can be downloaded as FITS
-or CSV (from the server's ``download/`` handler) or sent over SAMP. Every model the tests read
+lasso selects every source inside it, drawn or not (combined with the selection by the keys
+held, as Bokeh's modes), and the selected sources are drawn; the selection can be downloaded
+as FITS or CSV (from the server's ``download/`` handler) or sent over SAMP. Every model the tests read
 has a ``name``.
 """
 
@@ -21,7 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
-from bokeh.events import RangesUpdate, SelectionGeometry
+from bokeh.events import PanStart, RangesUpdate, Reset, SelectionGeometry
 from bokeh.layouts import column, row
 from bokeh.models import (
     BooleanFilter,
@@ -63,13 +64,19 @@ __all__ = ["build_document"]
 ANOMALIES_SHOWN = 200
 
 #: The browser side of a download button: POST the selected rows (every one, drawn or not, as
-#: the server holds them) to the server's handler and save what comes back (or say why not in
-#: the status line).
+#: the server holds them, sorted; runs of consecutive rows written ``a-b``) to the server's
+#: handler and save what comes back (or say why not in the status line).
 DOWNLOAD = """
-const rows = Array.from(selection.data.row);
+const rows = selection.data.row, runs = [];
 if (rows.length == 0) { status.text = 'select sources first (box or lasso)'; return; }
+for (let i = 0; i < rows.length; ) {
+  let j = i;
+  while (j + 1 < rows.length && rows[j + 1] == rows[j] + 1) j++;
+  runs.push(i == j ? String(rows[i]) : rows[i] + '-' + rows[j]);
+  i = j + 1;
+}
 fetch('download/selection.' + kind, {method: 'POST',
-      body: new URLSearchParams({rows: rows.join(',')})})
+      body: new URLSearchParams({rows: runs.join(',')})})
   .then(r => r.ok ? r.blob() : r.text().then(t => { throw new Error(t); }))
   .then(b => {
     const a = document.createElement('a');
@@ -89,6 +96,11 @@ TAPPED = """
 const hit = cb_data.source.inspected.indices;
 if (hit.length > 0) tapped.data = {row: [cb_data.source.data.row[hit[0]]]};
 """
+
+
+#: A box or lasso's selection mode by the keys held when it started (Shift, Ctrl), as BokehJS
+#: decides it; with neither, the tool's own mode (:data:`~xspecvae.serve.detail.COMBINE`).
+KEYS = {(True, False): "append", (False, True): "intersect", (True, True): "subtract"}
 
 
 #: The hover's text of an identifier sent as a number (:func:`~xspecvae.serve.data.map_columns`):
@@ -153,6 +165,8 @@ class Page:
         self.keep = np.ones(len(catalogue), bool)  # by the SNR filter
         self.view = detail.View.around(catalogue.xy)
         self.chosen = np.zeros(0, np.int64)  # the rows selected, drawn or not
+        self.before = None  # the selection before the browser's points of a gesture came
+        self.keys = (False, False)  # Shift, Ctrl when the gesture started
         self.source = ColumnDataSource({c: [] for c in self.columns}, name="map_source")
         self.density = ColumnDataSource(
             {k: [] for k in ("image", "x", "y", "dw", "dh")}, name="density_source"
@@ -195,9 +209,15 @@ class Page:
             "x", "y", source=self.source, color=transform("colour", self.mapper), size=5,
             alpha=0.8, nonselection_alpha=0.25, selection_line_color="black",
         )  # fmt: skip
-        self.map.add_tools(BoxSelectTool(renderers=[points]), LassoSelectTool(renderers=[points]))
+        self.box, self.lasso = (
+            BoxSelectTool(renderers=[points]),
+            LassoSelectTool(renderers=[points]),
+        )
+        self.map.add_tools(self.box, self.lasso)
         self.map.on_event(RangesUpdate, self._moved)
+        self.map.on_event(PanStart, self._started)
         self.map.on_event(SelectionGeometry, self._drawn_around)
+        self.map.on_event(Reset, lambda: self._choose(np.zeros(0, np.int64)))
         texts = ("source_id", "obs_id", "label")
         tips = [("SRCID", "@source_id{custom}"), ("OBS_ID", "@obs_id{custom}")]
         tips += [("SNR", "@snr{0.0}"), ("class", "@label{custom}"), ("row", "@row")]
@@ -253,15 +273,18 @@ class Page:
         self._search()
 
     def _moved(self, event: RangesUpdate) -> None:
-        ends = (event.x0, event.x1, event.y0, event.y1)
-        if all(isinstance(e, int | float) and np.isfinite(e) for e in ends):
-            self.view = detail.View(*map(float, ends))
+        try:
+            view = detail.View(*(float(e) for e in (event.x0, event.x1, event.y0, event.y1)))
+        except (TypeError, ValueError, OverflowError):  # a forged event
+            return
+        if np.all(np.isfinite(view)):
+            self.view = view
             self._redraw()
 
     def _redraw(self) -> None:
         """The view's points and shading (after a pan or zoom, a filter, a recolour)."""
         shown = self.keep & self.view.holds(self.cat.xy)
-        rows = detail.drawn_rows(self.order, shown, self.points)
+        rows = detail.drawn_rows(self.order, shown, self.points, first=self.chosen)
         self.source.data = {c: v[rows] for c, v in self.columns.items()} | {
             "colour": self.colouring.values[rows]
         }
@@ -286,18 +309,33 @@ class Page:
         """Where ``rows`` are among the points drawn."""
         return np.flatnonzero(np.isin(self.source.data["row"], rows)).tolist()
 
+    def _started(self, event: PanStart) -> None:
+        """A drag begins (a box or lasso, say): the keys held choose its selection mode."""
+        keys = event.modifiers if isinstance(event.modifiers, dict) else {}
+        self.keys = (keys.get("shift") is True, keys.get("ctrl") is True)
+        self.before = None
+
     def _drawn_around(self, event: SelectionGeometry) -> None:
-        """A box or lasso selects every source inside it, drawn as a point or not."""
-        if event.final and event.geometry:
-            self._choose(detail.rows_inside(self.cat.xy, event.geometry, self.keep))
+        """A box or lasso selects every source inside it, drawn as a point or not, combined
+        with the selection before it by its mode (the keys held, or the tool's)."""
+        if not (event.final and isinstance(event.geometry, dict)):
+            return
+        tool = self.box if event.geometry.get("type") == "rect" else self.lasso
+        inside = detail.rows_inside(self.cat.xy, event.geometry, self.keep)
+        before = self.chosen if self.before is None else self.before
+        self.before = None
+        self._choose(detail.combine(before, inside, KEYS.get(self.keys, tool.mode)))
+        seen = self.chosen[self.view.holds(self.cat.xy[self.chosen]) & self.keep[self.chosen]]
+        if not np.isin(seen, self.source.data["row"]).all():
+            self._redraw()  # the selected sources of the view are drawn, so they show
+        if len(self.chosen) == 1:
+            self._open(self.chosen[0])
 
     def _choose(self, rows: np.ndarray) -> None:
         self.chosen = np.asarray(rows, np.int64)
         self.selection.data = {"row": self.chosen.astype(np.int32)}
         self.source.selected.indices = self._places(self.chosen)
         self.status.text = f"{len(rows):,} selected"
-        if len(rows) == 1:
-            self.show(int(rows[0]))
 
     def _source_panel(self) -> None:
         self.spectrum = ColumnDataSource(
@@ -376,16 +414,24 @@ class Page:
 
     def _tapped(self, attr: str, old: object, new: dict[str, list[int]]) -> None:
         if len(new["row"]) == 1:
-            try:
-                self.show(self.cat.row(new["row"][0]))
-            except InputError as err:  # not a row, or its spectrum unreadable
-                self.status.text = html.escape(str(err))
+            self._open(new["row"][0])
+
+    def _open(self, row: object) -> None:
+        """:meth:`show` ``row``, or say in the status line why not."""
+        try:
+            self.show(self.cat.row(row))
+        except InputError as err:  # not a row, or its spectrum unreadable
+            self.status.text = html.escape(str(err))
 
     def _selected(self, attr: str, old: object, new: list[int]) -> None:
-        """The browser selected points: those rows, until the selection's geometry (which
-        follows) names every source inside it."""
-        if list(new) != self._places(self.chosen):
-            self._choose(np.unique(np.asarray(self.source.data["row"])[list(new)]))
+        """The browser selected points (or cleared them): those rows, until the selection's
+        geometry, which follows a box or lasso, names every source inside it."""
+        drawn = np.asarray(self.source.data["row"])
+        places = [i for i in new if 0 <= i < len(drawn)]  # a stale or forged index: dropped
+        if places != self._places(self.chosen):
+            if self.before is None:
+                self.before = self.chosen
+            self._choose(np.unique(drawn[places]))
 
     def show(self, row: int) -> None:
         """The panel of source ``row``: spectrum, summary, epochs (and their path on the map),
@@ -476,7 +522,9 @@ class Page:
     def _selection_buttons(self) -> list[Button]:
         send = Button(label="send to TOPCAT / Aladin (SAMP)", name="samp")
         send.on_click(self._send)
-        buttons = [send]
+        clear = Button(label="clear selection", name="clear")
+        clear.on_click(lambda: self._choose(np.zeros(0, np.int64)))
+        buttons = [send, clear]
         for kind in ("fits", "csv"):
             button = Button(label=f"selection as {kind.upper()}", name=f"download_{kind}")
             code = CustomJS(

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["POINTS", "SHAPE", "View", "density_image", "drawn_rows", "rows_inside"]
+__all__ = ["POINTS", "SHAPE", "View", "combine", "density_image", "drawn_rows", "rows_inside"]
 
 #: The most points drawn at once: what a browser without a GPU draws in a fraction of a second.
 POINTS = 20_000
@@ -53,11 +53,18 @@ class View(NamedTuple):
         return (xy[:, 0] >= a) & (xy[:, 0] <= b) & (xy[:, 1] >= c) & (xy[:, 1] <= d)
 
 
-def drawn_rows(order: np.ndarray, shown: np.ndarray, limit: int) -> np.ndarray:
-    """The rows to draw as points: the first ``limit`` of ``order`` (a permutation of the rows)
-    where ``shown`` (one bool per row: in the view and kept by the filters) holds. The same
-    ``order`` on a smaller view keeps every point still inside it."""
-    return order[shown[order]][:limit]
+def drawn_rows(
+    order: np.ndarray, shown: np.ndarray, limit: int, first: np.ndarray = ()
+) -> np.ndarray:
+    """The rows to draw as points: the rows ``first`` (the selected ones) where ``shown`` (one
+    bool per row: in the view and kept by the filters) holds, then the first of ``order`` (a
+    permutation of the rows) where it holds, ``limit`` in all. The same ``order`` on a smaller
+    view keeps every point still inside it."""
+    first = np.asarray(first, np.int64)
+    first = first[shown[first]]
+    rest = shown.copy()
+    rest[first] = False
+    return np.concatenate([first, order[rest[order]]])[:limit]
 
 
 def density_image(
@@ -80,7 +87,7 @@ def density_image(
         total = np.bincount(pixel, rgb[inside, channel], minlength=width * height)
         out[full, channel] = np.round(total[full] / count[full]).astype(np.uint8)
     densest = np.log(count.max()) if full.any() else 0.0
-    alpha = FAINTEST + (1 - FAINTEST) * np.log(count[full]) / densest if densest > 0 else 1.0
+    alpha = FAINTEST + (1 - FAINTEST) * np.log(count[full]) / max(densest, 1e-12)
     out[full, 3] = np.round(255 * alpha).astype(np.uint8)
     return out.view(np.uint32).reshape(height, width)
 
@@ -92,6 +99,8 @@ def rows_inside(xy: np.ndarray, geometry: dict, shown: np.ndarray) -> np.ndarray
     is not numbers."""
     from matplotlib.path import Path
 
+    if not isinstance(geometry, dict):
+        return np.zeros(0, np.int64)
     try:
         if geometry.get("type") == "rect":
             inside = View(*(float(geometry[k]) for k in ("x0", "x1", "y0", "y1"))).holds(xy)
@@ -103,3 +112,20 @@ def rows_inside(xy: np.ndarray, geometry: dict, shown: np.ndarray) -> np.ndarray
     except (KeyError, TypeError, ValueError):
         return np.zeros(0, np.int64)
     return np.flatnonzero(inside & shown)
+
+
+#: How a new box or lasso (rows ``new``) combines with the selection (rows ``old``), by Bokeh's
+#: selection modes.
+COMBINE = {
+    "replace": lambda old, new: new,
+    "append": np.union1d,
+    "intersect": np.intersect1d,
+    "subtract": np.setdiff1d,
+    "xor": np.setxor1d,
+}
+
+
+def combine(old: np.ndarray, new: np.ndarray, mode: str) -> np.ndarray:
+    """The selection after a box or lasso of ``mode`` (:data:`COMBINE`; another: replace),
+    sorted and unique."""
+    return np.unique(COMBINE.get(mode, COMBINE["replace"])(old, new)).astype(np.int64)
