@@ -9,8 +9,8 @@ hardness-intensity track) and its nearest posteriors, which are ringed on the ma
 changes only the map's overlay layer and no layout, so the points are not redrawn. A box or
 lasso selects every source inside it, drawn or not (combined with the selection by the keys
 held, as Bokeh's modes), and the selected sources are drawn; the selection can be downloaded
-as FITS or CSV (from the server's ``download/`` handler) or sent over SAMP. Every model the tests read
-has a ``name``.
+as FITS or CSV (from the server's ``download/`` handler) or sent over SAMP. Every model the
+tests read has a ``name``.
 """
 
 from __future__ import annotations
