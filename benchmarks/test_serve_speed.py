@@ -475,7 +475,7 @@ def test_zoom_to_redrawn_points(benchmark, latency, browser, server, page_catalo
     benchmark.extra_info |= {"first_zoom_s": first["s"], "in_page_s": times}
     latency("zoom to the view's points drawn (in the page)", len(cat), times)
     drawn = shown(browser, "map_source", "data.row")
-    x0, x1, y0, y1 = list(views(cat.xy, TRIES + 1))[-1]
+    x0, x1, y0, y1 = views(cat.xy, TRIES + 1)[-1]
     inside = np.flatnonzero(
         (cat.xy[:, 0] >= x0) & (cat.xy[:, 0] <= x1) & (cat.xy[:, 1] >= y0) & (cat.xy[:, 1] <= y1)
     )

@@ -160,7 +160,7 @@ class Page:
         self.doc = None  # set by attach
         table = catalogue.table
         self.options = data.colour_options(table)
-        self.columns, self.written_as = data.map_columns(table, catalogue.xy)
+        self.columns, self.written_as = catalogue.map_columns
         self.order = np.random.default_rng(0).permutation(len(catalogue))  # of the points drawn
         self.keep = np.ones(len(catalogue), bool)  # by the SNR filter
         self.view = detail.View.around(catalogue.xy)
@@ -217,7 +217,7 @@ class Page:
         self.map.on_event(RangesUpdate, self._moved)
         self.map.on_event(PanStart, self._started)
         self.map.on_event(SelectionGeometry, self._drawn_around)
-        self.map.on_event(Reset, lambda: self._choose(np.zeros(0, np.int64)))
+        self.map.on_event(Reset, self._unselect)
         texts = ("source_id", "obs_id", "label")
         tips = [("SRCID", "@source_id{custom}"), ("OBS_ID", "@obs_id{custom}")]
         tips += [("SNR", "@snr{0.0}"), ("class", "@label{custom}"), ("row", "@row")]
@@ -281,9 +281,13 @@ class Page:
             self.view = view
             self._redraw()
 
+    def _shown(self) -> np.ndarray:
+        """Which rows are in the view and kept by the SNR filter."""
+        return self.keep & self.view.holds(self.cat.xy)
+
     def _redraw(self) -> None:
         """The view's points and shading (after a pan or zoom, a filter, a recolour)."""
-        shown = self.keep & self.view.holds(self.cat.xy)
+        shown = self._shown()
         rows = detail.drawn_rows(self.order, shown, self.points, first=self.chosen)
         self.source.data = {c: v[rows] for c, v in self.columns.items()} | {
             "colour": self.colouring.values[rows]
@@ -296,10 +300,7 @@ class Page:
         else:
             x0, x1, y0, y1 = self.view.ordered()
             image = detail.density_image(self.cat.xy, self.rgb, shown, self.view)
-            self.density.data = {"image": [image], "x": [x0], "y": [y0]} | {
-                "dw": [x1 - x0],
-                "dh": [y1 - y0],
-            }
+            self.density.data = dict(image=[image], x=[x0], y=[y0], dw=[x1 - x0], dh=[y1 - y0])
             self.detail.text = (
                 f"{len(rows):,} of the {seen:,} sources of the view drawn as points, the "
                 "shading counts them all: zoom in for the others"
@@ -325,11 +326,13 @@ class Page:
         before = self.chosen if self.before is None else self.before
         self.before = None
         self._choose(detail.combine(before, inside, KEYS.get(self.keys, tool.mode)))
-        seen = self.chosen[self.view.holds(self.cat.xy[self.chosen]) & self.keep[self.chosen]]
-        if not np.isin(seen, self.source.data["row"]).all():
+        if not np.isin(self.chosen[self._shown()[self.chosen]], self.source.data["row"]).all():
             self._redraw()  # the selected sources of the view are drawn, so they show
         if len(self.chosen) == 1:
             self._open(self.chosen[0])
+
+    def _unselect(self) -> None:
+        self._choose(np.zeros(0, np.int64))
 
     def _choose(self, rows: np.ndarray) -> None:
         self.chosen = np.asarray(rows, np.int64)
@@ -523,7 +526,7 @@ class Page:
         send = Button(label="send to TOPCAT / Aladin (SAMP)", name="samp")
         send.on_click(self._send)
         clear = Button(label="clear selection", name="clear")
-        clear.on_click(lambda: self._choose(np.zeros(0, np.int64)))
+        clear.on_click(self._unselect)
         buttons = [send, clear]
         for kind in ("fits", "csv"):
             button = Button(label=f"selection as {kind.upper()}", name=f"download_{kind}")

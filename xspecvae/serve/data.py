@@ -104,6 +104,11 @@ class Catalogue:
         return len(self.table["row"])
 
     @cached_property
+    def map_columns(self) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+        """:func:`map_columns` of the catalogue, made once for every page."""
+        return map_columns(self.table, self.xy)
+
+    @cached_property
     def anomalies(self) -> dict:
         """:func:`~xspecvae.explore.anomaly_table` of the catalogue, most anomalous first."""
         return self._cached(
@@ -198,7 +203,9 @@ class Colouring(NamedTuple):
     def rgb(self) -> np.ndarray:
         """Each row's colour (n, 3 in 0-255) as Bokeh's ``LinearColorMapper`` draws it: the
         palette's entry of its value between ``low`` and ``high`` (clipped), NaN the first."""
-        table = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in self.palette])
+        from matplotlib.colors import to_rgba_array
+
+        table = np.round(255 * to_rgba_array(self.palette)[:, :3]).astype(int)
         n = len(self.palette)
         where = (np.asarray(self.values, float) - self.low) / (self.high - self.low) * n
         index = np.clip(np.nan_to_num(np.floor(where), nan=0.0), 0, n - 1).astype(int)

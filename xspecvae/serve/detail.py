@@ -105,8 +105,8 @@ def rows_inside(xy: np.ndarray, geometry: dict, shown: np.ndarray) -> np.ndarray
         if geometry.get("type") == "rect":
             inside = View(*(float(geometry[k]) for k in ("x0", "x1", "y0", "y1"))).holds(xy)
         elif geometry.get("type") == "poly" and len(geometry.get("x", ())) >= 3:
-            corners = np.column_stack([np.asarray(geometry["x"], float), geometry["y"]])
-            inside = Path(corners.astype(float)).contains_points(xy)
+            corners = [np.asarray(geometry[k], float) for k in ("x", "y")]
+            inside = Path(np.column_stack(corners)).contains_points(xy)
         else:
             return np.zeros(0, np.int64)
     except (KeyError, TypeError, ValueError):
