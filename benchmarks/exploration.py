@@ -39,9 +39,8 @@ def purity_figures(run: Path, pack: Path | None, k: int = 10, snr: float = 10.0)
         table = encode(vae, p, progress=True)
         labels, source, mjd = (np.asarray(p.meta[c]) for c in ("label", "source_id", "mjd"))
         state = np.asarray(p.truth["state"])
-    features = {
-        d: (d, table["z_loc"], table["z_scale"]) for d in DIVERGENCES if d != "hellinger"
-    }  # Hellinger orders as Bhattacharyya
+    posterior = (table["z_loc"], table["z_scale"], table["z_conditional"])
+    features = {d: (d, *posterior) for d in DIVERGENCES if d != "hellinger"}  # as Bhattacharyya
     features["hardness ratios"] = ("euclidean", table["hr"], None)
     out = {"n": len(labels), "k": k, "n_snr": int((table["snr"] >= snr).sum())}
     for cut, keep in (("all", None), ("snr", table["snr"] >= snr)):

@@ -66,7 +66,6 @@ from xspecvae.evaluation import (  # noqa: E402
 from xspecvae.latent import (  # noqa: E402
     DIVERGENCES,
     Index,
-    compared_widths,
     encode,
     trajectories,
 )
@@ -269,7 +268,7 @@ def state_changes(table: dict, truth: Table) -> dict[str, dict[str, float]]:
     out = {}
     kind = np.asarray(truth["variability"]).astype(str)
     epochs = {"source_id": np.asarray(truth["source"]), "mjd": np.asarray(truth["mjd_obs"])}
-    for how in ("kl_symmetric", "bhattacharyya", "wasserstein"):
+    for how in ("kl_symmetric", "bhattacharyya", "wasserstein", "predictive"):
         steps = trajectories({**table, **epochs}, divergence=how)
         later = np.flatnonzero(np.isfinite(steps["step"]))
         rows, step = steps["row"][later], steps["step"][later]
@@ -290,10 +289,16 @@ def faint_neighbours(features: dict, groups, net, k: int = K) -> dict[str, float
     shrunk towards the prior is)."""
     faint = np.flatnonzero(net < 300)
     out = {}
-    for name, (how, loc, scale) in features.items():
+    for name, (how, loc, scale, *conditional) in features.items():
         scale = np.ones_like(loc) if scale is None else scale
-        rows, _ = Index(loc, scale, groups).search(
-            loc[faint], scale[faint], k, divergence=how, exclude_groups=groups[faint]
+        conditional = conditional[0] if conditional else None
+        rows, _ = Index(loc, scale, groups, conditional).search(
+            loc[faint],
+            scale[faint],
+            k,
+            divergence=how,
+            exclude_groups=groups[faint],
+            conditional=None if conditional is None else conditional[faint],
         )
         out[name] = float(np.median(net[rows[rows >= 0]]))
     return out
@@ -343,9 +348,7 @@ def probes(features: dict, labels, groups, net, folds: int = 5) -> dict:
 
 def _features(loc, scale, hr, shape, conditional) -> dict:
     features = {
-        d: (d, loc, compared_widths(d, scale, conditional))
-        for d in DIVERGENCES
-        if d not in ("hellinger", "euclidean")
+        d: (d, loc, scale, conditional) for d in DIVERGENCES if d not in ("hellinger", "euclidean")
     }
     features["euclidean (means)"] = ("euclidean", loc, None)  # Hellinger orders as Bhattacharyya
     features["hardness ratios"] = ("euclidean", hr, None)
@@ -417,26 +420,36 @@ def _thinning(vae, data, table, labels, groups, net, grid, seed: int = 0) -> dic
     loc, scale = np.asarray(q.z_loc), np.asarray(q.z_scale)
     conditional = np.asarray(q.conditional[:, :-1])
     hr = hardness_ratios(thinned, grid.channel_lo, grid.channel_hi)
-    divergences = ("kl_symmetric", "bhattacharyya", "wasserstein", "match")
+    divergences = ("kl_symmetric", "bhattacharyya", "wasserstein", "match", "predictive")
     queries = {
-        **{d: (loc, compared_widths(d, scale, conditional)) for d in divergences},
-        "euclidean (means)": (loc, None),
-        "hardness ratios": (hr, None),
-        "raw shape": (shape_features(thinned), None),
+        **{d: (loc, scale, conditional) for d in divergences},
+        "euclidean (means)": (loc, None, None),
+        "hardness ratios": (hr, None, None),
+        "raw shape": (shape_features(thinned), None, None),
     }
     reference = _features(
         table["z_loc"], table["z_scale"], table["hr"], shape_features(data), table["z_conditional"]
     )
     out = {"n": len(rows), "net_counts_thinned": float(np.median(net_counts(thinned)))}
-    for name, (q_loc, q_scale) in queries.items():
-        how, ref_loc, ref_scale = reference[name]
+    for name, (q_loc, q_scale, q_conditional) in queries.items():
+        how, ref_loc, ref_scale, *ref_conditional = reference[name]
         ref_scale = np.ones_like(ref_loc) if ref_scale is None else ref_scale
+        ref_conditional = ref_conditional[0] if ref_conditional else None
         q_scale = np.ones_like(q_loc) if q_scale is None else q_scale
-        index = Index(ref_loc, ref_scale, groups)
-        near, _ = index.search(q_loc, q_scale, K, divergence=how, exclude_groups=groups[rows])
+        index = Index(ref_loc, ref_scale, groups, ref_conditional)
+        near, _ = index.search(
+            q_loc,
+            q_scale,
+            K,
+            divergence=how,
+            exclude_groups=groups[rows],
+            conditional=q_conditional,
+        )
         purity_ = np.mean(labels[near] == labels[rows, None], 1)
         # the original's rank among all rows (own source kept): 1 is nearest
-        every, _ = Index(ref_loc, ref_scale).search(q_loc, q_scale, len(ref_loc), divergence=how)
+        every, _ = Index(ref_loc, ref_scale, conditional=ref_conditional).search(
+            q_loc, q_scale, len(ref_loc), divergence=how, conditional=q_conditional
+        )
         rank = 1 + np.argmax(every == rows[:, None], 1)
         out[name] = {
             "purity": float(np.mean(purity_)),
@@ -492,32 +505,39 @@ def markdown(f: dict) -> str:
 
 def summary(folder: Path) -> str:
     """Key figures of every tag and protocol found in ``folder``, one line each: purity@10
-    under the default divergence (symmetric KL), the reverse KL, ``match``, the Euclidean
-    distance of the means, hardness ratios and the raw shape; balanced, and above 500 counts;
-    W/dof per counts range; the brightness correlation; the thinning test (own original among
-    the 10 nearest under ``match``); the residual at the CVs' Fe XXV line; the trajectories'
-    AUC (state against flux-only changes, symmetric KL) where measured."""
+    under ``predictive`` (the default divergence since 2026-12-07; blank in runs evaluated
+    before), the symmetric KL (the default before), the reverse KL, ``match``, the Euclidean
+    distance of the means, hardness ratios and the raw shape; balanced, and above 500 counts,
+    under both defaults; W/dof per counts range; the brightness correlation; the thinning test
+    (own original among the 10 nearest under ``match``); the residual at the CVs' Fe XXV line;
+    the trajectories' AUC (state against flux-only changes, symmetric KL) where measured."""
     lines = [
-        "| tag | protocol | refine | purity (sym. KL) | KL rev. | match | Eucl. | HR | raw | "
-        "balanced | HR bal. | > 500 | HR > 500 | W/dof by counts | max corr | thinned: own "
-        "in top 10 | CV Fe XXV resid. (sigma) | trajectories AUC |",
+        "| tag | protocol | refine | purity (predictive) | sym. KL | KL rev. | match | Eucl. | "
+        "HR | raw | balanced (predictive / sym. KL) | HR bal. | > 500 (predictive / sym. KL) | "
+        "HR > 500 | W/dof by counts | max corr | thinned: own in top 10 | CV Fe XXV resid. "
+        "(sigma) | trajectories AUC |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: | --- | ---: | ---: | ---: | ---: |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
+    blank = {"mean": math.nan, "balanced": math.nan}
     for path in sorted(folder.glob("*/*/figures-refine*.json")):
         f = json.loads(path.read_text())
         a, b = f["all"], f["bright"]
+        pa, pb = a.get("predictive", blank), b.get("predictive", blank)
         fits = "/".join(f"{r['median']:.2f}" for r in f["fit_by_counts"])
         thinned = f["thinning"].get("match", {}).get("original_in_top_10", math.nan)
         cv = f["lines"].get("cv 6.7 keV", {}).get("median_sigma", math.nan)
         auc = f.get("trajectories", {}).get("kl_symmetric", {}).get("auc", math.nan)
         lines.append(
             f"| {path.parts[-3]} | {path.parts[-2]} | {f['refine_steps']} | "
-            f"{a['kl_symmetric']['mean']:.3f} | {a['kl_reverse']['mean']:.3f} | "
-            f"{a['match']['mean']:.3f} | {a['euclidean (means)']['mean']:.3f} | "
-            f"{a['hardness ratios']['mean']:.3f} | {a['raw shape']['mean']:.3f} | "
-            f"{a['kl_symmetric']['balanced']:.3f} | {a['hardness ratios']['balanced']:.3f} | "
-            f"{b['kl_symmetric']['mean']:.3f} | {b['hardness ratios']['mean']:.3f} | {fits} | "
+            f"{pa['mean']:.3f} | {a['kl_symmetric']['mean']:.3f} | "
+            f"{a['kl_reverse']['mean']:.3f} | {a['match']['mean']:.3f} | "
+            f"{a['euclidean (means)']['mean']:.3f} | {a['hardness ratios']['mean']:.3f} | "
+            f"{a['raw shape']['mean']:.3f} | "
+            f"{pa['balanced']:.3f} / {a['kl_symmetric']['balanced']:.3f} | "
+            f"{a['hardness ratios']['balanced']:.3f} | "
+            f"{pb['mean']:.3f} / {b['kl_symmetric']['mean']:.3f} | "
+            f"{b['hardness ratios']['mean']:.3f} | {fits} | "
             f"{f['max_counts_correlation']:.2f} | {thinned:.2f} | {cv:.1f} | {auc:.3f} |"
         )
     return "\n".join(lines)

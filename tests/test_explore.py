@@ -269,7 +269,7 @@ def test_explore_remakes_only_the_tables_a_changed_setting_affects(
     explore(small_run, folder=folder, progress=False, **settings)  # whatever ran before
     for change, remade in (
         ({}, set()),
-        ({"divergence": "bhattacharyya"}, {"trajectories", "anomalies", "similar"}),
+        ({"divergence": "bhattacharyya"}, {"similar"}),  # of the searches only
         ({"k": 5}, {"anomalies", "similar"}),
         ({"snr_min": 5.0}, {"similar"}),
         ({"n_checks": 60}, {"calibration"}),
@@ -443,9 +443,14 @@ def test_similar_encodes_a_query_spectrum_file(small_run, small_pack, tmp_path, 
     files = write_ogip(small_pack, tmp_path / "ogip", rows=[11])
     spectrum = next(p for p in files if "SRSPEC" in p.name)
     found = tmp_path / "found.fits"
-    assert main(["similar", str(posteriors), "--spectrum", str(spectrum), "-o", str(found)]) == 0
+    search = ["similar", str(posteriors), "--spectrum", str(spectrum), "-o", str(found)]
+    assert main([*search, "--divergence", "kl_symmetric"]) == 0  # a distance: itself first
     hits = read_table(found)
     assert hits["row"][0] == 11 and hits["divergence"][0] == pytest.approx(0.0, abs=1e-3)
+    search[-1] = str(tmp_path / "predicted.fits")  # the default: who predicts its counts
+    assert main(search) == 0
+    predicted = read_table(tmp_path / "predicted.fits")
+    assert len(predicted["row"]) == 10 and np.all(predicted["divergence"] >= 0)
     broken = tmp_path / "broken.FTZ"
     broken.write_bytes(spectrum.read_bytes()[:2000])
     assert main(["similar", str(posteriors), "--spectrum", str(broken)]) == 1

@@ -7,8 +7,8 @@ from scipy.stats import norm
 
 from xspecvae.catalog import BANDS_4XMM, band_matrix, hardness_ratios
 from xspecvae.latent import (
-    DEFAULT_DIVERGENCE,
     DIVERGENCES,
+    STEP_DIVERGENCE,
     Index,
     anomalies,
     divergence,
@@ -72,6 +72,15 @@ def test_closed_forms_agree_with_monte_carlo(seed):
     xc = ma + ca * rng.standard_normal((400_000, 3))
     ratio = norm.logpdf(xc, mb, cb).sum(1) - norm.logpdf(xc).sum(1)
     np.testing.assert_allclose(got["match"], -np.log(np.mean(np.exp(ratio))), rtol=0.03, atol=0.02)
+    # predictive: -log E_b[L_a(z) / max L_a], L_a = q_a / prior (a's widths: conditional ones,
+    # below the prior's)
+    ca = np.minimum(sa, 0.9)
+    log_likelihood = norm.logpdf(y, ma, ca).sum(1) - norm.logpdf(y).sum(1)
+    grid = np.linspace(-30, 30, 600_001)[:, None]
+    best = np.max(norm.logpdf(grid, ma, ca) - norm.logpdf(grid), 0).sum()
+    expected = -np.log(np.mean(np.exp(log_likelihood - best)))
+    predictive = divergence("predictive", ma, ca, mb, sb)
+    np.testing.assert_allclose(predictive, expected, rtol=0.03, atol=0.02)
 
 
 def test_match_divides_the_prior_out():
@@ -90,10 +99,31 @@ def test_match_divides_the_prior_out():
     assert bhattacharyya(*there) > bhattacharyya(*centre)
 
 
+def test_predictive_ranks_the_sources_that_predict_a_faint_sources_counts():
+    """A faint source's likelihood N(2, 3) per dimension (posterior N(0.5, 0.75) under the
+    prior N(0, 1)) is best predicted by a narrow posterior at 2, the likelihood's centre (0
+    there, and only there), better than by one at the posterior's own mean or by a wide one at
+    2; the divergence is never negative; a posterior equal to the prior is predicted equally
+    well by everything."""
+    faint = (np.full(4, 0.5), np.full(4, np.sqrt(0.75)))
+    point = divergence("predictive", *faint, np.full(4, 2.0), np.full(4, 1e-6))
+    assert point == pytest.approx(0.0, abs=1e-9)
+    narrow = divergence("predictive", *faint, np.full(4, 2.0), np.full(4, 0.1))
+    at_mean = divergence("predictive", *faint, np.full(4, 0.5), np.full(4, 0.1))
+    wide = divergence("predictive", *faint, np.full(4, 2.0), np.full(4, 2.0))
+    assert narrow < at_mean and narrow < wide
+    rng = np.random.default_rng(8)
+    loc, scale = gaussians(rng, 200, 4)
+    assert np.all(divergence("predictive", *faint, loc, scale) >= 0)
+    uninformed = divergence("predictive", np.zeros(4), np.ones(4), loc, scale)
+    np.testing.assert_allclose(uninformed, 0.0, atol=0.02)  # the floor of its precision
+
+
 def test_divergences_vanish_on_equal_posteriors_and_broadcast():
     rng = np.random.default_rng(3)
     loc, scale = gaussians(rng, 50, 4)
-    for name in (d for d in DIVERGENCES if d != "match"):  # match: evidence, not a distance
+    not_distances = ("match", "predictive")  # evidence and prediction: not distances
+    for name in (d for d in DIVERGENCES if d not in not_distances):
         same = divergence(name, loc, scale, loc, scale)
         np.testing.assert_allclose(same, 0.0, atol=1e-12)
         one_to_all = divergence(name, loc[:1], scale[:1], loc, scale)
@@ -124,14 +154,15 @@ def test_search_returns_the_brute_force_nearest(name):
         exclude_groups=groups[queries],
         conditional=conditional[queries],
     )
+    query_widths = conditional if name in ("match", "predictive") else scale
     widths = conditional if name == "match" else scale
     for q, r, v in zip(queries, rows, values):
-        d = divergence(name, loc[q], widths[q], loc, widths)
+        d = divergence(name, loc[q], query_widths[q], loc, widths)
         d[~keep | (groups == groups[q])] = np.inf
         expected = np.argsort(d, kind="stable")[:12]
         np.testing.assert_allclose(v, d[expected], rtol=2e-4, atol=1e-5)
         assert len(set(r) & set(expected)) >= 11  # float32 may swap a near tie at the edge
-    if name != "match":  # a source need not be its own best match
+    if name not in ("match", "predictive"):  # a source need not be its own best match
         one, value = index.search(loc[0], scale[0], 3, divergence=name)
         assert one.shape == (3,) and one[0] == 0 and value[0] == pytest.approx(0.0, abs=1e-4)
 
@@ -159,7 +190,8 @@ def test_neighbours_of_a_row_and_of_a_spectrum_from_elsewhere():
     np.testing.assert_array_equal(found["row"], np.argsort(d)[:5])
     np.testing.assert_allclose(found["divergence"], np.sort(d)[:5], rtol=2e-4, atol=1e-5)
     assert list(found["rank"]) == [1, 2, 3, 4, 5]
-    alone = neighbours(table, {"z_loc": loc[10:11], "z_scale": scale[10:11]}, 3)
+    elsewhere = {"z_loc": loc[10:11], "z_scale": scale[10:11]}
+    alone = neighbours(table, elsewhere, 3, divergence="kl_symmetric")  # a distance
     assert alone["row"][0] == 10 and alone["divergence"][0] == pytest.approx(0.0, abs=1e-4)
     keep = np.zeros(400, bool)
     keep[[3, 200, 11]] = True
@@ -177,7 +209,7 @@ def test_trajectories_order_epochs_and_measure_steps():
     assert list(got["row"]) == [4, 1, 2, 5, 0]
     assert list(got["epoch"]) == [1, 2, 1, 2, 3] and list(got["n_epochs"]) == [2, 2, 3, 3, 3]
     assert np.isnan(got["step"][[0, 2]]).all()
-    expected = divergence(DEFAULT_DIVERGENCE, loc[2], scale[2], loc[5], scale[5])
+    expected = divergence(STEP_DIVERGENCE, loc[2], scale[2], loc[5], scale[5])
     assert got["step"][3] == pytest.approx(expected)
     by_kl = trajectories(
         {"source_id": source, "mjd": mjd, "z_loc": loc, "z_scale": scale}, divergence="kl"

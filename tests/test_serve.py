@@ -22,6 +22,7 @@ from astropy.table import Table
 from xspecvae.cli import main
 from xspecvae.errors import InputError
 from xspecvae.explore import reconstruction
+from xspecvae.latent import DEFAULT_DIVERGENCE, conditional_widths
 from xspecvae.serve import data
 from xspecvae.tables import read_table
 
@@ -44,7 +45,7 @@ def catalogue(small_run, small_pack, tables):
     opened.close()
 
 
-def expected_similar(catalogue, row, k=10, divergence="kl_symmetric", min_snr=0.0):
+def expected_similar(catalogue, row, k=10, divergence=DEFAULT_DIVERGENCE, min_snr=0.0):
     table = catalogue.table
     rows, _ = catalogue.index.search(
         table["z_loc"][row],
@@ -53,6 +54,7 @@ def expected_similar(catalogue, row, k=10, divergence="kl_symmetric", min_snr=0.
         divergence=divergence,
         keep=table["snr"] >= min_snr,
         exclude_groups=[table["source_id"][row]],
+        conditional=conditional_widths(table)[row],
     )
     return rows[rows >= 0].tolist()
 
@@ -206,7 +208,7 @@ def test_a_source_s_trajectory_is_the_library_s(catalogue):
 
 def test_similar_is_the_index_search(catalogue):
     table, row = catalogue.table, 11
-    for divergence, min_snr in (("kl_symmetric", 0.0), ("wasserstein", 10.0), ("match", 0.0)):
+    for divergence, min_snr in (("predictive", 0.0), ("wasserstein", 10.0), ("match", 0.0)):
         found = data.similar(
             catalogue.index, table, row, k=7, divergence=divergence, min_snr=min_snr
         )

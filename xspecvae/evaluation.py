@@ -48,7 +48,8 @@ def purity(
 ) -> dict[str, dict]:
     """Share of the ``k`` nearest neighbours that have the query's label, for each way of
     measuring nearness in ``features``: name -> ``(divergence, loc, scale)`` (scale None for
-    :data:`~xspecvae.latent.DIVERGENCES` ``euclidean``, e.g. on hardness ratios). ``queries``
+    :data:`~xspecvae.latent.DIVERGENCES` ``euclidean``, e.g. on hardness ratios), or
+    ``(divergence, loc, scale, conditional)`` for ``match`` and ``predictive``. ``queries``
     (rows; default all), ``groups`` (source ids: a query's own other observations are not its
     neighbours), ``keep`` (rows allowed as queries and neighbours). Returns per name ``mean``
     (over queries), ``balanced`` (mean over classes of the per-class mean), ``per_class``, and
@@ -62,9 +63,10 @@ def purity(
     classes, codes = np.unique(labels, return_inverse=True)
     truth = labels[queries]
     out = {}
-    for name, (how, loc, scale) in features.items():
+    for name, (how, loc, scale, *conditional) in features.items():
         scale = np.ones_like(loc) if scale is None else scale
-        index = Index(loc, scale, groups)
+        conditional = conditional[0] if conditional else None
+        index = Index(loc, scale, groups, conditional)
         rows, _ = index.search(
             loc[queries],
             scale[queries],
@@ -72,6 +74,7 @@ def purity(
             divergence=how,
             keep=keep,
             exclude_groups=groups[queries],
+            conditional=None if conditional is None else conditional[queries],
         )
         same = np.where(rows >= 0, labels[rows] == truth[:, None], np.nan)
         per_query = np.nanmean(same, 1)

@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_DIVERGENCE",
     "DIVERGENCES",
     "Index",
+    "STEP_DIVERGENCE",
     "anomalies",
     "compared_widths",
     "conditional_widths",
@@ -189,6 +190,15 @@ def _encoder(vae: VAE, n_draws: int) -> Callable:
 #: marginal ones of a correlated posterior (``z_scale``): :class:`Index` compares the
 #: conditional ones under ``match`` (with the marginal ones, its purity fell from 0.656 to
 #: 0.438 on a model trained on the simulation; benchmarks/RESULTS.md).
+#: ``predictive`` asks which source's posterior best predicts the query's counts: ``-log`` of
+#: ``int L_a(z) q_b(z) dz`` relative to its value for a point at the query's best fit, where
+#: ``L_a = q_a / p`` is the query's likelihood (the prior divided out of its conditional widths,
+#: ``L_a = N(mu_a, 1 / lambda_a)``, ``lambda_a = 1 / c_a^2 - 1``) and ``q_b`` the neighbour's
+#: posterior (its marginal widths): per dimension
+#: ``[lambda_a (mu_a - m_b)^2 / (1 + lambda_a s_b^2) + log(1 + lambda_a s_b^2)] / 2``, >= 0,
+#: 0 only for a point posterior at ``mu_a``. A faint query is compared by what its counts say,
+#: not pulled to the prior's centre, and its nearest are the sources that predict those counts,
+#: the well-measured ones first (as the posterior predictive of a fit would rank them).
 DIVERGENCES = (
     "kl",
     "kl_reverse",
@@ -198,11 +208,17 @@ DIVERGENCES = (
     "wasserstein",
     "euclidean",
     "match",
+    "predictive",
 )
-#: The divergence of searches, trajectories and anomalies unless one is named. Wasserstein's
-#: neighbours were purer in two of three independent-catalogue runs and less pure in the third
-#: (benchmarks/RESULTS.md, issue 13): not yet a reason to change the talk's choice.
-DEFAULT_DIVERGENCE = "kl_symmetric"
+#: The divergence of similarity searches unless one is named: on the independent catalogues of
+#: benchmarks/latent_quality.py its neighbours were purer than any other's in every run (by
+#: 0.03-0.05 over the symmetric KL, the talk's choice; benchmarks/RESULTS.md, issue 13).
+DEFAULT_DIVERGENCE = "predictive"
+#: The divergence of trajectories' steps and of anomalies' isolation unless one is named: how
+#: far two posteriors lie apart, symmetric; ``predictive`` told state changes from flux-only
+#: changes worse (AUC 0.64 against 0.80, benchmarks/RESULTS.md).
+STEP_DIVERGENCE = "kl_symmetric"
+_MIN_PRECISION = 1e-3  # of a likelihood under ``predictive``: a dimension its counts barely tell
 
 
 def divergence(
@@ -213,7 +229,8 @@ def divergence(
     scale_b: npt.ArrayLike,
 ) -> np.ndarray | jax.Array:
     """Divergence ``name`` (:data:`DIVERGENCES`) between diagonal Gaussians, over the last axis;
-    arrays broadcast, numpy in float64 (or jax arrays in their own dtype)."""
+    arrays broadcast, numpy in float64 (or jax arrays in their own dtype). ``a`` is the query;
+    which widths to give each side: :func:`compared_widths`."""
     xp = jnp if isinstance(loc_a, jax.Array) or isinstance(loc_b, jax.Array) else np
     if xp is np:
         loc_a, scale_a, loc_b, scale_b = (
@@ -252,6 +269,12 @@ def _divergence(
         a = pa + pb - 1.0  # >= 1 with both variances <= 1
         exponent = (pa * ma**2 + pb * mb**2 - pa * pb * d2) / a
         return xp.sum(0.5 * xp.log(va + vb - va * vb) - 0.5 * exponent, -1)
+    if name == "predictive":  # va: the query's conditional variances, vb: marginal ones
+        va = xp.minimum(va, 1.0 / (1.0 + _MIN_PRECISION))
+        precision = 1.0 / va - 1.0  # of the query's likelihood, >= _MIN_PRECISION
+        spread = precision * vb
+        d2 = (ma / va / precision - mb) ** 2  # from the likelihood's centre
+        return 0.5 * xp.sum(precision * d2 / (1.0 + spread) + xp.log1p(spread), -1)
     raise ValueError(f"unknown divergence {name!r}; known: {', '.join(DIVERGENCES)}")
 
 
@@ -298,12 +321,12 @@ class Index:
         """The ``k`` nearest posteriors of each query ``(Q, D)`` (or one ``(D,)``): their rows
         ``(Q, k)`` and divergences, nearest first. ``keep`` (N,) bool restricts the table
         (e.g. an SNR or instrument filter); ``exclude_groups`` (Q,) leaves out the rows of the
-        query's group; ``conditional``: the queries' conditional widths, for ``match``. Where
-        fewer than ``k`` rows qualify, the rest are row -1, value inf."""
+        query's group; ``conditional``: the queries' conditional widths, for ``match`` and
+        ``predictive``. Where fewer than ``k`` rows qualify, the rest are row -1, value inf."""
         if divergence not in DIVERGENCES:
             raise ValueError(f"unknown divergence {divergence!r}; known: {', '.join(DIVERGENCES)}")
         scale = compared_widths(divergence, scale, conditional)
-        table_var = compared_widths(divergence, self.var, self.conditional_var)
+        table_var = compared_widths(divergence, self.var, self.conditional_var, query=False)
         loc, scale = np.asarray(loc, np.float32), np.asarray(scale, np.float32)
         single = loc.ndim == 1
         loc, scale = np.atleast_2d(loc), np.atleast_2d(scale)
@@ -380,12 +403,18 @@ def neighbours(
 
 
 def compared_widths(
-    divergence: str, marginal: npt.ArrayLike, conditional: npt.ArrayLike | None
+    divergence: str,
+    marginal: npt.ArrayLike,
+    conditional: npt.ArrayLike | None,
+    *,
+    query: bool = True,
 ) -> np.ndarray | jax.Array:
-    """The widths ``divergence`` compares: the ``conditional`` ones for ``match`` (whose
-    division of the prior per dimension is exact for them only) when given, else the
-    ``marginal`` ones."""
-    return conditional if divergence == "match" and conditional is not None else marginal
+    """The widths ``divergence`` compares on the ``query``'s side (else the table's): the
+    ``conditional`` ones for ``match`` (whose division of the prior per dimension is exact for
+    them only) and for the query of ``predictive`` (whose likelihood they give), when given;
+    else the ``marginal`` ones."""
+    wanted = divergence == "match" or (divergence == "predictive" and query)
+    return conditional if wanted and conditional is not None else marginal
 
 
 def conditional_widths(table: dict[str, np.ndarray]) -> np.ndarray:
@@ -420,7 +449,7 @@ def _search(
     return jax.vmap(one)(query_loc, query_var, query_groups)
 
 
-def trajectories(table: dict, *, divergence: str = DEFAULT_DIVERGENCE) -> dict[str, np.ndarray]:
+def trajectories(table: dict, *, divergence: str = STEP_DIVERGENCE) -> dict[str, np.ndarray]:
     """The sources of ``table`` (columns ``source_id``, ``mjd``, ``z_loc``, ``z_scale``) seen
     more than once, one row per observation ordered by source and time: ``row`` (in
     ``table``), ``source_id``, ``mjd``, ``epoch`` (1, 2, ...), ``n_epochs`` and ``step``, the
@@ -433,10 +462,14 @@ def trajectories(table: dict, *, divergence: str = DEFAULT_DIVERGENCE) -> dict[s
     same = source[order][1:] == source[order][:-1]  # the row continues the previous source
     start = np.maximum.accumulate(np.where(np.r_[True, ~same], np.arange(len(order)), 0))
     loc = np.asarray(table["z_loc"], np.float64)[order]
-    widths = compared_widths(divergence, table["z_scale"], conditional_widths(table))
-    var = np.asarray(widths, np.float64)[order] ** 2
+    scale, conditional = table["z_scale"], conditional_widths(table)
+    widths = {  # the earlier epoch is the query
+        side: np.asarray(compared_widths(divergence, scale, conditional, query=side))[order]
+        for side in (True, False)
+    }
     step = np.full(len(order), np.nan)
-    earlier, later = (loc[:-1][same], var[:-1][same]), (loc[1:][same], var[1:][same])
+    earlier = (loc[:-1][same], np.asarray(widths[True][:-1][same], np.float64) ** 2)
+    later = (loc[1:][same], np.asarray(widths[False][1:][same], np.float64) ** 2)
     step[1:][same] = _divergence(np, divergence, *earlier, *later)
     return {
         "row": order,
@@ -452,7 +485,7 @@ def anomalies(
     table: dict,
     *,
     k: int = 10,
-    divergence: str = DEFAULT_DIVERGENCE,
+    divergence: str = STEP_DIVERGENCE,
     reference: int = 20_000,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:

@@ -16,16 +16,19 @@ from xspecvae.cli.options import (
     run_and_pack,
 )
 from xspecvae.errors import InputError
-from xspecvae.latent import DEFAULT_DIVERGENCE, DIVERGENCES
+from xspecvae.latent import DEFAULT_DIVERGENCE, DIVERGENCES, STEP_DIVERGENCE
 
 
 def _table_and_search(
-    sub: argparse.ArgumentParser, default_output: str, neighbours: bool = True
+    sub: argparse.ArgumentParser,
+    default_output: str,
+    neighbours: bool = True,
+    divergence: str = DEFAULT_DIVERGENCE,
 ) -> None:
     sub.add_argument("table", type=Path, help="posterior table made by 'xspecvae encode'")
     sub.add_argument("-o", "--output", type=Path, help=f"table written (default {default_output})")
     sub.add_argument(
-        "--divergence", choices=DIVERGENCES, default=DEFAULT_DIVERGENCE, help="between posteriors"
+        "--divergence", choices=DIVERGENCES, default=divergence, help="between posteriors"
     )
     if neighbours:
         sub.add_argument("-k", type=int, default=10, help="neighbours")
@@ -87,7 +90,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         help="sources seen several times: posteriors in time order, step divergences, drawn "
         "on the map and in a hardness-intensity diagram",
     )
-    _table_and_search(trajectory, "trajectories.fits next to TABLE", neighbours=False)
+    _table_and_search(
+        trajectory, "trajectories.fits next to TABLE", neighbours=False, divergence=STEP_DIVERGENCE
+    )
     trajectory.add_argument("--map", type=Path, help="map table (default map.fits next to TABLE)")
     trajectory.add_argument(
         "--source",
@@ -102,7 +107,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "anomalies",
         help="rank sources by misfit and by the emptiness of their neighbourhood",
     )
-    _table_and_search(anomaly, "anomalies.fits next to TABLE")
+    _table_and_search(anomaly, "anomalies.fits next to TABLE", divergence=STEP_DIVERGENCE)
     anomaly.add_argument("--reference", type=int, default=20_000, help="neighbourhood sample")
     anomaly.add_argument("--top", type=int, default=10, help="lines printed")
 

@@ -44,9 +44,7 @@ from xspecvae.explore.steps import (
     trajectory_table,
     worst_row,
 )
-from xspecvae.latent import (
-    DEFAULT_DIVERGENCE,
-)
+from xspecvae.latent import DEFAULT_DIVERGENCE, STEP_DIVERGENCE, conditional_widths
 from xspecvae.report import Section, write_report
 from xspecvae.run import Run, load_run, run_pack
 from xspecvae.tables import cached_table, made_by
@@ -92,10 +90,8 @@ def explore(
         xy = step("map", lambda: map_table(table))
         xy = np.stack([xy["x"], xy["y"]], -1)
         search = {"DIVERGE": divergence, "K": k}
-        tracks = step(
-            "trajectories", lambda: trajectory_table(table, divergence), DIVERGE=divergence
-        )
-        ranked = step("anomalies", lambda: anomaly_table(table, k, divergence), **search)
+        tracks = step("trajectories", lambda: trajectory_table(table), DIVERGE=STEP_DIVERGENCE)
+        ranked = step("anomalies", lambda: anomaly_table(table, k), DIVERGE=STEP_DIVERGENCE, K=k)
         examples = partial(example_searches, table, k, divergence, snr_min)
         similar = step("similar", examples, **search, SNRMIN=float(snr_min))
         checks = step(
@@ -118,9 +114,10 @@ def explore(
 def _purity_section(
     table: dict[str, np.ndarray], k: int, high: np.ndarray, snr_min: float
 ) -> Section:
+    posterior = (table["z_loc"], table["z_scale"], conditional_widths(table))
     features = {
-        name: (name, table["z_loc"], table["z_scale"])
-        for name in ("kl_symmetric", "bhattacharyya", "wasserstein", "euclidean")
+        name: (name, *posterior)
+        for name in ("predictive", "kl_symmetric", "bhattacharyya", "wasserstein", "euclidean")
     }
     features["hardness ratios (euclidean)"] = ("euclidean", table["hr"], None)
     rows = []

@@ -19,6 +19,7 @@ from xspecvae.catalog import Pack
 from xspecvae.errors import InputError
 from xspecvae.latent import (
     DEFAULT_DIVERGENCE,
+    STEP_DIVERGENCE,
     Index,
     anomalies,
     encode,
@@ -165,7 +166,7 @@ def _keys(table: dict[str, np.ndarray], rows: np.ndarray | None = None) -> dict:
 TRACK = ("hardness", "photon_flux")
 
 
-def trajectory_table(table: dict[str, np.ndarray], divergence: str = DEFAULT_DIVERGENCE) -> dict:
+def trajectory_table(table: dict[str, np.ndarray], divergence: str = STEP_DIVERGENCE) -> dict:
     """:func:`~xspecvae.latent.trajectories` of a posterior table, with each epoch's keys and,
     where known, label, SNR, model hardness and photon flux (the hardness-intensity track)."""
     steps = trajectories(table, divergence=divergence)
@@ -177,7 +178,7 @@ def trajectory_table(table: dict[str, np.ndarray], divergence: str = DEFAULT_DIV
 def anomaly_table(
     table: dict[str, np.ndarray],
     k: int = 10,
-    divergence: str = DEFAULT_DIVERGENCE,
+    divergence: str = STEP_DIVERGENCE,
     reference: int = 20_000,
 ) -> dict:
     """:func:`~xspecvae.latent.anomalies` of a posterior table with its keys, most anomalous

@@ -32,6 +32,7 @@ from xspecvae.explore import (
 )
 from xspecvae.latent import (
     DEFAULT_DIVERGENCE,
+    STEP_DIVERGENCE,
     Index,
     of_table,
     trajectories,
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 #: The anomaly ranking's settings: those of ``xspecvae report``, whose table is reused.
-ANOMALY_K, ANOMALY_DIVERGENCE = 10, DEFAULT_DIVERGENCE
+ANOMALY_K, ANOMALY_DIVERGENCE = 10, STEP_DIVERGENCE
 
 
 class Catalogue:
@@ -365,7 +366,7 @@ def epochs(table: dict[str, np.ndarray], row: int) -> np.ndarray:
 
 
 def trajectory(
-    table: dict[str, np.ndarray], row: int, divergence: str = DEFAULT_DIVERGENCE
+    table: dict[str, np.ndarray], row: int, divergence: str = STEP_DIVERGENCE
 ) -> dict[str, np.ndarray]:
     """The observations of the source of ``row`` in time order (:func:`epochs`): ``row``,
     ``obs_id``, ``mjd`` (where known), ``step`` (the ``divergence`` of each posterior from
