@@ -509,7 +509,7 @@ def summary(folder: Path) -> str:
     before), the symmetric KL (the default before), the reverse KL, ``match``, the Euclidean
     distance of the means, hardness ratios and the raw shape; balanced, and above 500 counts,
     under both defaults; W/dof per counts range; the brightness correlation; the thinning test
-    (own original among the 10 nearest under ``match``); the residual at the CVs' Fe XXV line;
+    (own original among the 10 nearest under ``predictive``); the residual at the CVs' Fe XXV line;
     the trajectories' AUC (state against flux-only changes, symmetric KL) where measured."""
     lines = [
         "| tag | protocol | refine | purity (predictive) | sym. KL | KL rev. | match | Eucl. | "
@@ -525,7 +525,7 @@ def summary(folder: Path) -> str:
         a, b = f["all"], f["bright"]
         pa, pb = a.get("predictive", blank), b.get("predictive", blank)
         fits = "/".join(f"{r['median']:.2f}" for r in f["fit_by_counts"])
-        thinned = f["thinning"].get("match", {}).get("original_in_top_10", math.nan)
+        thinned = f["thinning"].get("predictive", {}).get("original_in_top_10", math.nan)
         cv = f["lines"].get("cv 6.7 keV", {}).get("median_sigma", math.nan)
         auc = f.get("trajectories", {}).get("kl_symmetric", {}).get("auc", math.nan)
         lines.append(
