@@ -215,8 +215,9 @@ DIVERGENCES = (
 #: 0.03-0.05 over the symmetric KL, the talk's choice; benchmarks/RESULTS.md, issue 13).
 DEFAULT_DIVERGENCE = "predictive"
 #: The divergence of trajectories' steps and of anomalies' isolation unless one is named: how
-#: far two posteriors lie apart, symmetric; ``predictive`` told state changes from flux-only
-#: changes worse (AUC 0.64 against 0.80, benchmarks/RESULTS.md).
+#: far two posteriors lie apart, symmetric. ``predictive`` told state changes from flux-only
+#: changes worse (AUC 0.64 against 0.80) and ranked a class the model never saw no higher than
+#: chance by isolation (it ranks by brightness there; benchmarks/RESULTS.md).
 STEP_DIVERGENCE = "kl_symmetric"
 _MIN_PRECISION = 1e-3  # of a likelihood under ``predictive``: a dimension its counts barely tell
 
