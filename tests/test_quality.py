@@ -13,7 +13,7 @@ from scipy.special import gammaln, xlogy
 from xspecvae.catalog import Pack
 from xspecvae.evaluation import net_counts, purity, quality
 from xspecvae.explore import reconstruction
-from xspecvae.latent import encode, trajectories
+from xspecvae.latent import Index, conditional_widths, encode, trajectories
 from xspecvae.likelihood import wstat_value
 from xspecvae.run import load_run
 from xspecvae.simulator import simulate_pack
@@ -87,10 +87,12 @@ def test_refinement_improves_the_fits_of_bright_spectra(run):
     assert np.mean(rise) > 1.0 and np.median(rise) > -0.5
 
 
-def test_a_thinned_spectrum_s_posterior_covers_its_original(run):
+def test_a_thinned_spectrum_s_posterior_covers_its_original(run, table):
     """Thinning invariance: bright spectra thinned to about 300 net counts (binomial thinning,
     the same sources seen for a shorter exposure) have wider posteriors that contain the
-    originals': each original's mean lies within the thinned posterior's marginal widths."""
+    originals': each original's mean lies within the thinned posterior's marginal widths. A
+    search by prediction (the default) finds the original among the 10 nearest of the thinned
+    spectrum far more often than the symmetric KL, whose nearest are other faint sources."""
     vae, info = load_run(run)
     with Pack(info["pack"]) as pack:
         data = pack.read(np.arange(len(pack)))
@@ -108,6 +110,15 @@ def test_a_thinned_spectrum_s_posterior_covers_its_original(run):
     assert np.mean(np.abs(pull) > 4) < 0.005
     # the rate's error grows as 1 / sqrt(counts): 3-10 times here
     assert np.median(faint.norm_scale / bright.norm_scale) > 2
+    index = Index(table["z_loc"], table["z_scale"], conditional=conditional_widths(table))
+    query = (np.asarray(faint.z_loc), np.asarray(faint.z_scale))
+    found = {}
+    for how in ("predictive", "kl_symmetric"):
+        near, _ = index.search(*query, 10, divergence=how, conditional=faint.conditional[:, :-1])
+        found[how] = np.mean([row in n for row, n in zip(rows, near)])
+    # seen: 0.47 and 0.03 (on the independent catalogue of benchmarks/latent_quality.py: 0.32
+    # and 0.04)
+    assert found["predictive"] > 0.25 and found["predictive"] > found["kl_symmetric"] + 0.2
 
 
 def test_lines_reconstruct_the_fe_l_complex_of_bright_stars(run):
@@ -211,13 +222,18 @@ def test_posteriors_find_purer_neighbours_and_move_when_sources_change(run, tabl
     with Pack(info["pack"]) as pack:
         labels, source, mjd = (np.asarray(pack.meta[c]) for c in ("label", "source_id", "mjd"))
         state = np.asarray(pack.truth["state"])
+    posterior = (table["z_loc"], table["z_scale"], conditional_widths(table))
     features = {
-        "posterior": ("kl_symmetric", table["z_loc"], table["z_scale"]),
+        "posterior": ("kl_symmetric", *posterior),
+        "predictive": ("predictive", *posterior),
         "hardness": ("euclidean", table["hr"], None),
     }
     got = purity(features, labels, groups=source)
     assert got["posterior"]["balanced"] > got["hardness"]["balanced"]
     assert got["posterior"]["mean"] > got["hardness"]["mean"]
+    # the search by prediction: balanced over classes, seen 0.258 against 0.229 and 0.200 (over
+    # all sources below both, 0.596: here class follows brightness, benchmarks/RESULTS.md)
+    assert got["predictive"]["balanced"] > got["posterior"]["balanced"]
     steps = trajectories({**table, "source_id": source, "mjd": mjd})
     later = np.flatnonzero(~np.isnan(steps["step"]))
     now, before = steps["row"][later], steps["row"][later - 1]
