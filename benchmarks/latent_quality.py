@@ -82,6 +82,8 @@ ABSORPTION = "absorption/xsect_tbabs_wilm.fits"
 PPS = "pps_0760940101"
 #: Protocol A trains on about 1,500 spectra: as many steps as the demo's 40 epochs of 18,000.
 OPTIONS_A = dict(epochs=250, batch_size=128, kl_warmup_epochs=30)
+#: Protocol B trains as the README recipe does (80 epochs since 2026-12-07; 40 before).
+OPTIONS_B = dict(epochs=80)
 SIMULATED = 20_000
 COUNTS_SLOPE = 1.0  # of protocol B's simulation: the README recipe's --counts-slope
 K = 10
@@ -125,7 +127,7 @@ def main(argv=None) -> int:
             grid = args.folder / f"independent-sim-grid-{code}.h5"
             pack = pack_catalogue(grid, ogip, args.data, sim)
             run = args.folder / args.tag / "B"
-            _train(sim, run, config, TrainOptions(**changes), args.data)
+            _train(sim, run, config, TrainOptions(**{**OPTIONS_B, **changes}), args.data)
         figures = evaluate(run, pack, truth, args.refine_steps)
         figures["seconds"] = time.perf_counter() - started
         figures["config"] = dataclasses.asdict(config)
