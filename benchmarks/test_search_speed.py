@@ -35,7 +35,7 @@ def test_search(benchmark, record, table, name):
     assert len(set(rows) & set(np.argpartition(d, K)[:K])) >= K - 1
 
 
-@pytest.mark.parametrize("name", ["kl_symmetric", "bhattacharyya", "wasserstein"])
+@pytest.mark.parametrize("name", ["predictive", "kl_symmetric", "bhattacharyya", "wasserstein"])
 def test_search_numpy_reference(benchmark, record, table, name):
     loc, scale, _ = table
 
