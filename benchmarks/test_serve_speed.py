@@ -53,6 +53,7 @@ import time
 import numpy as np
 import pytest
 
+from xspecvae.latent import conditional_widths
 from xspecvae.serve import data
 from xspecvae.serve.detail import POINTS
 from xspecvae.tables import read_table, write_table
@@ -557,6 +558,7 @@ def searches(search_catalogue):
         rows, _ = cat.index.search(
             table["z_loc"][row], table["z_scale"][row], 10, keep=keep,
             exclude_groups=[table["source_id"][row]],
+            conditional=conditional_widths(table)[row],
         )  # fmt: skip
         return rows[rows >= 0]
 

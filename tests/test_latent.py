@@ -116,7 +116,15 @@ def test_predictive_ranks_the_sources_that_predict_a_faint_sources_counts():
     loc, scale = gaussians(rng, 200, 4)
     assert np.all(divergence("predictive", *faint, loc, scale) >= 0)
     uninformed = divergence("predictive", np.zeros(4), np.ones(4), loc, scale)
-    np.testing.assert_allclose(uninformed, 0.0, atol=0.02)  # the floor of its precision
+    np.testing.assert_allclose(uninformed, 0.0, atol=1e-12)  # its counts tell nothing
+    # nor does a dimension where the posterior is as wide as the prior but off its centre (an
+    # encoder's): its likelihood would centre far outside the population
+    query = (np.array([0.5, 1.0]), np.array([np.sqrt(0.75), 1.2]))
+    told = (query[0][:1], query[1][:1])
+    for loc_b, scale_b in (([2.0, -3.0], [0.1, 0.1]), ([2.0, 5.0], [0.1, 2.0])):
+        got = divergence("predictive", *query, np.array(loc_b), np.array(scale_b))
+        alone = divergence("predictive", *told, np.array(loc_b[:1]), np.array(scale_b[:1]))
+        assert got == pytest.approx(alone)
 
 
 def test_divergences_vanish_on_equal_posteriors_and_broadcast():

@@ -196,7 +196,10 @@ def _encoder(vae: VAE, n_draws: int) -> Callable:
 #: ``L_a = N(mu_a, 1 / lambda_a)``, ``lambda_a = 1 / c_a^2 - 1``) and ``q_b`` the neighbour's
 #: posterior (its marginal widths): per dimension
 #: ``[lambda_a (mu_a - m_b)^2 / (1 + lambda_a s_b^2) + log(1 + lambda_a s_b^2)] / 2``, >= 0,
-#: 0 only for a point posterior at ``mu_a``. A faint query is compared by what its counts say,
+#: 0 only for a point posterior at ``mu_a``. Dimensions the query's counts do not tell (a
+#: likelihood precision under 1e-3 of the prior's, e.g. a posterior as wide as the prior,
+#: whose centre would lie far outside the population) count for nothing. A faint query is
+#: compared by what its counts say,
 #: not pulled to the prior's centre, and its nearest are the sources that predict those counts,
 #: the well-measured ones first (as the posterior predictive of a fit would rank them).
 DIVERGENCES = (
@@ -219,7 +222,7 @@ DEFAULT_DIVERGENCE = "predictive"
 #: changes worse (AUC 0.64 against 0.80) and ranked a class the model never saw no higher than
 #: chance by isolation (it ranks by brightness there; benchmarks/RESULTS.md).
 STEP_DIVERGENCE = "kl_symmetric"
-_MIN_PRECISION = 1e-3  # of a likelihood under ``predictive``: a dimension its counts barely tell
+_MIN_PRECISION = 1e-3  # of a likelihood under ``predictive``: below, its counts tell nothing
 
 
 def divergence(
@@ -271,11 +274,13 @@ def _divergence(
         exponent = (pa * ma**2 + pb * mb**2 - pa * pb * d2) / a
         return xp.sum(0.5 * xp.log(va + vb - va * vb) - 0.5 * exponent, -1)
     if name == "predictive":  # va: the query's conditional variances, vb: marginal ones
-        va = xp.minimum(va, 1.0 / (1.0 + _MIN_PRECISION))
-        precision = 1.0 / va - 1.0  # of the query's likelihood, >= _MIN_PRECISION
+        precision = 1.0 / va - 1.0  # of the query's likelihood
+        told = precision > _MIN_PRECISION  # the dimensions its counts tell
+        precision = xp.where(told, precision, 1.0)
         spread = precision * vb
         d2 = (ma / va / precision - mb) ** 2  # from the likelihood's centre
-        return 0.5 * xp.sum(precision * d2 / (1.0 + spread) + xp.log1p(spread), -1)
+        terms = precision * d2 / (1.0 + spread) + xp.log1p(spread)
+        return 0.5 * xp.sum(xp.where(told, terms, 0.0), -1)
     raise ValueError(f"unknown divergence {name!r}; known: {', '.join(DIVERGENCES)}")
 
 
@@ -323,7 +328,8 @@ class Index:
         ``(Q, k)`` and divergences, nearest first. ``keep`` (N,) bool restricts the table
         (e.g. an SNR or instrument filter); ``exclude_groups`` (Q,) leaves out the rows of the
         query's group; ``conditional``: the queries' conditional widths, for ``match`` and
-        ``predictive``. Where fewer than ``k`` rows qualify, the rest are row -1, value inf."""
+        ``predictive`` (without them, the marginal ones stand in: an approximation). Where
+        fewer than ``k`` rows qualify, the rest are row -1, value inf."""
         if divergence not in DIVERGENCES:
             raise ValueError(f"unknown divergence {divergence!r}; known: {', '.join(DIVERGENCES)}")
         scale = compared_widths(divergence, scale, conditional)
@@ -419,7 +425,8 @@ def compared_widths(
 
 
 def conditional_widths(table: dict[str, np.ndarray]) -> np.ndarray:
-    """The conditional widths of an :func:`encode` table, which ``match`` compares: the
+    """The conditional widths of an :func:`encode` table, which ``match`` compares (and
+    ``predictive`` on the query's side): the
     ``z_conditional`` column, or ``z_scale`` in tables made before 2026-12-06 (whose widths
     were the conditional ones)."""
     return np.asarray(table["z_conditional"] if "z_conditional" in table else table["z_scale"])

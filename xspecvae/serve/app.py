@@ -460,9 +460,10 @@ class Page:
         self._search()
 
     def _trajectory(self) -> None:
-        """The selected source's epochs with their steps under the chosen divergence, their
+        """The selected source's epochs with their steps (under
+        :data:`~xspecvae.latent.STEP_DIVERGENCE`; the chosen divergence is the search's), their
         path on the map, and its hardness-intensity track (the selected epoch in red)."""
-        steps = data.trajectory(self.cat.table, self.current, self.divergence.value)
+        steps = data.trajectory(self.cat.table, self.current)
         self.steps.source.data = {c: steps[c] for c in self.steps.source.data if c in steps}
         here = steps["row"] == self.current
         self.here.data = {c: steps[c][here] for c in self.here.data if c in steps}
@@ -474,9 +475,7 @@ class Page:
         return {"x": self.cat.xy[rows, 0], "y": self.cat.xy[rows, 1]}
 
     def _new_divergence(self, attr: str, old: object, new: str) -> None:
-        if self.current is not None:
-            self._trajectory()
-            self._search()
+        self._search()
 
     def _search(self) -> None:
         """The nearest posteriors of the selected source, ringed on the map."""
