@@ -59,6 +59,7 @@ from xspecvae.evaluation import (  # noqa: E402
     counts_correlation,
     fit_by_counts,
     line_residual,
+    nearest,
     net_counts,
     purity,
     shape_features,
@@ -291,17 +292,8 @@ def faint_neighbours(features: dict, groups, net, k: int = K) -> dict[str, float
     shrunk towards the prior is)."""
     faint = np.flatnonzero(net < 300)
     out = {}
-    for name, (how, loc, scale, *conditional) in features.items():
-        scale = np.ones_like(loc) if scale is None else scale
-        conditional = conditional[0] if conditional else None
-        rows, _ = Index(loc, scale, groups, conditional).search(
-            loc[faint],
-            scale[faint],
-            k,
-            divergence=how,
-            exclude_groups=groups[faint],
-            conditional=None if conditional is None else conditional[faint],
-        )
+    for name, feature in features.items():
+        rows = nearest(feature, faint, k, groups=groups)
         out[name] = float(np.median(net[rows[rows >= 0]]))
     return out
 

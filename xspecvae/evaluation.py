@@ -1,8 +1,8 @@
 """How good a latent space is, measured on labelled catalogues.
 
 :func:`purity` gives, for several ways of measuring nearness at once, the share of each
-source's ``k`` nearest neighbours that share its class and the accuracy of their majority
-vote; the baselines it is set against are the 4XMM hardness ratios
+source's ``k`` nearest neighbours (:func:`nearest`) that share its class and the accuracy of
+their majority vote; the baselines it is set against are the 4XMM hardness ratios
 (:func:`~xspecvae.catalog.hardness_ratios`) and :func:`shape_features`, the square roots of
 each spectrum's share of its net counts. :func:`fit_by_counts` gives the fit statistic per
 counts range, :func:`counts_correlation` how much each latent dimension follows brightness,
@@ -30,6 +30,7 @@ __all__ = [
     "fit_by_counts",
     "knn_predict",
     "line_residual",
+    "nearest",
     "net_counts",
     "purity",
     "quality",
@@ -59,23 +60,11 @@ def purity(
     keep = np.ones(len(labels), bool) if keep is None else np.asarray(keep, bool)
     queries = np.flatnonzero(keep) if queries is None else np.asarray(queries)
     queries = queries[keep[queries]]
-    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
     classes, codes = np.unique(labels, return_inverse=True)
     truth = labels[queries]
     out = {}
-    for name, (how, loc, scale, *conditional) in features.items():
-        scale = np.ones_like(loc) if scale is None else scale
-        conditional = conditional[0] if conditional else None
-        index = Index(loc, scale, groups, conditional)
-        rows, _ = index.search(
-            loc[queries],
-            scale[queries],
-            k,
-            divergence=how,
-            keep=keep,
-            exclude_groups=groups[queries],
-            conditional=None if conditional is None else conditional[queries],
-        )
+    for name, feature in features.items():
+        rows = nearest(feature, queries, k, groups=groups, keep=keep)
         same = np.where(rows >= 0, labels[rows] == truth[:, None], np.nan)
         per_query = np.nanmean(same, 1)
         per_class = {c: float(np.mean(per_query[truth == c])) for c in np.unique(truth)}
@@ -88,6 +77,33 @@ def purity(
             "knn_balanced": _balanced(guess, truth),
         }
     return out
+
+
+def nearest(
+    feature: tuple,
+    queries: ArrayLike,
+    k: int,
+    *,
+    groups: ArrayLike | None = None,
+    keep: ArrayLike | None = None,
+) -> np.ndarray:
+    """The rows ``(Q, k)`` of the ``k`` nearest neighbours of the rows ``queries`` among all
+    rows (``keep``: those allowed), by one way of measuring nearness of :func:`purity`'s
+    ``features``; ``groups``: a query's own group is left out. Row -1 where fewer qualify."""
+    how, loc, scale, *conditional = feature
+    scale = np.ones_like(loc) if scale is None else scale
+    conditional = conditional[0] if conditional else None
+    groups = np.arange(len(loc)) if groups is None else np.asarray(groups)
+    rows, _ = Index(loc, scale, groups, conditional).search(
+        loc[queries],
+        scale[queries],
+        k,
+        divergence=how,
+        keep=keep,
+        exclude_groups=groups[queries],
+        conditional=None if conditional is None else conditional[queries],
+    )
+    return rows
 
 
 def _vote(near: np.ndarray, n_classes: int) -> np.ndarray:

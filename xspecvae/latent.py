@@ -199,9 +199,9 @@ def _encoder(vae: VAE, n_draws: int) -> Callable:
 #: 0 only for a point posterior at ``mu_a``. Dimensions the query's counts do not tell (a
 #: likelihood precision under 1e-3 of the prior's, e.g. a posterior as wide as the prior,
 #: whose centre would lie far outside the population) count for nothing. A faint query is
-#: compared by what its counts say,
-#: not pulled to the prior's centre, and its nearest are the sources that predict those counts,
-#: the well-measured ones first (as the posterior predictive of a fit would rank them).
+#: compared by what its counts say, not pulled to the prior's centre, and its nearest are the
+#: sources that predict those counts, the well-measured ones first (as the posterior
+#: predictive of a fit would rank them).
 DIVERGENCES = (
     "kl",
     "kl_reverse",
@@ -471,13 +471,13 @@ def trajectories(table: dict, *, divergence: str = STEP_DIVERGENCE) -> dict[str,
     start = np.maximum.accumulate(np.where(np.r_[True, ~same], np.arange(len(order)), 0))
     loc = np.asarray(table["z_loc"], np.float64)[order]
     scale, conditional = table["z_scale"], conditional_widths(table)
-    widths = {  # the earlier epoch is the query
-        side: np.asarray(compared_widths(divergence, scale, conditional, query=side))[order]
-        for side in (True, False)
-    }
+    query_var, other_var = (  # the earlier epoch is the query
+        np.asarray(compared_widths(divergence, scale, conditional, query=q), np.float64)[order] ** 2
+        for q in (True, False)
+    )
     step = np.full(len(order), np.nan)
-    earlier = (loc[:-1][same], np.asarray(widths[True][:-1][same], np.float64) ** 2)
-    later = (loc[1:][same], np.asarray(widths[False][1:][same], np.float64) ** 2)
+    earlier = (loc[:-1][same], query_var[:-1][same])
+    later = (loc[1:][same], other_var[1:][same])
     step[1:][same] = _divergence(np, divergence, *earlier, *later)
     return {
         "row": order,

@@ -376,8 +376,8 @@ class Page:
             name="divergence",
         )
         self.k = Spinner(title="k", low=1, high=100, step=1, value=10, width=80, name="k")
-        self.k.on_change("value", lambda attr, old, new: self._search())
-        self.divergence.on_change("value", self._new_divergence)
+        for menu in (self.k, self.divergence):
+            menu.on_change("value", lambda attr, old, new: self._search())
         self.similar = _table(
             "similar",
             {"rank": "rank", "row": "row", "source_id": "SRCID", "obs_id": "OBS_ID"}
@@ -473,9 +473,6 @@ class Page:
     def _on_map(self, rows: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
         """The map coordinates of ``rows``, as the overlay sources hold them."""
         return {"x": self.cat.xy[rows, 0], "y": self.cat.xy[rows, 1]}
-
-    def _new_divergence(self, attr: str, old: object, new: str) -> None:
-        self._search()
 
     def _search(self) -> None:
         """The nearest posteriors of the selected source, ringed on the map."""
